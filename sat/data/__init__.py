@@ -1,0 +1,1 @@
+"""Datasets, noise injection and data loading."""

@@ -1,0 +1,349 @@
+"""Label and image noise injection.
+
+A :class:`Noise` (built from ``conf/noise/*.yaml``) draws a :class:`NoisePattern`
+from the clean training set: which samples are corrupted and what they become.
+The pattern is a plain value that can be saved, hashed and re-applied, so a run
+can be reproduced (or resumed) with exactly the same corruption.
+
+All randomness comes from a private ``torch.Generator`` seeded with ``seed``;
+the global RNG is never touched, so noise does not depend on model init order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from sat.errors import UserError
+
+__all__ = [
+    "CIFAR10_ASYMMETRIC",
+    "MNIST_ASYMMETRIC",
+    "AsymmetricLabelNoise",
+    "FlipLabelNoise",
+    "GaussianImageNoise",
+    "Noise",
+    "NoisePattern",
+    "RandomPixelsNoise",
+    "ShuffledPixelsNoise",
+    "UniformLabelNoise",
+    "cyclic_asymmetric_map",
+    "superclass_asymmetric_map",
+]
+
+# Standard class maps for asymmetric noise (class -> target; identity = no flip).
+# CIFAR-10: truck->automobile, bird->airplane, deer->horse, cat<->dog.
+CIFAR10_ASYMMETRIC: tuple[int, ...] = (0, 1, 0, 5, 7, 3, 6, 7, 8, 1)
+# MNIST: 2->7, 3->8, 5<->6, 7->1.
+MNIST_ASYMMETRIC: tuple[int, ...] = (0, 1, 7, 8, 4, 6, 5, 1, 8, 9)
+
+
+def superclass_asymmetric_map(fine_to_coarse: Sequence[int]) -> list[int]:
+    """CIFAR-100 style map: each fine class -> the next fine class (cyclic, by
+    index) within its super-class. A super-class of one class maps to itself."""
+    fine_to_coarse = [int(c) for c in fine_to_coarse]
+    groups: dict[int, list[int]] = {}
+    for fine, coarse in enumerate(fine_to_coarse):
+        groups.setdefault(coarse, []).append(fine)  # ascending fine index
+    class_map = list(range(len(fine_to_coarse)))
+    for members in groups.values():
+        for i, fine in enumerate(members):
+            class_map[fine] = members[(i + 1) % len(members)]
+    return class_map
+
+
+def cyclic_asymmetric_map(num_classes: int) -> list[int]:
+    """c -> (c + 1) % K, for synthetic data without a natural confusion map."""
+    return [(c + 1) % num_classes for c in range(num_classes)]
+
+
+def _bytes(t: Tensor | None) -> bytes:
+    if t is None:
+        return b"none"
+    t = t.detach().cpu().contiguous()
+    # dtype and shape are part of the hash: same bytes in another layout differ.
+    return f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes()
+
+
+@dataclass
+class NoisePattern:
+    """One realised corruption of a training set of ``len(labels)`` samples."""
+
+    kind: str
+    rate: float
+    seed: int
+    indices: Tensor  # int64, sorted: the corrupted samples
+    labels: Tensor  # int64 (n,): the full label vector after noise
+    images: Tensor | None  # uint8 (len(indices), C, H, W) replacements; image noise only
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def apply(self, images: Tensor | None, labels: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Return noisy copies of ``images`` and ``labels``; the inputs are untouched."""
+        n = len(labels)
+        if n != self.num_samples:
+            raise UserError(
+                f"noise pattern has {self.num_samples} samples but the dataset has {n}; "
+                f"accepted: a pattern drawn for this dataset"
+            )
+        new_labels = self.labels.clone()
+        if images is None:
+            if self.images is not None:
+                raise UserError(f"noise kind {self.kind!r} corrupts images but no images were given")
+            return None, new_labels
+        if len(images) != n:
+            raise UserError(f"got {len(images)} images for {n} labels; accepted: one image per label")
+        new_images = images.clone()
+        if self.images is not None and len(self.indices):
+            if tuple(images.shape[1:]) != tuple(self.images.shape[1:]):
+                raise UserError(
+                    f"noise pattern images have shape {tuple(self.images.shape[1:])} but the dataset "
+                    f"images have {tuple(images.shape[1:])}; accepted: a pattern drawn for this dataset"
+                )
+            new_images[self.indices] = self.images.to(images.dtype)
+        return new_images, new_labels
+
+    def realised_error(self, true_labels: Tensor) -> float:
+        """Fraction of labels that differ from ``true_labels``."""
+        true_labels = torch.as_tensor(true_labels, dtype=torch.int64)
+        if len(true_labels) == 0:
+            return 0.0
+        return (self.labels != true_labels).double().mean().item()
+
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.kind.encode(), repr(float(self.rate)).encode(), str(int(self.seed)).encode(),
+                     _bytes(self.indices), _bytes(self.labels), _bytes(self.images)):
+            # Length prefix keeps field boundaries unambiguous.
+            h.update(len(part).to_bytes(8, "little") + part)
+        return h.hexdigest()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to ``path`` atomically (a crash never leaves a half-written file)."""
+        path = os.fspath(path)
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, exist_ok=True)
+        payload = {
+            "kind": self.kind,
+            "rate": float(self.rate),
+            "seed": int(self.seed),
+            "indices": self.indices.cpu(),
+            "labels": self.labels.cpu(),
+            "images": None if self.images is None else self.images.cpu(),
+            "sha256": self.sha256(),
+        }
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".noise-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, num_samples: int | None = None) -> NoisePattern:
+        """Load and verify a pattern written by :meth:`save`."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise UserError(f"noise file {path} does not exist; accepted: a file written by NoisePattern.save")
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            pattern = cls(kind=str(d["kind"]), rate=float(d["rate"]), seed=int(d["seed"]),
+                          indices=d["indices"], labels=d["labels"], images=d["images"])
+            stored = d["sha256"]
+        except Exception as e:  # unreadable or missing fields: the file is not ours or damaged
+            raise UserError(f"noise file {path} is corrupted: cannot be read ({type(e).__name__})") from e
+        if stored != pattern.sha256():
+            raise UserError(f"noise file {path} is corrupted: hash mismatch")
+        if num_samples is not None and pattern.num_samples != num_samples:
+            raise UserError(
+                f"noise file {path} has {pattern.num_samples} samples but the dataset has {num_samples}; "
+                f"accepted: a noise file drawn for this dataset"
+            )
+        return pattern
+
+
+class Noise:
+    """Base noise: validates the config and draws (or loads) a :class:`NoisePattern`."""
+
+    kind: str = ""
+    corrupts_images: bool = False
+
+    def __init__(self, rate: float = 0.0, seed: int = 0, from_file: str | None = None):
+        try:
+            rate = float(rate)
+        except (TypeError, ValueError):
+            raise UserError(f"noise.rate={rate!r} is not a number; accepted: 0 <= rate <= 1") from None
+        if not 0.0 <= rate <= 1.0:  # also rejects NaN
+            raise UserError(f"noise.rate={rate} is out of range; accepted: 0 <= rate <= 1")
+        self.rate = rate
+        self.seed = int(seed)
+        self.from_file = from_file
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rate={self.rate}, seed={self.seed}, from_file={self.from_file!r})"
+
+    def draw(self, images: Tensor | None, labels: Tensor, num_classes: int, *,
+             class_map: Sequence[int] | Tensor | None = None,
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> NoisePattern:
+        labels = torch.as_tensor(labels, dtype=torch.int64).cpu()
+        n = len(labels)
+        if self.from_file is not None:
+            pattern = NoisePattern.load(self.from_file, num_samples=n)
+            if pattern.kind != self.kind:
+                raise UserError(
+                    f"noise file {self.from_file} holds {pattern.kind!r} noise but noise={self.kind!r} "
+                    f"was asked; accepted: a noise file of the same kind"
+                )
+            return pattern
+        if n and (labels.min() < 0 or labels.max() >= num_classes):
+            raise UserError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, {labels.max()}]")
+        if self.corrupts_images:
+            if images is None or images.dim() != 4 or len(images) != n or images.dtype != torch.uint8:
+                got = None if images is None else f"{tuple(images.shape)} {images.dtype}"
+                raise UserError(f"noise={self.kind} needs uint8 images of shape (N={n}, C, H, W); got {got}")
+            images = images.cpu()
+        gen = torch.Generator().manual_seed(self.seed)
+        chosen, new_labels, new_images = self._draw(images, labels, num_classes, gen,
+                                                    class_map=class_map, mean=mean, std=std)
+        order = torch.argsort(chosen)  # patterns store sorted indices
+        chosen = chosen[order]
+        if new_images is not None:
+            new_images = new_images[order]
+        return NoisePattern(self.kind, self.rate, self.seed, chosen, new_labels, new_images)
+
+    def _choose(self, n: int, gen: torch.Generator) -> Tensor:
+        """int(rate * n) distinct samples, uniformly at random."""
+        return torch.randperm(n, generator=gen)[: int(self.rate * n)]
+
+    def _draw(self, images, labels, num_classes, gen, **kw) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Return (chosen indices, full noisy label vector, replacement images or None)."""
+        raise NotImplementedError
+
+
+class UniformLabelNoise(Noise):
+    """SAT's ``corrupted_label``: redraw chosen labels over all K classes (may stay correct)."""
+
+    kind = "uniform"
+
+    def _draw(self, images, labels, num_classes, gen, **kw):
+        chosen = self._choose(len(labels), gen)
+        labels = labels.clone()
+        labels[chosen] = torch.randint(0, num_classes, (len(chosen),), generator=gen)
+        return chosen, labels, None
+
+
+class FlipLabelNoise(Noise):
+    """Nakkiran et al.: chosen labels move to a uniformly random *different* class."""
+
+    kind = "flip"
+
+    def _draw(self, images, labels, num_classes, gen, **kw):
+        chosen = self._choose(len(labels), gen)
+        if len(chosen) and num_classes < 2:
+            raise UserError(f"noise=flip needs at least 2 classes; got num_classes={num_classes}")
+        labels = labels.clone()
+        # An offset in [1, K) never maps a class to itself and is uniform over the others.
+        offset = torch.randint(1, max(num_classes, 2), (len(chosen),), generator=gen)
+        labels[chosen] = (labels[chosen] + offset) % num_classes
+        return chosen, labels, None
+
+
+class AsymmetricLabelNoise(Noise):
+    """Class-conditional noise: int(rate * n_c) samples of each mapped class c -> class_map[c]."""
+
+    kind = "asymmetric"
+
+    def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None):
+        if self.from_file is None:
+            if class_map is None:
+                raise UserError("noise=asymmetric needs a class_map; accepted: a class -> target list of "
+                                "length num_classes (e.g. CIFAR10_ASYMMETRIC)")
+            cm = torch.as_tensor(class_map, dtype=torch.int64).flatten()
+            if len(cm) != num_classes or (len(cm) and (cm.min() < 0 or cm.max() >= num_classes)):
+                raise UserError(f"noise=asymmetric class_map={cm.tolist()} is invalid; accepted: "
+                                f"{num_classes} entries in [0, {num_classes})")
+            class_map = cm
+        return super().draw(images, labels, num_classes, class_map=class_map, mean=mean, std=std)
+
+    def _draw(self, images, labels, num_classes, gen, *, class_map, **kw):
+        new_labels = labels.clone()
+        picked = [torch.empty(0, dtype=torch.int64)]
+        for c in range(num_classes):
+            target = int(class_map[c])
+            if target == c:
+                continue
+            # Selection uses the clean labels, so swaps (cat<->dog) do not cascade.
+            members = torch.nonzero(labels == c).flatten()
+            pick = members[torch.randperm(len(members), generator=gen)[: int(self.rate * len(members))]]
+            new_labels[pick] = target
+            picked.append(pick)
+        return torch.cat(picked), new_labels, None
+
+
+class _ImageNoise(Noise):
+    corrupts_images = True
+
+
+class GaussianImageNoise(_ImageNoise):
+    """Chosen images become Gaussian noise with the dataset's per-channel mean/std."""
+
+    kind = "gaussian"
+
+    def _draw(self, images, labels, num_classes, gen, *, mean=None, std=None, **kw):
+        c = images.shape[1]
+        if mean is None or std is None:
+            raise UserError("noise=gaussian needs the dataset's per-channel mean and std")
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if len(mean_t) != c or len(std_t) != c or (std_t < 0).any():
+            raise UserError(f"noise=gaussian mean={mean_t.tolist()} std={std_t.tolist()} are invalid; "
+                            f"accepted: {c} values each (in [0, 1] units), std >= 0")
+        chosen = self._choose(len(labels), gen)
+        shape = (len(chosen), *images.shape[1:])
+        z = torch.randn(shape, generator=gen)
+        pixels = (z * std_t.view(1, c, 1, 1) + mean_t.view(1, c, 1, 1)) * 255
+        return chosen, labels.clone(), pixels.round().clamp(0, 255).to(torch.uint8)
+
+
+def _permute_pixels(images: Tensor, perms: Tensor) -> Tensor:
+    """images (m, C, H, W), perms (m, H*W): same permutation across an image's channels."""
+    m, c = images.shape[:2]
+    flat = images.flatten(2)
+    out = flat.gather(2, perms.unsqueeze(1).expand(m, c, -1))
+    return out.view_as(images)
+
+
+class RandomPixelsNoise(_ImageNoise):
+    """Each chosen image gets its own random permutation of its pixels."""
+
+    kind = "random_pixels"
+
+    def _draw(self, images, labels, num_classes, gen, **kw):
+        chosen = self._choose(len(labels), gen)
+        hw = images.shape[2] * images.shape[3]
+        perms = torch.stack([torch.randperm(hw, generator=gen) for _ in range(len(chosen))]) \
+            if len(chosen) else torch.empty(0, hw, dtype=torch.int64)
+        return chosen, labels.clone(), _permute_pixels(images[chosen], perms)
+
+
+class ShuffledPixelsNoise(_ImageNoise):
+    """All chosen images share one random permutation of pixel positions."""
+
+    kind = "shuffled_pixels"
+
+    def _draw(self, images, labels, num_classes, gen, **kw):
+        chosen = self._choose(len(labels), gen)
+        hw = images.shape[2] * images.shape[3]
+        perm = torch.randperm(hw, generator=gen)
+        return chosen, labels.clone(), _permute_pixels(images[chosen], perm.expand(len(chosen), hw))
