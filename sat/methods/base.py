@@ -1,0 +1,41 @@
+"""The interface every training method implements."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Method(nn.Module):
+    """A training objective, possibly with per-sample state.
+
+    Per-sample state (e.g. SAT's soft targets) lives in buffers, so it moves with
+    ``.to(device)`` and is saved by ``state_dict()``. Call :meth:`setup` with the
+    training labels before the first step (and before ``load_state_dict``).
+    """
+
+    def setup(self, labels: torch.Tensor, num_classes: int) -> None:
+        """Allocate per-sample state for ``labels`` (on their device). Default: none."""
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Loss of a batch given its logits, labels and dataset indices."""
+        raise NotImplementedError
+
+    def forward(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step's loss; returns ``(loss, logits on the clean batch)``.
+
+        ``model`` is in train mode. Methods that need more than the clean forward pass
+        (adversarial training) override this.
+        """
+        logits = model(x)
+        return self.loss(logits, y, index, epoch), logits
+
+    def soft_labels(self) -> torch.Tensor | None:
+        """The per-sample soft targets, if the method keeps them."""
+        return None
+
+    def hparams(self) -> dict[str, float | int | str | bool]:
+        """The values this method actually uses (after any derivation), for logging."""
+        return {}
