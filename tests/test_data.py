@@ -1,0 +1,99 @@
+"""Datasets in their real on-disk formats, the device loader and batched augmentation."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_files import write_cifar10, write_cifar100
+from sat.data.augment import CropFlip
+from sat.data.datasets import load_cifar, load_digits, load_synthetic
+from sat.data.loader import DeviceLoader
+from sat.data.noise import CIFAR10_ASYMMETRIC
+from sat.errors import UserError
+
+
+def test_cifar10_reads_the_real_pickle_format(tmp_path):
+    folder = write_cifar10(tmp_path, per_batch=20, test=30)
+    data = load_cifar("cifar10", root=str(tmp_path), val_size=10)
+    assert data.train.images.shape == (100, 3, 32, 32) and data.train.images.dtype == torch.uint8
+    assert data.test.images.shape == (30, 3, 32, 32) and data.num_classes == 10 and data.val_size == 10
+    with open(folder / "data_batch_1", "rb") as f:
+        raw = pickle.load(f, encoding="latin1")
+    row = np.asarray(raw["data"][0])  # first image: 1024 red, 1024 green, 1024 blue bytes
+    assert data.train.images[0, 0].flatten().tolist() == row[:1024].tolist()
+    assert data.train.images[0, 2, 0, :4].tolist() == row[2048:2052].tolist()
+    assert data.train.labels[:20].tolist() == raw["labels"]
+    assert data.asymmetric_map == list(CIFAR10_ASYMMETRIC)
+
+
+def test_cifar100_fine_labels_and_superclass_asymmetric_map(tmp_path):
+    write_cifar100(tmp_path)
+    data = load_cifar("cifar100", root=str(tmp_path), val_size=0)
+    assert data.num_classes == 100 and len(data.train) == 200
+    amap = data.asymmetric_map
+    for fine in range(100):  # the written files put fine class f in super-class f % 20
+        assert amap[fine] % 20 == fine % 20 and amap[fine] != fine
+
+
+def test_missing_cifar_gives_one_clear_line(tmp_path):
+    with pytest.raises(UserError) as e:
+        load_cifar("cifar10", root=str(tmp_path / "nowhere"))
+    msg = str(e.value)
+    assert "\n" not in msg and "nowhere" in msg and "dataset.download=true" in msg and "experiment=quickstart" in msg
+
+
+def test_digits_is_embedded_and_split_fixed():
+    a, b = load_digits(), load_digits()
+    assert a.train.images.shape == (1300, 1, 8, 8) and len(a.test) == 497
+    assert torch.equal(a.test.labels, b.test.labels) and int(a.train.images.max()) == 255
+    assert set(a.train.labels.tolist()) == set(range(10))
+
+
+def test_validation_split_is_the_tail():
+    data = load_synthetic(num_train=100, val_size=20)
+    train, val = data.train.split(20)
+    assert len(train) == 80 and torch.equal(val.labels, data.train.labels[80:])
+    with pytest.raises(UserError, match="val_size=100"):
+        data.train.split(100)
+
+
+def test_loader_covers_each_sample_once_per_epoch_with_its_index():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    labels = torch.arange(10)
+    loader = DeviceLoader(images, labels, batch_size=4, shuffle=True, seed=1)
+    seen = []
+    for x, y, index in loader:
+        assert x.dtype == torch.float32 and float(x.max()) <= 1.0
+        assert torch.equal(y, index) and torch.allclose(x[:, 0, 0, 0] * 255, index.float())
+        seen += index.tolist()
+    assert sorted(seen) == list(range(10)) and len(loader) == 3
+    again = [i.tolist() for _, _, i in loader]
+    assert sum(again, []) != seen  # a new permutation every epoch
+
+
+def test_loader_is_repeatable_from_its_state():
+    images, labels = torch.zeros(16, 1, 2, 2, dtype=torch.uint8), torch.arange(16)
+    a = DeviceLoader(images, labels, 4, shuffle=True, seed=0)
+    state = a.state_dict()
+    first = [i.tolist() for _, _, i in a]
+    b = DeviceLoader(images, labels, 4, shuffle=True, seed=99)
+    b.load_state_dict(state)
+    assert [i.tolist() for _, _, i in b] == first
+
+
+def test_crop_flip_matches_torchvision_semantics():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    out = CropFlip(padding=2, flip=True)(x, g)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    for i in range(64):  # each output is a (maybe flipped) window of the zero-padded input
+        padded = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
+        windows = [padded[:, r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(2)) for w in windows)
+    assert not torch.equal(out, x)
+    unchanged = CropFlip(padding=0, flip=False)(x, g)
+    assert torch.equal(unchanged, x)
