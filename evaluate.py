@@ -1,0 +1,15 @@
+"""Evaluate a checkpoint: ``python evaluate.py checkpoint=RUN/checkpoints/best.pt``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from sat import tasks
+
+
+@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    return tasks.run_task(tasks.evaluate, cfg)["test/acc"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""End to end through the real entry points (subprocesses), on synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, run_entry
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sat_run(tmp_path_factory):
+    """One tiny SAT run under flip noise, with a checkpoint every epoch."""
+    cwd = tmp_path_factory.mktemp("train")
+    run = cwd / "run"
+    proc = run_entry("train.py", *TINY, "trainer.epochs=3", "method=sat", "method.start_epoch=1", "noise=flip",
+                     "noise.rate=0.3", "trainer.checkpoint_every=1", f"hydra.run.dir={run}", cwd=cwd)
+    return run, proc
+
+
+def test_train_writes_every_output(sat_run):
+    run, proc = sat_run
+    assert "final test acc" in proc.stdout and str(run) in proc.stdout and "tensorboard --logdir" in proc.stdout
+    for name in ["metrics.jsonl", "summary.json", "noise.pt", "soft_labels.pt", "label_errors.csv", ".hydra/config.yaml",
+                 "checkpoints/last.pt", "checkpoints/best.pt", "checkpoints/epoch_1.pt", "checkpoints/epoch_3.pt"]:
+        assert (run / name).is_file(), name
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for key in ["train/loss", "train/acc", "val/acc", "test/acc", "lr", "train/noisy_acc_given", "train/noisy_acc_true",
+                "train/clean_acc", "sat/label_recovery"]:
+        assert all(0 <= r[key] for r in rows), key
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["noise"]["kind"] == "flip" and summary["noise"]["realised_error"] == pytest.approx(0.3, abs=0.01)
+    assert summary["final"]["test/acc"] == rows[-1]["test/acc"] and summary["params"] > 0
+    assert summary["method"]["start_epoch"] == 1 and summary["choices"]["method"] == "sat"
+
+
+def test_tensorboard_events_read_back(sat_run):
+    run, _ = sat_run
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for tag in ["train/loss", "test/acc", "val/acc", "lr", "sat/label_recovery", "final/test/acc"]:
+        assert tag in tags, tag
+    steps = [e.step for e in acc.Scalars("test/acc")]
+    assert steps == [1, 2, 3]
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert acc.Scalars("test/acc")[-1].value == pytest.approx(rows[-1]["test/acc"], rel=1e-6)
+    plugin = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugin and "_hparams_/session_start_info" in plugin
+
+
+def test_soft_labels_and_label_errors(sat_run):
+    run, _ = sat_run
+    saved = torch.load(run / "soft_labels.pt", weights_only=True)
+    soft, given = saved["soft_labels"], saved["given_labels"]
+    assert soft.shape == (len(given), 4) and torch.allclose(soft.sum(1), torch.ones(len(given)), atol=1e-5)
+    with open(run / "label_errors.csv") as f:
+        rows = list(csv.DictReader(f))
+    flagged = (soft.argmax(1) != given).nonzero().flatten().tolist()
+    assert sorted(int(r["index"]) for r in rows) == sorted(flagged)
+    for r in rows:
+        assert int(r["given_label"]) == int(given[int(r["index"])]) and int(r["soft_label_argmax"]) != int(r["given_label"])
+
+
+def test_checkpoints_load_safely_and_hold_the_full_state(sat_run):
+    run, _ = sat_run
+    state = torch.load(run / "checkpoints/last.pt", weights_only=True)
+    for key in ["model", "optimizer", "scheduler", "method", "loader", "rng", "epoch", "best", "config", "noise_sha256"]:
+        assert key in state, key
+    assert state["epoch"] == 3 and state["method"]["targets"].shape[1] == 4
+    assert state["config"]["model"]["_target_"] == "sat.models.SmallCNN"
+
+
+def test_evaluate_reproduces_the_training_test_accuracy(sat_run, tmp_path):
+    run, _ = sat_run
+    proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", "device=cpu", f"hydra.run.dir={tmp_path}",
+                     cwd=tmp_path)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    last = read_jsonl(run / "metrics.jsonl")[-1]
+    assert result["test/acc"] == pytest.approx(last["test/acc"], abs=1e-9)
+    assert result["epoch"] == 3 and result["noise"]["kind"] == "flip"
+    for key in ["train_clean/acc", "train_noisy/acc_given", "train_noisy/acc_true"]:
+        assert 0.0 <= result[key] <= 1.0
+    assert json.loads((tmp_path / "evaluation.json").read_text()) == result
+
+
+def test_evaluate_multirun_over_checkpoints(sat_run, tmp_path):
+    run, _ = sat_run
+    ckpts = f"{run}/checkpoints/epoch_1.pt,{run}/checkpoints/epoch_3.pt"
+    run_entry("evaluate.py", "-m", f"checkpoint={ckpts}", "device=cpu", f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    results = sorted(json.loads(p.read_text())["epoch"] for p in tmp_path.rglob("evaluation.json"))
+    assert results == [1, 3]
+
+
+def test_resume_continues_exactly(tmp_path):
+    """Resuming from the epoch-2 checkpoint of a 4-epoch run reproduces epochs 3-4."""
+    args = [*TINY, "trainer.epochs=4", "method=sat", "noise=uniform", "noise.rate=0.4"]
+    run_entry("train.py", *args, "trainer.checkpoint_every=1", f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
+    run_entry("train.py", *args, f"resume={tmp_path / 'full/checkpoints/epoch_2.pt'}",
+              f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    drop_time = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # noqa: E731
+    full = drop_time(read_jsonl(tmp_path / "full/metrics.jsonl"))
+    resumed = drop_time(read_jsonl(tmp_path / "resumed/metrics.jsonl"))
+    assert [r["epoch"] for r in resumed] == [3, 4]
+    assert resumed == full[2:]
+
+
+def test_resume_refuses_another_setting(tmp_path):
+    run_entry("train.py", *TINY, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    proc = run_entry("train.py", *TINY, "model.width=16", f"resume={tmp_path / 'a/checkpoints/last.pt'}",
+                     f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_value_gives_one_line_error(tmp_path):
+    proc = run_entry("train.py", *TINY, "noise.rate=1.5", f"hydra.run.dir={tmp_path}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert err and "noise.rate=1.5" in err[0] and "accepted" in err[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_cifar_stops_at_once_with_directions(tmp_path):
+    proc = run_entry("train.py", f"paths.data_dir={tmp_path / 'data'}", "device=cpu", f"hydra.run.dir={tmp_path / 'r'}",
+                     cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    line = next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
+    assert str(tmp_path / "data") in line and "dataset.download=true" in line and "experiment=quickstart" in line
