@@ -49,9 +49,13 @@ OmegaConf.register_new_resolver("sat_subdir", _sweep_subdir, replace=True)
 # --- small pieces -------------------------------------------------------------------
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, job_num: int | None = None) -> torch.device:
+    """``auto`` is CUDA when present; in a sweep on a machine with several GPUs, job
+    ``n`` gets GPU ``n % count`` (Hydra's launchers assign no GPUs themselves)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", (job_num or 0) % torch.cuda.device_count())
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
@@ -73,6 +77,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _job_num() -> int | None:
+    """This job's number within a multirun sweep (None outside one)."""
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return hc.job.num if str(hc.mode) == "RunMode.MULTIRUN" else None
 
 
 def _choices() -> dict[str, str]:
@@ -142,8 +154,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` describes; returns the run's summary."""
     wall_start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, _job_num())
     amp_dtype = resolve_precision(cfg.trainer.precision, device)
+    if cfg.trainer.num_threads:  # parallel CPU jobs of a sweep must share the cores
+        torch.set_num_threads(cfg.trainer.num_threads)
     channels_last = device.type == "cuda" and cfg.trainer.channels_last
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
@@ -204,6 +218,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             for split, (images, labels) in eval_sets.items():
                 for k, v in evaluate_model(model, images, labels, cfg.trainer.eval_batch_size, amp_dtype, channels_last).items():
                     metrics[f"{split}/{k}"] = v
+            for split in ("train", "val", "test"):  # error curves are what double-descent plots show
+                if f"{split}/acc" in metrics:
+                    metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
             soft = method.soft_labels()
             noisy = train_labels != true_labels
             if soft is not None and bool(noisy.any()):
