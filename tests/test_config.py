@@ -76,7 +76,7 @@ def test_evaluate_config_composes(compose_cfg):
 
 
 def test_sweep_subdir_names_overrides_then_seed(compose_cfg):
-    from sat.tasks import _sweep_subdir
+    from sat.tasks.common import _sweep_subdir
 
     cfg = compose_cfg("train", ["method=ce", "seed=3"], return_hydra_config=True)
 
