@@ -1,0 +1,106 @@
+"""L_inf gradient-sign attacks: PGD (Madry et al.), FGSM, and CW (PGD on the
+Carlini-Wagner margin loss)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sat.attacks.base import Attack, input_grad, parse_eps, project
+from sat.errors import UserError
+
+LOSSES = ("ce", "margin")
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample CW margin ``max_{j != y} z_j - z_y`` (positive = misclassified)."""
+    z = logits.float()
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    others = z.scatter(1, y[:, None], float("-inf"))
+    return others.max(dim=1).values - z_y
+
+
+def _loss(name: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # Summed, not averaged, so a sample's gradient does not depend on the batch size.
+    if name == "ce":
+        return F.cross_entropy(logits.float(), y, reduction="sum")
+    return margin_loss(logits, y).sum()
+
+
+class PGD(Attack):
+    """Projected gradient ascent on ``loss`` with signed steps of ``step_size``.
+
+    ``random_start`` draws the start uniformly from the eps-ball. With ``restarts``
+    > 1, each sample keeps the first restart's example that fools the model, else the
+    last restart's."""
+
+    def __init__(
+        self,
+        eps: float | str = 0.031,
+        step_size: float | str = 0.007,
+        steps: int = 10,
+        random_start: bool = True,
+        restarts: int = 1,
+        loss: str = "ce",
+    ):
+        self.eps = parse_eps(eps, "attack.eps")
+        self.step_size = parse_eps(step_size, "attack.step_size")
+        if steps < 0:
+            raise UserError(f"attack.steps={steps} is out of range; accepted: an integer >= 0")
+        if restarts < 1:
+            raise UserError(f"attack.restarts={restarts} is out of range; accepted: an integer >= 1")
+        if loss not in LOSSES:
+            raise UserError(f"attack.loss={loss!r} is not supported; accepted: {', '.join(LOSSES)}")
+        self.steps, self.random_start, self.restarts, self.loss = int(steps), bool(random_start), int(restarts), loss
+
+    def _run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = x.detach().clone()
+        if self.random_start:
+            x_adv = project(x_adv + torch.empty_like(x_adv).uniform_(-self.eps, self.eps), x, self.eps)
+        for _ in range(self.steps):
+            grad = input_grad(lambda xa: _loss(self.loss, model(xa), y), x_adv)
+            x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
+        return x_adv
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        if self.restarts == 1:  # no need to check which samples are fooled
+            return self._run_once(model, x, y)
+        best = x.clone()
+        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.restarts):
+            x_adv = self._run_once(model, x, y)
+            with torch.no_grad():
+                fooled = model(x_adv).argmax(dim=1) != y
+            take = ~found  # not fooled yet: take this restart's (first success, or latest)
+            best[take] = x_adv[take]
+            found |= fooled
+        return best
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(eps={self.eps:.5g}, step_size={self.step_size:.5g}, steps={self.steps}, "
+            f"random_start={self.random_start}, restarts={self.restarts}, loss={self.loss!r})"
+        )
+
+
+class FGSM(PGD):
+    """One signed step of size eps from the clean input (Goodfellow et al.)."""
+
+    def __init__(self, eps: float | str = 0.031):
+        super().__init__(eps=eps, step_size=eps, steps=1, random_start=False, restarts=1, loss="ce")
+
+
+class CW(PGD):
+    """PGD on the CW margin loss (the "CW_inf" evaluation of the TRADES/SAT papers)."""
+
+    def __init__(
+        self,
+        eps: float | str = 0.031,
+        step_size: float | str = 0.003,
+        steps: int = 20,
+        random_start: bool = True,
+        restarts: int = 1,
+    ):
+        super().__init__(eps, step_size, steps, random_start, restarts, loss="margin")
