@@ -2,6 +2,7 @@
 
 from sat.tasks.common import run_task
 from sat.tasks.evaluation import evaluate
+from sat.tasks.robustness import attack
 from sat.tasks.training import train
 
-__all__ = ["evaluate", "run_task", "train"]
+__all__ = ["attack", "evaluate", "run_task", "train"]

@@ -1,0 +1,15 @@
+"""Robustness of checkpoints: ``python attack.py checkpoint=PATH attack=pgd20``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from sat import tasks
+
+
+@hydra.main(config_path="conf", config_name="attack", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    return tasks.run_task(tasks.attack, cfg)["best"]["robust"]
+
+
+if __name__ == "__main__":
+    main()
