@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from sat.methods import TRADES  # noqa: E402
+from sat.methods import TRADES
+from sat.models import ResNet
 
 
 def make_model(width: int) -> nn.Module:
-    try:
-        from sat.models import ResNet
-    except ImportError:  # the model zoo is optional for this benchmark
-        return nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 10),
-        )  # fmt: skip
     return ResNet(num_classes=10, input_shape=(3, 32, 32), depth=18, width=width)
 
 
