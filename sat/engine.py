@@ -38,8 +38,9 @@ def train_one_epoch(
     """
     model.train()
     device = loader.images.device
-    # loss sum, correct, seen, noisy: correct-given, correct-true, count, clean: correct, count
-    sums = torch.zeros(8, device=device, dtype=torch.float64)
+    # loss sum, correct, noisy: correct-given, correct-true, count, clean: correct, count
+    sums = torch.zeros(7, device=device, dtype=torch.float64)
+    seen = 0  # a host int: creating a device scalar per step would sync with the device
     for x, y, index in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -51,7 +52,8 @@ def train_one_epoch(
 
         pred = logits.detach().argmax(dim=1)
         hit = pred == y
-        stats = [loss.detach() * len(y), hit.sum(), torch.tensor(len(y), device=device)]
+        seen += len(y)
+        stats = [loss.detach() * len(y), hit.sum()]
         if true_labels is not None:
             true = true_labels[index]
             noisy = y != true
@@ -59,13 +61,13 @@ def train_one_epoch(
         sums[: len(stats)] += torch.stack([s.to(torch.float64) for s in stats])
 
     s = sums.tolist()  # the epoch's single host sync
-    metrics = {"train/loss": s[0] / max(s[2], 1), "train/acc": s[1] / max(s[2], 1)}
+    metrics = {"train/loss": s[0] / max(seen, 1), "train/acc": s[1] / max(seen, 1)}
     if true_labels is not None:
-        if s[5] > 0:
-            metrics["train/noisy_acc_given"] = s[3] / s[5]
-            metrics["train/noisy_acc_true"] = s[4] / s[5]
-        if s[7] > 0:
-            metrics["train/clean_acc"] = s[6] / s[7]
+        if s[4] > 0:
+            metrics["train/noisy_acc_given"] = s[2] / s[4]
+            metrics["train/noisy_acc_true"] = s[3] / s[4]
+        if s[6] > 0:
+            metrics["train/clean_acc"] = s[5] / s[6]
     return metrics
 
 

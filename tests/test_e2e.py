@@ -136,3 +136,20 @@ def test_missing_cifar_stops_at_once_with_directions(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     line = next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
     assert str(tmp_path / "data") in line and "dataset.download=true" in line and "experiment=quickstart" in line
+
+
+@pytest.mark.parametrize("kind", ["uniform", "flip", "asymmetric", "gaussian", "random_pixels", "shuffled_pixels"])
+def test_every_noise_kind_trains(compose_cfg, tmp_path, kind):
+    """In-process through sat.tasks.train: the noise reaches the data as it should."""
+    from sat.tasks import train
+
+    cfg = compose_cfg("train", [*TINY, "trainer.epochs=1", f"noise={kind}", "noise.rate=0.5",
+                                f"paths.output_dir={tmp_path}"])
+    summary = train(cfg)
+    noise = summary["noise"]
+    assert noise["kind"] == kind
+    if kind in ("gaussian", "random_pixels", "shuffled_pixels"):
+        assert noise["realised_error"] == 0.0  # image noise keeps the labels
+    else:
+        assert noise["realised_error"] > 0.1
+    assert (tmp_path / "noise.pt").is_file() and "test/acc" in summary["final"]

@@ -19,3 +19,11 @@ def test_quickstart_sat_beats_ce(tmp_path):
     # CE memorises the wrong labels; SAT's soft targets recover most of them
     assert ce["final"]["train/noisy_acc_given"] > 0.9
     assert sat["final"]["sat/label_recovery"] > 0.7
+
+    # evaluate.py on the digits checkpoint agrees and reports the memorisation
+    ce_run = tmp_path / "method=ce,seed=0"
+    proc = run_entry("evaluate.py", f"checkpoint={ce_run}/checkpoints/last.pt", f"hydra.run.dir={tmp_path / 'eval'}",
+                     cwd=tmp_path)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["dataset"] == "digits" and result["test/acc"] == ce_acc
+    assert result["train_noisy/acc_given"] > 0.9 > result["train_noisy/acc_true"]
