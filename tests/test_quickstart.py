@@ -20,9 +20,10 @@ def test_quickstart_sat_beats_ce(tmp_path):
     assert ce["final"]["train/noisy_acc_given"] > 0.9
     assert sat["final"]["sat/label_recovery"] > 0.7
 
-    # evaluate.py on the digits checkpoint agrees and reports the memorisation
+    # evaluate.py on the digits checkpoint agrees and reports the memorisation (the path holds
+    # '=' and ',', so it is quoted for Hydra's override parser)
     ce_run = tmp_path / "method=ce,seed=0"
-    proc = run_entry("evaluate.py", f"checkpoint={ce_run}/checkpoints/last.pt", f"hydra.run.dir={tmp_path / 'eval'}",
+    proc = run_entry("evaluate.py", f"checkpoint='{ce_run}/checkpoints/last.pt'", f"hydra.run.dir={tmp_path / 'eval'}",
                      cwd=tmp_path)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dataset"] == "digits" and result["test/acc"] == ce_acc
