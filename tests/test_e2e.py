@@ -124,7 +124,7 @@ def test_resume_refuses_another_setting(tmp_path):
 
 def test_bad_value_gives_one_line_error(tmp_path):
     proc = run_entry("train.py", *TINY, "noise.rate=1.5", f"hydra.run.dir={tmp_path}", cwd=tmp_path, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert err and "noise.rate=1.5" in err[0] and "accepted" in err[0]
     assert "Traceback" not in proc.stderr

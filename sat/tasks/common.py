@@ -8,6 +8,7 @@ builds the objects the config names and hands plain values to the library.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -147,7 +148,8 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
             log.exception("run failed; run folder: %s", out)
             raise
         log.error("%s", user_error)
-        raise SystemExit(f"error: {user_error}\n(run folder: {out})") from None
+        print(f"error: {user_error}\n(run folder: {out})", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     except BaseException:
         log.exception("run failed; run folder: %s", out)
         raise
