@@ -153,3 +153,20 @@ def test_every_noise_kind_trains(compose_cfg, tmp_path, kind):
     else:
         assert noise["realised_error"] > 0.1
     assert (tmp_path / "noise.pt").is_file() and "test/acc" in summary["final"]
+
+
+def test_cifar_files_train_and_evaluate_through_the_entry_points(tmp_path):
+    """CIFAR-10 in its real on-disk format (small), asymmetric noise, crop+flip on 32x32."""
+    from cifar_files import write_cifar10
+
+    write_cifar10(tmp_path / "data", per_batch=40, test=50)
+    run = tmp_path / "run"
+    run_entry("train.py", f"paths.data_dir={tmp_path / 'data'}", "dataset.val_size=20", "model=cnn", "model.width=8",
+              "noise=asymmetric", "noise.rate=0.5", "debug=fast", "trainer.batch_size=64", "device=cpu",
+              f"hydra.run.dir={run}", cwd=tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["noise"]["kind"] == "asymmetric" and 0 < summary["noise"]["realised_error"] < 0.5
+    assert (run / "checkpoints/epoch_2.pt").is_file() and summary["final"]["test/acc"] >= 0
+    proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", f"hydra.run.dir={tmp_path / 'eval'}",
+                     cwd=tmp_path)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(summary["final"]["test/acc"])
