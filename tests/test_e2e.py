@@ -36,7 +36,7 @@ def test_train_writes_every_output(sat_run):
     rows = read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     for key in ["train/loss", "train/acc", "val/acc", "test/acc", "lr", "train/noisy_acc_given", "train/noisy_acc_true",
-                "train/clean_acc", "sat/label_recovery"]:
+                "train/clean_acc", "sat/label_recovery", "sat/detection_precision", "sat/detection_recall"]:
         assert all(0 <= r[key] for r in rows), key
     summary = json.loads((run / "summary.json").read_text())
     assert summary["noise"]["kind"] == "flip" and summary["noise"]["realised_error"] == pytest.approx(0.3, abs=0.01)

@@ -111,3 +111,13 @@ def test_soft_targets_round_trip_through_state_dict():
 def test_cross_entropy_method():
     loss, logits = CrossEntropy()(lambda x: x, LOGITS, LABELS, INDEX, 0)
     assert torch.allclose(loss, F.cross_entropy(LOGITS, LABELS)) and logits is LOGITS
+
+
+def test_label_error_detection_metrics_by_hand():
+    from sat.tasks.training import _label_error_metrics
+
+    given = torch.tensor([0, 1, 2, 0])
+    true = torch.tensor([0, 2, 2, 1])  # samples 1 and 3 carry wrong labels
+    soft = F.one_hot(torch.tensor([0, 2, 1, 0]), 3).float()  # flags 1 (right, recovered) and 2 (a false alarm)
+    m = _label_error_metrics(soft, given, true, given != true)
+    assert m == {"sat/label_recovery": 0.5, "sat/detection_precision": 0.5, "sat/detection_recall": 0.5}
