@@ -57,6 +57,13 @@ def test_tensorboard_events_read_back(sat_run):
     assert acc.Scalars("test/acc")[-1].value == pytest.approx(rows[-1]["test/acc"], rel=1e-6)
     plugin = acc.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in plugin and "_hparams_/session_start_info" in plugin
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    session = HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
+    hp = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in session.hparams.items()}
+    # the override names of the command line, as TensorBoard shows them
+    assert hp["method.alpha"] == pytest.approx(0.9) and hp["noise.rate"] == pytest.approx(0.3)
+    assert hp["effective.start_epoch"] == 1 and hp["model.width"] == 8
 
 
 def test_soft_labels_and_label_errors(sat_run):
@@ -170,3 +177,14 @@ def test_cifar_files_train_and_evaluate_through_the_entry_points(tmp_path):
     proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", f"hydra.run.dir={tmp_path / 'eval'}",
                      cwd=tmp_path)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(summary["final"]["test/acc"])
+
+
+def test_noise_from_file_replays_a_run_exactly(sat_run, tmp_path):
+    """noise.from_file reuses a run's pattern, whatever the seed now."""
+    run, _ = sat_run
+    replay = tmp_path / "replay"
+    run_entry("train.py", *TINY, "trainer.epochs=1", "noise=flip", "noise.rate=0.3", "seed=7",
+              f"noise.from_file={run}/noise.pt", f"hydra.run.dir={replay}", cwd=tmp_path)
+    first = json.loads((run / "summary.json").read_text())["noise"]
+    again = json.loads((replay / "summary.json").read_text())["noise"]
+    assert again["sha256"] == first["sha256"] and again["realised_error"] == first["realised_error"]
