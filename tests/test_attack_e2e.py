@@ -28,6 +28,7 @@ def test_attack_over_a_range_of_checkpoints_writes_csv_and_png(run_dir, tmp_path
     for r in rows:
         assert float(r["robust"]) <= float(r["natural"]) and float(r["eps"]) == pytest.approx(0.1)
         assert r["attack"] == "pgd" and int(r["samples"]) == 64
+        assert (r["dataset"], r["run_seed"], r["noise"]) == ("synthetic", "0", "uniform")  # what produced it
     assert (tmp_path / "robustness.png").stat().st_size > 0
     assert "<- best robust" in proc.stdout and "eps=0.1" in proc.stdout
 

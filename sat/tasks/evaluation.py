@@ -21,7 +21,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     state, run_cfg, nd, model = restore_run(cfg.checkpoint, device, cfg.dataset_root)
     test = evaluate_model(model, nd.data.test.images.to(device), nd.data.test.labels.to(device), cfg.batch_size, amp_dtype)
     result: dict[str, Any] = {
-        "checkpoint": str(cfg.checkpoint), "epoch": state["epoch"], "dataset": nd.data.name,
+        "checkpoint": str(cfg.checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run_cfg.seed,
         "test/acc": test["acc"], "test/loss": test["loss"],
         "noise": {"kind": nd.pattern.kind, "rate": nd.pattern.rate, "seed": nd.pattern.seed,
                   "realised_error": nd.realised_error},

@@ -72,7 +72,7 @@ def attack(cfg: DictConfig) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for path in paths:
         torch.manual_seed(cfg.seed)  # the same random starts for every checkpoint
-        state, _, nd, model = restore_run(str(path), device, cfg.dataset_root)
+        state, run_cfg, nd, model = restore_run(str(path), device, cfg.dataset_root)
         x, y = nd.data.test.images, nd.data.test.labels
         if cfg.num_samples is not None:
             x, y = x[: cfg.num_samples], y[: cfg.num_samples]
@@ -81,8 +81,9 @@ def attack(cfg: DictConfig) -> dict[str, Any]:
             result = attacker.evaluate(model, x, y, cfg.batch_size)
         else:
             result = robust_accuracy(model, attacker, x, y, cfg.batch_size)
-        rows.append({"checkpoint": str(path), "epoch": state["epoch"], "attack": attack_name, "samples": len(y),
-                     **result})
+        rows.append({"checkpoint": str(path), "epoch": state["epoch"], "dataset": nd.data.name,
+                     "run_seed": run_cfg.seed, "noise": nd.pattern.kind, "noise_rate": nd.pattern.rate,
+                     "attack": attack_name, "samples": len(y), **result})
     best = max(rows, key=lambda r: r["robust"])
     _write_csv(rows, out / "robustness.csv")
     if len(rows) > 1:

@@ -141,7 +141,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 save_checkpoint(state, out / "checkpoints" / f"{name}.pt")
 
         summary = {
-            "name": cfg.name, "output_dir": str(out), "epochs": epochs, "params": params,
+            "name": cfg.name, "output_dir": str(out), "seed": cfg.seed, "epochs": epochs, "params": params,
             "wall_time_s": time.perf_counter() - wall_start, "choices": choices(), "method": method.hparams(),
             "noise": {"kind": pattern.kind, "rate": pattern.rate, "seed": pattern.seed,
                       "realised_error": nd.realised_error, "num_noisy": int(noisy.sum()), "sha256": pattern.sha256()},
