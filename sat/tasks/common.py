@@ -155,13 +155,16 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
         raise
 
 
-def restore_run(checkpoint: str, device: torch.device, dataset_root: str | None = None):
+def restore_run(
+    checkpoint: str, device: torch.device, dataset_root: str | None = None, data_cache: dict | None = None
+):
     """Rebuild a run's data (with its exact noise) and model from a checkpoint.
 
     Returns ``(state, run_config, noisy_data, model)``; the model is in eval mode on
     ``device``. The noise comes from the run's ``noise.pt`` when it is still next to
     the checkpoint, else it is redrawn from the stored (seeded) config; either way its
-    hash must match the one the checkpoint recorded.
+    hash must match the one the checkpoint recorded. ``data_cache`` (a dict the caller
+    keeps) reuses the data across checkpoints of one run instead of reloading it.
     """
     state = load_checkpoint(checkpoint)
     run_cfg = OmegaConf.create(state["config"])
@@ -170,8 +173,13 @@ def restore_run(checkpoint: str, device: torch.device, dataset_root: str | None 
             raise UserError(f"dataset_root={dataset_root!r} given, but dataset {run_cfg.dataset._target_} reads no files")
         run_cfg.dataset.root = dataset_root
     noise_file = Path(checkpoint).expanduser().resolve().parent.parent / "noise.pt"
-    pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
-    nd = load_noisy_data(run_cfg.dataset, run_cfg.noise, pattern)
+    key = (repr(plain(run_cfg.dataset)), state["noise_sha256"])
+    nd = (data_cache or {}).get(key)
+    if nd is None:
+        pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
+        nd = load_noisy_data(run_cfg.dataset, run_cfg.noise, pattern)
+        if data_cache is not None:
+            data_cache[key] = nd
     if nd.pattern.sha256() != state["noise_sha256"]:
         raise UserError(f"checkpoint={checkpoint!r}: its noise pattern (hash {state['noise_sha256'][:12]}) could not be "
                         f"reproduced; put the run's noise.pt at {noise_file}")

@@ -70,9 +70,10 @@ def attack(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    data_cache: dict = {}  # the checkpoints of one run share their data: load it once
     for path in paths:
         torch.manual_seed(cfg.seed)  # the same random starts for every checkpoint
-        state, run_cfg, nd, model = restore_run(str(path), device, cfg.dataset_root)
+        state, run_cfg, nd, model = restore_run(str(path), device, cfg.dataset_root, data_cache)
         x, y = nd.data.test.images, nd.data.test.labels
         if cfg.num_samples is not None:
             x, y = x[: cfg.num_samples], y[: cfg.num_samples]
