@@ -8,6 +8,7 @@ leaves a half-written file where a loadable one was; read with
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,20 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+def save_checkpoint(state: dict[str, Any], path: str | Path, *copies: str | Path) -> None:
+    """Serialise ``state`` once to ``path``, then copy the file to each of ``copies``
+    (also atomically): a best or every-N checkpoint costs a file copy, not a second
+    serialisation of the whole training state."""
     atomic_torch_save({"format": FORMAT_VERSION, **state}, path)
+    for copy in copies:
+        fd, tmp = tempfile.mkstemp(dir=Path(copy).parent, prefix=f".{Path(copy).name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, copy)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -137,8 +137,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "rng": rng_state(), "best": best, "metrics": metrics, "config": config,
                 "noise_sha256": pattern.sha256(), "params": params,
             }
-            for name in _checkpoint_names(done, is_best, cfg.trainer.checkpoint_every, cfg.trainer.checkpoint_from):
-                save_checkpoint(state, out / "checkpoints" / f"{name}.pt")
+            names = _checkpoint_names(done, is_best, cfg.trainer.checkpoint_every, cfg.trainer.checkpoint_from)
+            save_checkpoint(state, *(out / "checkpoints" / f"{name}.pt" for name in names))
 
         summary = {
             "name": cfg.name, "output_dir": str(out), "seed": cfg.seed, "epochs": epochs, "params": params,
