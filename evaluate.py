@@ -3,13 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from sat import tasks
+from sat import cli, tasks
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return tasks.run_task(tasks.evaluate, cfg)["test/acc"]
+    return cli.run_task(tasks.evaluate, cfg)["test/acc"]
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

@@ -3,14 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from sat import tasks
+from sat import cli, tasks
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    summary = tasks.run_task(tasks.train, cfg)
-    return summary["final"].get("test/acc", float("nan"))  # the metric a sweeper optimises
+    summary = cli.run_task(tasks.train, cfg)
+    return tasks.objective(summary, cfg)  # the value a sweeper optimises (validation accuracy by default)
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

@@ -1,15 +1,24 @@
 """Checkpoints: the full training state as plain tensors and Python values.
 
-Written atomically (a temporary file renamed into place), so an interrupted save never
-leaves a half-written file where a loadable one was; read with
-``torch.load(weights_only=True)``, so loading never runs code from the file.
+- Loading never runs code: ``torch.load(weights_only=True)``, and a file that needs
+  more than tensors and plain values is refused.
+- A checksum of the state (every tensor's bytes and every value) is stored in it and
+  verified on load, so a damaged file is refused instead of evaluated.
+- One epoch's files (``last.pt`` and, when due, ``best.pt`` and ``epoch_N.pt``) are
+  written in full into ``checkpoints/.pending/`` first, then published by renames,
+  ``last.pt`` first: it is the commit point. :func:`repair` finishes an interrupted
+  publication of the committed epoch and discards the files of an uncommitted one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,54 +26,198 @@ import torch
 
 from sat.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+PENDING = ".pending"
+_PENDING_FILE = re.compile(r"^(\d+)\.([A-Za-z0-9_]+)\.pt$")
+
+
+# --- checksum --------------------------------------------------------------------------
+
+
+def _digest(obj: Any, h: "hashlib._Hash") -> None:
+    """Feed ``obj`` to ``h`` in a canonical order: dict keys sorted, tensors as dtype,
+    shape and raw bytes, everything else as its repr."""
+    if isinstance(obj, dict):
+        h.update(b"{")
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode() + b":")
+            _digest(obj[key], h)
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[" if isinstance(obj, list) else b"(")
+        for item in obj:
+            _digest(item, h)
+        h.update(b"]")
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    else:
+        h.update(repr(obj).encode())
+
+
+def checksum(state: dict[str, Any]) -> str:
+    """sha256 of ``state`` without its ``checksum`` entry."""
+    h = hashlib.sha256()
+    _digest({k: v for k, v in state.items() if k != "checksum"}, h)
+    return h.hexdigest()
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported everywhere; the renames are still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def readable_by_others(fd: int) -> None:
+    """Give a temporary file (mkstemp: 0600) the mode a plain ``open`` would have
+    given it, so colleagues sharing a run folder can read its files."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
+def _write_error(path: Path, e: OSError) -> UserError:
+    return UserError(f"could not write {path} ({e.strerror or e}); the previous checkpoint is intact. "
+                     "Free space or fix the folder's permissions, then rerun the same command to continue")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed
+    into place: a crash never leaves a half-written file where a whole one was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, e) from None
+    try:
+        readable_by_others(fd)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path, *copies: str | Path) -> None:
-    """Serialise ``state`` once to ``path``, then copy the file to each of ``copies``
-    (also atomically): a best or every-N checkpoint costs a file copy, not a second
-    serialisation of the whole training state."""
-    atomic_torch_save({"format": FORMAT_VERSION, **state}, path)
-    for copy in copies:
-        fd, tmp = tempfile.mkstemp(dir=Path(copy).parent, prefix=f".{Path(copy).name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, copy)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A second name for a pending file: a hard link (free) where the filesystem has them."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def save_checkpoint(state: dict[str, Any], folder: str | Path, names: Iterable[str]) -> None:
+    """Write ``state`` (with its format and checksum) as ``folder/<name>.pt`` for each
+    name; ``"last"`` must be among them and is published first."""
+    folder, names = Path(folder), list(names)
+    if "last" not in names:
+        raise ValueError("a checkpoint set always includes 'last'")
+    state = {"format": FORMAT_VERSION, **state}
+    state["checksum"] = checksum(state)
+    epoch = int(state["epoch"])
+    pending = folder / PENDING
+    first = pending / f"{epoch}.last.pt"
+    atomic_torch_save(state, first)
+    try:
+        for name in names:
+            if name != "last":
+                _link_or_copy(first, pending / f"{epoch}.{name}.pt")
+        _fsync_dir(pending)
+    except OSError as e:
+        raise _write_error(pending, e) from None
+    _publish(folder, epoch)
+
+
+def _publish(folder: Path, epoch: int) -> None:
+    """Move the pending files of ``epoch`` into place, ``last.pt`` first."""
+    pending = folder / PENDING
+    files = sorted(pending.glob(f"{epoch}.*.pt"), key=lambda p: p.name != f"{epoch}.last.pt")
+    try:
+        for path in files:
+            os.replace(path, folder / (path.name.split(".", 1)[1]))
+        _fsync_dir(folder)
+    except OSError as e:
+        raise _write_error(folder, e) from None
+
+
+def repair(folder: str | Path, committed_epoch: int) -> list[str]:
+    """After an interruption: publish what is pending for the committed epoch (the one
+    ``last.pt`` holds), drop what is pending for any other. Returns what it did."""
+    folder = Path(folder)
+    pending = folder / PENDING
+    done: list[str] = []
+    if not pending.is_dir():
+        return done
+    for path in sorted(pending.iterdir()):
+        m = _PENDING_FILE.match(path.name)
+        if m and int(m[1]) == committed_epoch and m[2] != "last":
+            os.replace(path, folder / f"{m[2]}.pt")
+            done.append(f"published {m[2]}.pt of epoch {committed_epoch}")
+        else:
+            path.unlink()
+            done.append(f"discarded unfinished {path.name}")
+    return done
+
+
+# --- reading ---------------------------------------------------------------------------
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`; bad paths and foreign
-    files give a one-line :class:`UserError`."""
-    path = Path(path).expanduser()
+    """Load and verify a checkpoint written by :func:`save_checkpoint`; any problem is
+    a one-line :class:`UserError` naming the file."""
+    path = Path(str(path)).expanduser()
+    if path.is_dir():
+        hint = path / "checkpoints" / "last.pt"
+        raise UserError(f"checkpoint={str(path)!r} is a folder; accepted: a checkpoint file"
+                        + (f", e.g. {hint}" if hint.is_file() else " (RUN/checkpoints/last.pt)"))
     if not path.is_file():
-        raise UserError(f"checkpoint={str(path)!r} does not exist; give the path of a .pt file under a run's checkpoints/ folder")
+        raise UserError(f"checkpoint={str(path)!r} does not exist; accepted: a .pt file under a run's checkpoints/ folder")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message would suggest weights_only=False, i.e. running the file's code: never.
+        raise UserError(f"checkpoint={str(path)!r} is refused: it holds objects other than tensors and plain values "
+                        "(nothing in it was run)") from None
     except Exception as e:
-        raise UserError(f"checkpoint={str(path)!r} could not be read as a sat checkpoint ({type(e).__name__}: {e})") from e
+        raise UserError(f"checkpoint={str(path)!r} is damaged or not a checkpoint ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION or "config" not in state:
         raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint (format {FORMAT_VERSION} with a stored config)")
+    if state.get("checksum") != checksum(state):
+        raise UserError(f"checkpoint={str(path)!r} is damaged: its contents do not match the checksum stored in it")
     return state
+
+
+def checkpoint_epoch(path: str | Path) -> int | None:
+    """The epoch a checkpoint file holds, or None when it cannot be read."""
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except UserError:
+        return None
+
+
+# --- random number generators ------------------------------------------------------------
 
 
 def rng_state() -> dict[str, Any]:

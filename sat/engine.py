@@ -4,12 +4,14 @@ until the epoch ends: no host sync inside the hot loop."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sat.data.loader import DeviceLoader
+from sat.errors import UserError
 from sat.methods.base import Method
 
 
@@ -20,27 +22,88 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite: the run stops, its last checkpoint stays good."""
+
+
+class EpochStats:
+    """One epoch's running sums, kept on the device; read once when the epoch ends.
+
+    ``true_labels`` (the labels before noise, indexed like the loader) adds the
+    memorisation sums: noisy-labelled samples predicted as their given and as their
+    true label, and clean samples predicted right.
+    """
+
+    FIELDS = ("loss", "correct", "noisy_fit_given", "noisy_fit_true", "noisy", "clean_correct", "clean")
+
+    def __init__(self, device: torch.device, true_labels: torch.Tensor | None = None):
+        self.true_labels = true_labels
+        self.sums = torch.zeros(len(self.FIELDS), device=device, dtype=torch.float64)
+        self.first_bad_step = torch.full((), -1, device=device, dtype=torch.int64)
+        self.seen = 0  # host ints: a device scalar per step would sync with the device
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> None:
+        loss = loss.detach()
+        pred = logits.detach().argmax(dim=1)
+        hit = pred == y
+        values = [loss * len(y), hit.sum()]
+        if self.true_labels is not None:
+            true = self.true_labels[index]
+            noisy = y != true
+            values += [(hit & noisy).sum(), ((pred == true) & noisy).sum(), noisy.sum(), (hit & ~noisy).sum(),
+                       (~noisy).sum()]
+        self.sums[: len(values)] += torch.stack([v.to(torch.float64) for v in values])
+        bad = ~torch.isfinite(loss)
+        self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), self.steps, self.first_bad_step)
+        self.seen += len(y)
+        self.steps += 1
+
+    def metrics(self, epoch: int) -> dict[str, float]:
+        """The epoch's averages (the epoch's single host sync); raises
+        :class:`NonFiniteLoss` naming the first bad step."""
+        s = dict(zip(self.FIELDS, self.sums.tolist()))
+        bad = int(self.first_bad_step)
+        if bad >= 0:
+            raise NonFiniteLoss(f"the training loss became non-finite at epoch {epoch + 1}, step {bad + 1}; the run "
+                                "stopped and its last checkpoint is from before it. Lower optimizer.lr, or check the data")
+        seen = max(self.seen, 1)
+        out = {"train/loss": s["loss"] / seen, "train/acc": s["correct"] / seen}
+        if self.true_labels is not None:
+            if s["noisy"] > 0:
+                out["train/noisy_acc_given"] = s["noisy_fit_given"] / s["noisy"]
+                out["train/noisy_acc_true"] = s["noisy_fit_true"] / s["noisy"]
+            if s["clean"] > 0:
+                out["train/clean_acc"] = s["clean_correct"] / s["clean"]
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums.cpu(), "first_bad_step": self.first_bad_step.cpu(), "seen": self.seen,
+                "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums.copy_(state["sums"])
+        self.first_bad_step.copy_(state["first_bad_step"])
+        self.seen, self.steps = int(state["seen"]), int(state["steps"])
+
+
 def train_one_epoch(
     model: nn.Module,
     method: Method,
     loader: DeviceLoader,
     optimizer: torch.optim.Optimizer,
     epoch: int,
-    true_labels: torch.Tensor | None = None,
+    stats: EpochStats,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
-) -> dict[str, float]:
-    """Train for one epoch; returns the epoch's averages.
-
-    ``true_labels`` (the labels before noise, indexed like the loader) adds the
-    memorisation metrics: accuracy of the noisy-labelled samples against their given
-    and their true labels, and accuracy of the clean samples.
-    """
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[int], None] | None = None,
+) -> bool:
+    """Train on the loader's (rest of the) epoch, adding to ``stats``. Returns True when
+    the epoch is complete, False when ``should_stop()`` ended it after a step (the
+    loader and ``stats`` then hold where it stopped, for a checkpoint)."""
     model.train()
     device = loader.images.device
-    # loss sum, correct, noisy: correct-given, correct-true, count, clean: correct, count
-    sums = torch.zeros(7, device=device, dtype=torch.float64)
-    seen = 0  # a host int: creating a device scalar per step would sync with the device
     for x, y, index in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -49,26 +112,12 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-
-        pred = logits.detach().argmax(dim=1)
-        hit = pred == y
-        seen += len(y)
-        stats = [loss.detach() * len(y), hit.sum()]
-        if true_labels is not None:
-            true = true_labels[index]
-            noisy = y != true
-            stats += [(hit & noisy).sum(), ((pred == true) & noisy).sum(), noisy.sum(), (hit & ~noisy).sum(), (~noisy).sum()]
-        sums[: len(stats)] += torch.stack([s.to(torch.float64) for s in stats])
-
-    s = sums.tolist()  # the epoch's single host sync
-    metrics = {"train/loss": s[0] / max(seen, 1), "train/acc": s[1] / max(seen, 1)}
-    if true_labels is not None:
-        if s[4] > 0:
-            metrics["train/noisy_acc_given"] = s[2] / s[4]
-            metrics["train/noisy_acc_true"] = s[3] / s[4]
-        if s[6] > 0:
-            metrics["train/clean_acc"] = s[5] / s[6]
-    return metrics
+        stats.add(loss, logits, y, index)
+        if on_step is not None:
+            on_step(stats.steps)
+        if should_stop() and loader.position < len(loader):
+            return False
+    return True
 
 
 @torch.no_grad()

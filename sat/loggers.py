@@ -39,12 +39,20 @@ def _pct(x: float | None) -> str:
 class RunLogger:
     """Writes one run's per-epoch metrics and its summary into ``out_dir``."""
 
-    def __init__(self, out_dir: str | Path, total_epochs: int):
+    def __init__(self, out_dir: str | Path, total_epochs: int, purge_step: int | None = None):
+        """``purge_step``: a run continued from a checkpoint logs its later epochs again;
+        TensorBoard then drops the events of steps >= it from the older event files."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.total_epochs = total_epochs
-        self.writer = SummaryWriter(log_dir=str(self.out_dir))
+        self.writer = SummaryWriter(log_dir=str(self.out_dir), purge_step=purge_step)
         self.jsonl = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """``epoch``: the number of epochs completed (1 after the first)."""
@@ -66,10 +74,6 @@ class RunLogger:
             self.writer.file_writer.add_summary(summary)
         for name, value in results.items():
             self.writer.add_scalar(name, value)
-
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        with open(self.out_dir / "summary.json", "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
 
     def close(self) -> None:
         self.writer.close()

@@ -11,7 +11,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-import sat.tasks  # noqa: F401  (registers the config resolvers)
+from sat.cli import register_resolvers
+
+register_resolvers()  # as the entry points do before Hydra composes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -32,7 +34,8 @@ def compose_cfg():
 
 def run_entry(script: str, *args: str, cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
     """Run a real entry point (train.py, evaluate.py, ...) in a subprocess."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # the user's view: no Hydra traces
+    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.run(
         [sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )

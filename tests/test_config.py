@@ -58,29 +58,81 @@ def test_experiment_method_tuning_applies_only_to_its_method(compose_cfg):
 
 
 @pytest.mark.parametrize("option", options("optimizer"))
-def test_optimizer_and_scheduler_partials_build(compose_cfg, option):
+def test_optimizer_and_scheduler_partials_build_and_schedule(compose_cfg, option):
+    """Each optimizer builds from its partial; each scheduler moves the rate as it says."""
+    import math
+
     import torch
 
-    cfg = compose_cfg("train", [f"optimizer={option}", "paths.output_dir=/tmp/x"])
-    params = [torch.nn.Parameter(torch.zeros(2))]
-    opt = instantiate(cfg.optimizer)(params)
+    cfg = compose_cfg("train", [f"optimizer={option}", "trainer.epochs=10", "paths.output_dir=/tmp/x"])
+    lr0 = cfg.optimizer.lr
     for sched in options("scheduler"):
-        scfg = compose_cfg("train", [f"scheduler={sched}", "paths.output_dir=/tmp/x"])
+        params = [torch.nn.Parameter(torch.zeros(2))]
+        opt = instantiate(cfg.optimizer)(params)
+        assert type(opt).__name__.lower() == option and opt.param_groups[0]["lr"] == lr0
+        scfg = compose_cfg("train", [f"scheduler={sched}", "trainer.epochs=10", "paths.output_dir=/tmp/x"])
         scheduler = instantiate(scfg.scheduler)(opt)
         opt.step()
         scheduler.step()
+        lr = opt.param_groups[0]["lr"]
+        if sched == "cosine":  # one of T_max = trainer.epochs = 10 steps down the cosine
+            assert lr == pytest.approx(lr0 * (1 + math.cos(math.pi / 10)) / 2)
+        else:  # constant, and step before its first milestone
+            assert lr == pytest.approx(lr0)
 
 
-def test_evaluate_config_composes(compose_cfg):
-    cfg = compose_cfg("evaluate", ["checkpoint=x.pt", "paths.output_dir=/tmp/x"])
-    assert cfg.checkpoint == "x.pt"
+def test_evaluate_config_defaults_and_required_checkpoint(compose_cfg, monkeypatch):
+    from omegaconf.errors import MissingMandatoryValue
+
+    monkeypatch.setenv("SAT_DATA_DIR", "/datasets")
+    cfg = compose_cfg("evaluate", ["paths.output_dir=/tmp/x"])
+    with pytest.raises(MissingMandatoryValue):
+        cfg.checkpoint  # noqa: B018  (there is no default checkpoint)
+    assert cfg.paths.data_dir == "/datasets" and cfg.dataset_root is None and list(cfg.trusted_packages) == []
+    assert (cfg.device, cfg.precision, cfg.batch_size) == ("auto", "auto", 1024)
 
 
-def test_sweep_subdir_names_overrides_then_seed(compose_cfg):
-    from sat.tasks.common import _sweep_subdir
+def test_sweep_subdir_is_pasteable_and_leaves_out_settings_that_change_nothing(compose_cfg):
+    """Hydra's own override_dirname with our separators: no '=' or ',' (which Hydra's
+    override parser rejects unquoted), and no thread counts or devices."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    cfg = compose_cfg("train", ["method=ce", "seed=3"], return_hydra_config=True)
+    cfg = compose_cfg("train", ["method=ce", "model.width=8", "trainer.num_threads=1", "device=cpu", "seed=3"],
+                      return_hydra_config=True)
+    subdir = OmegaConf.select(cfg, "hydra.sweep.subdir")
+    assert subdir == "method-ce+model.width-8+seed-3"
+    parsed = OverridesParser.create().parse_overrides([f"checkpoint=multirun/x/{subdir}/checkpoints/last.pt"])
+    assert parsed[0].value() == f"multirun/x/{subdir}/checkpoints/last.pt"
+    alone = compose_cfg("train", ["seed=1"], return_hydra_config=True)
+    assert OmegaConf.select(alone, "hydra.sweep.subdir") == "seed-1"
 
-    assert _sweep_subdir("method=ce", 3) == "method=ce,seed=3"
-    assert _sweep_subdir("", 3) == "seed=3"
-    assert "seed" in cfg.hydra.job.config.override_dirname.exclude_keys
+
+@pytest.mark.parametrize("method", options("method"))
+def test_debug_fast_reaches_every_method_s_per_sample_branch(compose_cfg, method):
+    """debug=fast's two epochs must exercise what the full run does: any start epoch of
+    the method (also width-scaled, also nested as TRADES' natural loss) lies inside them."""
+    for experiment in ["null", *options("experiment")]:
+        try:
+            cfg = compose_cfg("train", [f"experiment={experiment}", f"method={method}", "debug=fast",
+                                        "paths.output_dir=/tmp/x"])
+        except Exception:  # an experiment may not combine with every method (e.g. selective ones)
+            continue
+        m = instantiate(cfg.method)
+        m.schedule(cfg.trainer.epochs)
+        for sub in [m, *m.modules()]:
+            if hasattr(sub, "start_epoch"):
+                assert sub.start_epoch < cfg.trainer.epochs, (experiment, method, sub.start_epoch)
+
+
+def test_every_target_a_checkpoint_may_name_is_registered():
+    """evaluate/attack rebuild only registered classes: each sat config option must be one."""
+    from sat.trust import SAT_TARGETS
+
+    for group, kind in [("model", "model"), ("dataset", "dataset"), ("noise", "noise"), ("method", "method")]:
+        for option in options(group):
+            node = OmegaConf.load(CONF / group / f"{option}.yaml")
+            assert node._target_ in SAT_TARGETS[kind], f"{group}/{option}: {node._target_}"
+            for key in node:
+                value = node._get_node(key)
+                if OmegaConf.is_dict(value) and "_target_" in value:
+                    assert value._target_ in SAT_TARGETS[kind], f"{group}/{option}: nested {value._target_}"

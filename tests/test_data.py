@@ -10,15 +10,15 @@ import torch
 
 from cifar_files import write_cifar10, write_cifar100
 from sat.data.augment import CropFlip
-from sat.data.datasets import load_cifar, load_digits, load_synthetic
+from sat.data.class_maps import CIFAR10_ASYMMETRIC
+from sat.data.datasets import CIFAR, Digits, Synthetic, read_batch
 from sat.data.loader import DeviceLoader
-from sat.data.noise import CIFAR10_ASYMMETRIC
 from sat.errors import UserError
 
 
 def test_cifar10_reads_the_real_pickle_format(tmp_path):
     folder = write_cifar10(tmp_path, per_batch=20, test=30)
-    data = load_cifar("cifar10", root=str(tmp_path), val_size=10)
+    data = CIFAR("cifar10", root=str(tmp_path), val_size=10).load()
     assert data.train.images.shape == (100, 3, 32, 32) and data.train.images.dtype == torch.uint8
     assert data.test.images.shape == (30, 3, 32, 32) and data.num_classes == 10 and data.val_size == 10
     with open(folder / "data_batch_1", "rb") as f:
@@ -28,11 +28,41 @@ def test_cifar10_reads_the_real_pickle_format(tmp_path):
     assert data.train.images[0, 2, 0, :4].tolist() == row[2048:2052].tolist()
     assert data.train.labels[:20].tolist() == raw["labels"]
     assert data.asymmetric_map == list(CIFAR10_ASYMMETRIC)
+    assert data.train.ids.tolist() == list(range(100))  # the position in the original batches
+
+
+def test_cifar_batches_are_read_without_running_code(tmp_path):
+    """A data_batch file carrying a pickle payload is refused and runs nothing."""
+    import os
+
+    write_cifar10(tmp_path, per_batch=5, test=5)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": Payload(), "labels": [0]}, protocol=2))
+    with pytest.raises(UserError, match="not a CIFAR batch file.*refused global"):
+        read_batch(path)
+    with pytest.raises(UserError, match="data_batch_1"):
+        CIFAR("cifar10", root=str(tmp_path)).load()
+    assert not marker.exists()
+
+
+def test_dataset_settings_are_checked_before_any_file_is_read(tmp_path):
+    with pytest.raises(UserError, match="dataset.name='cifar11' is not supported; accepted: cifar10, cifar100"):
+        CIFAR("cifar11", root=str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match="dataset.val_size=-1 is out of range"):
+        CIFAR("cifar10", root=str(tmp_path / "nowhere"), val_size=-1)
+    source = CIFAR("cifar100", root=str(tmp_path / "nowhere"))
+    assert (source.num_classes, source.input_shape) == (100, (3, 32, 32))  # known without loading
 
 
 def test_cifar100_fine_labels_and_superclass_asymmetric_map(tmp_path):
     write_cifar100(tmp_path)
-    data = load_cifar("cifar100", root=str(tmp_path), val_size=0)
+    data = CIFAR("cifar100", root=str(tmp_path), val_size=0).load()
     assert data.num_classes == 100 and len(data.train) == 200
     amap = data.asymmetric_map
     for fine in range(100):  # the written files put fine class f in super-class f % 20
@@ -41,20 +71,28 @@ def test_cifar100_fine_labels_and_superclass_asymmetric_map(tmp_path):
 
 def test_missing_cifar_gives_one_clear_line(tmp_path):
     with pytest.raises(UserError) as e:
-        load_cifar("cifar10", root=str(tmp_path / "nowhere"))
+        CIFAR("cifar10", root=str(tmp_path / "nowhere")).load()
     msg = str(e.value)
     assert "\n" not in msg and "nowhere" in msg and "dataset.download=true" in msg and "experiment=quickstart" in msg
 
 
 def test_digits_is_embedded_and_split_fixed():
-    a, b = load_digits(), load_digits()
+    a, b = Digits().load(), Digits().load()
     assert a.train.images.shape == (1300, 1, 8, 8) and len(a.test) == 497
     assert torch.equal(a.test.labels, b.test.labels) and int(a.train.images.max()) == 255
     assert set(a.train.labels.tolist()) == set(range(10))
+    # ids are scikit-learn's indices: each sample maps back to its original image and label
+    from sklearn.datasets import load_digits as sk_digits
+
+    sk = sk_digits()
+    for i in [0, 17, 1299]:
+        sid = int(a.train.ids[i])
+        assert int(sk.target[sid]) == int(a.train.labels[i])
+        assert torch.equal(a.train.images[i, 0], torch.from_numpy((sk.images[sid] * 255 / 16).round()).to(torch.uint8))
 
 
 def test_validation_split_is_the_tail():
-    data = load_synthetic(num_train=100, val_size=20)
+    data = Synthetic(num_train=100, val_size=20).load()
     train, val = data.train.split(20)
     assert len(train) == 80 and torch.equal(val.labels, data.train.labels[80:])
     with pytest.raises(UserError, match="val_size=100"):
@@ -83,6 +121,25 @@ def test_loader_is_repeatable_from_its_state():
     b = DeviceLoader(images, labels, 4, shuffle=True, seed=99)
     b.load_state_dict(state)
     assert [i.tolist() for _, _, i in b] == first
+
+
+def test_loader_continues_mid_epoch_from_its_state():
+    """Stopped after two batches, a loader restored from its state yields the rest of
+    that epoch's order, with the same augmentation draws, then the same next epochs."""
+    images = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    labels = torch.arange(20)
+    full = DeviceLoader(images, labels, 6, shuffle=True, augment=CropFlip(padding=1), seed=3)
+    expected = [(x, i) for _ in range(2) for x, _, i in full]
+    part = DeviceLoader(images, labels, 6, shuffle=True, augment=CropFlip(padding=1), seed=3)
+    it = iter(part)
+    got = [(x, i) for x, _, i in (next(it), next(it))]
+    state = part.state_dict()
+    assert state["position"] == 2 and state["order"] is not None
+    rest = DeviceLoader(images, labels, 6, shuffle=True, augment=CropFlip(padding=1), seed=0)
+    rest.load_state_dict(state)
+    got += [(x, i) for _ in range(2) for x, _, i in rest]
+    assert len(got) == len(expected) == 8
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, expected))
 
 
 def test_crop_flip_matches_torchvision_semantics():

@@ -61,7 +61,7 @@ def test_digits_sweep_grid_and_settings(compose_cfg):
     assert len(jobs) == 2 * len(widths) * 3
     assert values(jobs, "model.width") == [str(w) for w in widths] and values(jobs, "seed") == ["0", "1", "2"]
     cfg = compose_cfg("train", ["experiment=dd_digits", OUT])
-    assert cfg.model._target_ == "sat.models.MLP" and cfg.dataset._target_.endswith("load_digits")
+    assert cfg.model._target_ == "sat.models.MLP" and cfg.dataset._target_.endswith("Digits")
     assert cfg.noise._target_.endswith("FlipLabelNoise") and cfg.noise.rate == 0.2
     assert cfg.trainer.num_threads == 1  # parallel CPU jobs must not oversubscribe the cores
 

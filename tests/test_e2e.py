@@ -35,13 +35,27 @@ def test_train_writes_every_output(sat_run):
         assert (run / name).is_file(), name
     rows = read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    for key in ["train/loss", "train/acc", "val/acc", "test/acc", "lr", "train/noisy_acc_given", "train/noisy_acc_true",
-                "train/clean_acc", "sat/label_recovery", "sat/detection_precision", "sat/detection_recall"]:
-        assert all(0 <= r[key] for r in rows), key
+    for key in ["train/acc", "val/acc", "test/acc", "train/noisy_acc_given", "train/noisy_acc_true",
+                "train/clean_acc", "sat/label_recovery", "sat/detection_precision", "sat/detection_recall",
+                "sat/target_on_given"]:
+        assert all(0 <= r[key] <= 1 for r in rows), key
+    assert all(r["train/loss"] > 0 and r["lr"] > 0 for r in rows)
+    # the soft targets stay one-hot during the one CE epoch, then move
+    assert rows[0]["sat/target_on_given"] == 1.0 and rows[1]["sat/target_on_given"] < rows[0]["sat/target_on_given"]
+    for r in rows:  # the split of an epoch's time is logged, and adds up
+        parts = r["time/train_s"] + r["time/eval_s"] + r["time/checkpoint_s"]
+        assert 0 < parts <= r["time/epoch_s"] + 1e-6
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["noise"]["kind"] == "flip" and summary["noise"]["realised_error"] == pytest.approx(0.3, abs=0.01)
+    assert summary["status"] == "finished" and summary["epochs_done"] == 3
+    noise = summary["noise"]  # one population per heading: the training split, then the validation split
+    assert noise["kind"] == "flip" and noise["num_train"] == 448 and noise["val"]["num_samples"] == 64
+    assert noise["realised_error"] == pytest.approx(noise["num_noisy"] / noise["num_train"])
+    assert noise["realised_error"] == pytest.approx(0.3, abs=0.03)
     assert summary["final"]["test/acc"] == rows[-1]["test/acc"] and summary["params"] > 0
+    best = max(rows, key=lambda r: r["val/acc"])  # first epoch with the highest validation accuracy
+    assert summary["at_best_val"] == {"epoch": best["epoch"], "val/acc": best["val/acc"], "test/acc": best["test/acc"]}
     assert summary["method"]["start_epoch"] == 1 and summary["choices"]["method"] == "sat"
+    assert summary["packages"] == ["sat", "torch"]
 
 
 def test_tensorboard_events_read_back(sat_run):
@@ -66,23 +80,39 @@ def test_tensorboard_events_read_back(sat_run):
     assert hp["effective.start_epoch"] == 1 and hp["model.width"] == 8
 
 
-def test_soft_labels_and_label_errors(sat_run):
-    run, _ = sat_run
+def test_soft_labels_and_label_errors_name_samples_by_their_dataset_id(tmp_path):
+    """Soft labels come as .pt and as aligned .npy arrays; label_errors.csv names each
+    sample by its id in the dataset's original order, which leads back to its image."""
+    import numpy as np
+    from sklearn.datasets import load_digits as sk_digits
+
+    run = tmp_path / "run"
+    run_entry("train.py", "experiment=quickstart", "trainer.epochs=30", "device=cpu", f"hydra.run.dir={run}",
+              cwd=tmp_path)
     saved = torch.load(run / "soft_labels.pt", weights_only=True)
-    soft, given = saved["soft_labels"], saved["given_labels"]
-    assert soft.shape == (len(given), 4) and torch.allclose(soft.sum(1), torch.ones(len(given)), atol=1e-5)
+    soft, given, ids = saved["soft_labels"], saved["given_labels"], saved["sample_ids"]
+    assert soft.shape == (len(given), 10) and torch.allclose(soft.sum(1), torch.ones(len(given)), atol=1e-5)
+    assert np.array_equal(np.load(run / "soft_labels.npy"), soft.numpy())
+    assert np.array_equal(np.load(run / "sample_ids.npy"), ids.numpy())
+    assert np.array_equal(np.load(run / "given_labels.npy"), given.numpy())
     with open(run / "label_errors.csv") as f:
         rows = list(csv.DictReader(f))
-    flagged = (soft.argmax(1) != given).nonzero().flatten().tolist()
-    assert sorted(int(r["index"]) for r in rows) == sorted(flagged)
+    flagged = (soft.argmax(1) != given).nonzero().flatten()
+    assert len(rows) == len(flagged) > 50  # SAT flags many of the 40%-noise labels by then
+    assert sorted(int(r["sample_id"]) for r in rows) == sorted(ids[flagged].tolist())
+    sk = sk_digits()
+    position = {int(i): p for p, i in enumerate(ids.tolist())}
     for r in rows:
-        assert int(r["given_label"]) == int(given[int(r["index"])]) and int(r["soft_label_argmax"]) != int(r["given_label"])
+        p = position[int(r["sample_id"])]
+        assert int(r["given_label"]) == int(given[p]) and int(r["soft_label_argmax"]) != int(r["given_label"])
+        assert int(r["true_label"]) == int(sk.target[int(r["sample_id"])])  # the id is scikit-learn's index
 
 
 def test_checkpoints_load_safely_and_hold_the_full_state(sat_run):
     run, _ = sat_run
     state = torch.load(run / "checkpoints/last.pt", weights_only=True)
-    for key in ["model", "optimizer", "scheduler", "method", "loader", "rng", "epoch", "best", "config", "noise_sha256"]:
+    for key in ["model", "optimizer", "scheduler", "method", "loader", "rng", "epoch", "at_best_val", "config",
+                "noise_sha256", "checksum"]:
         assert key in state, key
     assert state["epoch"] == 3 and state["method"]["targets"].shape[1] == 4
     assert state["config"]["model"]["_target_"] == "sat.models.SmallCNN"
@@ -99,6 +129,10 @@ def test_evaluate_reproduces_the_training_test_accuracy(sat_run, tmp_path):
     for key in ["train_clean/acc", "train_noisy/acc_given", "train_noisy/acc_true"]:
         assert 0.0 <= result[key] <= 1.0
     assert json.loads((tmp_path / "evaluation.json").read_text()) == result
+    beside = sorted((run / "evaluations").glob("last.evaluation*.json"))  # next to the run too, never overwritten
+    assert beside and json.loads(beside[-1].read_text()) == result
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("results"))
+    assert line.split(None, 1)[1] == f"{tmp_path / 'evaluation.json'} and {beside[-1]}"  # where the results went
 
 
 def test_evaluate_multirun_over_checkpoints(sat_run, tmp_path):
@@ -109,32 +143,13 @@ def test_evaluate_multirun_over_checkpoints(sat_run, tmp_path):
     assert results == [1, 3]
 
 
-def test_resume_continues_exactly(tmp_path):
-    """Resuming from the epoch-2 checkpoint of a 4-epoch run reproduces epochs 3-4."""
-    args = [*TINY, "trainer.epochs=4", "method=sat", "noise=uniform", "noise.rate=0.4"]
-    run_entry("train.py", *args, "trainer.checkpoint_every=1", f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
-    run_entry("train.py", *args, f"resume={tmp_path / 'full/checkpoints/epoch_2.pt'}",
-              f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
-    drop_time = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # noqa: E731
-    full = drop_time(read_jsonl(tmp_path / "full/metrics.jsonl"))
-    resumed = drop_time(read_jsonl(tmp_path / "resumed/metrics.jsonl"))
-    assert [r["epoch"] for r in resumed] == [3, 4]
-    assert resumed == full[2:]
-
-
-def test_resume_refuses_another_setting(tmp_path):
-    run_entry("train.py", *TINY, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
-    proc = run_entry("train.py", *TINY, "model.width=16", f"resume={tmp_path / 'a/checkpoints/last.pt'}",
-                     f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and "model" in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_bad_value_gives_one_line_error(tmp_path):
     proc = run_entry("train.py", *TINY, "noise.rate=1.5", f"hydra.run.dir={tmp_path}", cwd=tmp_path, check=False)
     assert proc.returncode == 2
-    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert err and "noise.rate=1.5" in err[0] and "accepted" in err[0]
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: noise.rate=1.5 is out of range; accepted: a number >= 0 and <= 1"]
+    summary = json.loads((tmp_path / "summary.json").read_text())  # the folder says the run failed, and why
+    assert summary["status"] == "failed" and "noise.rate=1.5" in summary["error"]
 
 
 def test_missing_cifar_stops_at_once_with_directions(tmp_path):
@@ -150,7 +165,7 @@ def test_every_noise_kind_trains(compose_cfg, tmp_path, kind):
     """In-process through sat.tasks.train: the noise reaches the data as it should."""
     from sat.tasks import train
 
-    cfg = compose_cfg("train", [*TINY, "trainer.epochs=1", f"noise={kind}", "noise.rate=0.5",
+    cfg = compose_cfg("train", [*TINY, "trainer.epochs=1", "method.start_epoch=0", f"noise={kind}", "noise.rate=0.5",
                                 f"paths.output_dir={tmp_path}"])
     summary = train(cfg)
     noise = summary["noise"]
@@ -183,8 +198,23 @@ def test_noise_from_file_replays_a_run_exactly(sat_run, tmp_path):
     """noise.from_file reuses a run's pattern, whatever the seed now."""
     run, _ = sat_run
     replay = tmp_path / "replay"
-    run_entry("train.py", *TINY, "trainer.epochs=1", "noise=flip", "noise.rate=0.3", "seed=7",
+    run_entry("train.py", *TINY, "trainer.epochs=2", "noise=flip", "noise.rate=0.3", "seed=7", "noise.seed=0",
               f"noise.from_file={run}/noise.pt", f"hydra.run.dir={replay}", cwd=tmp_path)
     first = json.loads((run / "summary.json").read_text())["noise"]
     again = json.loads((replay / "summary.json").read_text())["noise"]
     assert again["sha256"] == first["sha256"] and again["realised_error"] == first["realised_error"]
+    # a config that states other noise values than the file's is refused, not silently overridden
+    proc = run_entry("train.py", *TINY, "noise=flip", "noise.rate=0.2", "noise.seed=0",
+                     f"noise.from_file={run}/noise.pt", f"hydra.run.dir={tmp_path / 'differs'}", cwd=tmp_path,
+                     check=False)
+    assert proc.returncode == 2 and "noise.rate=0.2; accepted: the file's values (noise.rate=0.3)" in proc.stderr
+
+
+def test_noise_from_file_of_another_dataset_is_refused(sat_run, tmp_path):
+    """The pattern of one training set replayed on another of the same size (other
+    labels: another seed or split) is refused; it would mislabel at random."""
+    run, _ = sat_run
+    proc = run_entry("train.py", *TINY, "dataset.seed=1", "noise=flip", "noise.rate=0.3", "noise.seed=0",
+                     f"noise.from_file={run}/noise.pt", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: noise.from_file=") and "was drawn for synthetic (512 samples" in proc.stderr

@@ -7,9 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from sat.data.class_maps import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
 from sat.data.noise import (
-    CIFAR10_ASYMMETRIC,
-    MNIST_ASYMMETRIC,
     AsymmetricLabelNoise,
     FlipLabelNoise,
     GaussianImageNoise,
@@ -18,8 +17,6 @@ from sat.data.noise import (
     RandomPixelsNoise,
     ShuffledPixelsNoise,
     UniformLabelNoise,
-    cyclic_asymmetric_map,
-    superclass_asymmetric_map,
 )
 from sat.errors import UserError
 
@@ -209,9 +206,10 @@ def test_apply_returns_new_tensors_and_checks_size(labels):
         p.apply(None, labels[:-1])
 
 
-@pytest.mark.parametrize("rate", [1.5, -0.1, float("nan")])
-def test_rate_out_of_range(rate):
-    with pytest.raises(UserError, match=f"noise.rate={rate} is out of range; accepted: 0 <= rate <= 1"):
+@pytest.mark.parametrize("rate,problem", [(1.5, "is out of range"), (-0.1, "is out of range"),
+                                          (float("nan"), "is not a number"), ("abc", "is not a number")])
+def test_rate_out_of_range(rate, problem):
+    with pytest.raises(UserError, match=re.escape(f"noise.rate={rate!r} {problem}; accepted: a number >= 0 and <= 1")):
         UniformLabelNoise(rate=rate)
 
 
@@ -259,13 +257,43 @@ def test_from_file_reproduces_pattern(labels, tmp_path):
     p = draw(AsymmetricLabelNoise, None, labels, seed=5)
     path = tmp_path / "noise.pt"
     p.save(path)
-    # A different seed and no class_map: the file wins.
-    q = AsymmetricLabelNoise(rate=0.4, seed=99, from_file=str(path)).draw(None, labels, K)
+    # No class_map needed: the file holds the labels.
+    q = AsymmetricLabelNoise(rate=0.4, seed=5, from_file=str(path)).draw(None, labels, K)
     assert q.sha256() == p.sha256() and torch.equal(q.labels, p.labels)
+    # A config that states other values than the file's is refused, naming them.
+    with pytest.raises(UserError, match=r"noise.seed=99; accepted: the file's values \(noise.seed=5\)"):
+        AsymmetricLabelNoise(rate=0.4, seed=99, from_file=str(path)).draw(None, labels, K)
+    with pytest.raises(UserError, match=r"noise.rate=0.2"):
+        AsymmetricLabelNoise(rate=0.2, seed=5, from_file=str(path)).draw(None, labels, K)
     with pytest.raises(UserError, match="asymmetric"):
-        FlipLabelNoise(rate=0.4, from_file=str(path)).draw(None, labels, K)
+        FlipLabelNoise(rate=0.4, seed=5, from_file=str(path)).draw(None, labels, K)
     with pytest.raises(UserError, match=f"{N}"):
-        AsymmetricLabelNoise(from_file=str(path)).draw(None, labels[:-1], K)
+        AsymmetricLabelNoise(rate=0.4, seed=5, from_file=str(path)).draw(None, labels[:-1], K)
+
+
+def test_from_file_of_another_dataset_is_refused(labels, tmp_path):
+    """A pattern records the identity of the training set it was drawn for."""
+    digits = {"dataset": "digits", "num_samples": N, "labels_sha256": "a" * 64}
+    p = FlipLabelNoise(rate=0.4, seed=0).draw(None, labels, K, dataset=digits)
+    path = tmp_path / "noise.pt"
+    p.save(path)
+    same = FlipLabelNoise(rate=0.4, seed=0, from_file=str(path)).draw(None, labels, K, dataset=dict(digits))
+    assert same.sha256() == p.sha256() and NoisePattern.load(path).dataset == digits
+    other = {**digits, "labels_sha256": "b" * 64}  # same size, other labels or order (another split)
+    with pytest.raises(UserError, match="was drawn for digits .* but this run trains on digits"):
+        FlipLabelNoise(rate=0.4, seed=0, from_file=str(path)).draw(None, labels, K, dataset=other)
+    assert p.sha256() != FlipLabelNoise(rate=0.4, seed=0).draw(None, labels, K, dataset=other).sha256()
+
+
+def test_noise_file_with_wrong_fields_is_refused(labels, tmp_path):
+    p = FlipLabelNoise(rate=0.4, seed=0).draw(None, labels, K)
+    path = tmp_path / "noise.pt"
+    p.save(path)
+    raw = torch.load(path, weights_only=True)
+    raw["indices"] = raw["indices"] + N  # indices past the end
+    torch.save(raw, path)
+    with pytest.raises(UserError, match="wrong shape, type or range"):
+        NoisePattern.load(path)
 
 
 # --- configs --------------------------------------------------------------------

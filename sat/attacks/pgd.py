@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat import validate
 from sat.attacks.base import Attack, input_grad, parse_eps, project
-from sat.errors import UserError
 
 LOSSES = ("ce", "margin")
 
@@ -46,13 +46,10 @@ class PGD(Attack):
     ):
         self.eps = parse_eps(eps, "attack.eps")
         self.step_size = parse_eps(step_size, "attack.step_size")
-        if steps < 0:
-            raise UserError(f"attack.steps={steps} is out of range; accepted: an integer >= 0")
-        if restarts < 1:
-            raise UserError(f"attack.restarts={restarts} is out of range; accepted: an integer >= 1")
-        if loss not in LOSSES:
-            raise UserError(f"attack.loss={loss!r} is not supported; accepted: {', '.join(LOSSES)}")
-        self.steps, self.random_start, self.restarts, self.loss = int(steps), bool(random_start), int(restarts), loss
+        self.steps = validate.number("attack.steps", steps, lo=0, integer=True)
+        self.restarts = validate.positive_int("attack.restarts", restarts)
+        self.random_start = validate.flag("attack.random_start", random_start)
+        self.loss = validate.choice("attack.loss", loss, LOSSES)
 
     def _run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = x.detach().clone()

@@ -1,29 +1,38 @@
 """Datasets as uint8 tensors: CIFAR-10/100 (real on-disk format), scikit-learn's
 bundled digits (no download) and a synthetic generator (tests).
 
-Every loader returns a :class:`DatasetSplits`; the Hydra node for a dataset is one of
-the ``load_*`` functions here with its arguments.
+A dataset config node builds a :class:`DataSource`: cheap to construct (it checks its
+arguments and knows the number of classes and the image shape), it reads its files
+only in :meth:`DataSource.load`. So a run checks every setting and builds its model
+before minutes go into loading data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from sat.data.noise import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
+from sat import validate
+from sat.data.class_maps import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
 from sat.errors import UserError
 
 
 @dataclass
 class ImageSet:
-    """Labelled images: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,)."""
+    """Labelled images: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) and ``ids``
+    int64 (N,), each sample's index in the dataset's original order (CIFAR: its
+    position in the original batches; digits: scikit-learn's index)."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    ids: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -33,7 +42,8 @@ class ImageSet:
         if not 0 <= holdout < len(self):
             raise UserError(f"dataset.val_size={holdout} is out of range; accepted: 0 <= val_size < {len(self)}")
         cut = len(self) - holdout
-        return (ImageSet(self.images[:cut], self.labels[:cut]), ImageSet(self.images[cut:], self.labels[cut:]))
+        head = ImageSet(self.images[:cut], self.labels[:cut], self.ids[:cut])
+        return head, ImageSet(self.images[cut:], self.labels[cut:], self.ids[cut:])
 
 
 @dataclass
@@ -53,10 +63,37 @@ class DatasetSplits:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])
 
+    def identity(self) -> dict[str, Any]:
+        """What a noise pattern drawn for this training set must match: its name, size
+        and a hash of its clean labels in their order (which also pins the split)."""
+        h = hashlib.sha256(self.train.labels.numpy().tobytes())
+        h.update(self.train.ids.numpy().tobytes())
+        return {"dataset": self.name, "num_samples": len(self.train), "labels_sha256": h.hexdigest()}
+
+
+class DataSource:
+    """What a dataset config node builds. Subclasses set ``name``, ``num_classes`` and
+    ``input_shape`` from their arguments and read the data in :meth:`load`."""
+
+    # Constructor arguments that name or fetch files: a config read back from a
+    # checkpoint must not choose them (see sat.trust); the user's current settings do.
+    file_args: ClassVar[tuple[str, ...]] = ()
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    val_size: int
+
+    def load(self) -> DatasetSplits:
+        raise NotImplementedError
+
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     x = images.double().div_(255)
     return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist())
+
+
+def _val_size(value: Any) -> int:
+    return validate.number("dataset.val_size", value, lo=0, integer=True)
 
 
 # --- CIFAR ---------------------------------------------------------------------------
@@ -70,15 +107,58 @@ _CIFAR = {
 }
 
 
+def _numpy_reconstruct() -> Any:
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads a CIFAR batch (a dict of lists, strings and numpy arrays) and refuses every
+    other object: a pickle naming any other class or function runs nothing."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = {
+            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+            ("numpy", "ndarray"): lambda: np.ndarray,
+            ("numpy", "dtype"): lambda: np.dtype,
+            ("_codecs", "encode"): lambda: __import__("codecs").encode,  # bytes, as Python 3 writes protocol 2
+        }
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        return allowed[(module, name)]()
+
+
+def read_batch(path: Path) -> dict[str, Any]:
+    """One CIFAR python batch file, keys as strings, without running code from it."""
+    try:
+        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except Exception as e:
+        raise UserError(f"{path} is not a CIFAR batch file ({type(e).__name__}: {e}); replace it with the original "
+                        "(dataset.download=true fetches it)") from None
+    if not isinstance(batch, dict):
+        raise UserError(f"{path} is not a CIFAR batch file (it holds a {type(batch).__name__}, not a dict)")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
 def _read_cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[ImageSet, list[int]]:
     images, labels, coarse = [], [], []
     for name in files:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch[label_key])
-        coarse.extend(batch.get("coarse_labels", []))
-    return ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)), coarse
+        batch = read_batch(folder / name)
+        try:
+            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(int(v) for v in batch[label_key])
+            coarse.extend(int(v) for v in batch.get("coarse_labels", []))
+        except (KeyError, ValueError, TypeError) as e:
+            raise UserError(f"{folder / name} is not a CIFAR batch file ({type(e).__name__}: {e})") from None
+    x = torch.from_numpy(np.concatenate(images))
+    y = torch.tensor(labels, dtype=torch.int64)
+    if len(x) != len(y):
+        raise UserError(f"{folder}: {len(x)} images but {len(y)} labels in {', '.join(files)}")
+    return ImageSet(x, y, torch.arange(len(y))), coarse
 
 
 def _download_cifar(name: str, root: Path) -> None:
@@ -92,72 +172,103 @@ def _download_cifar(name: str, root: Path) -> None:
         raise UserError(f"could not download {name} into {root}: {e}") from e
 
 
-def load_cifar(name: str = "cifar10", root: str = "data", download: bool = False, val_size: int = 5000) -> DatasetSplits:
+class CIFAR(DataSource):
     """CIFAR-10/100 from the python pickle batches torchvision downloads."""
-    if name not in _CIFAR:
-        raise UserError(f"dataset.name={name!r} is not a CIFAR dataset; accepted: {', '.join(_CIFAR)}")
-    spec, root = _CIFAR[name], Path(root).expanduser()
-    folder = root / spec["folder"]
-    missing = [f for f in spec["train"] + spec["test"] if not (folder / f).is_file()]
-    if missing and download:
-        _download_cifar(name, root)
-    elif missing:
-        raise UserError(
-            f"{name} not found in {folder.resolve()} (dataset.root={root}); set dataset.download=true to fetch it, "
-            f"point dataset.root (or SAT_DATA_DIR) at a copy, or try the embedded data: python train.py experiment=quickstart"
-        )
-    train, coarse = _read_cifar_batches(folder, spec["train"], spec["label_key"])
-    test, _ = _read_cifar_batches(folder, spec["test"], spec["label_key"])
-    if name == "cifar10":
-        asym = list(CIFAR10_ASYMMETRIC)
-    else:
-        fine_to_coarse = [0] * spec["num_classes"]
-        for fine, c in zip(train.labels.tolist(), coarse):
-            fine_to_coarse[fine] = c
-        asym = superclass_asymmetric_map(fine_to_coarse)
-    return DatasetSplits(name, train, test, spec["num_classes"], spec["mean"], spec["std"], val_size, asym)
+
+    file_args = ("root", "download")
+
+    def __init__(self, name: str = "cifar10", root: str = "data", download: bool = False, val_size: int = 5000):
+        validate.choice("dataset.name", name, _CIFAR)
+        self.name, self.root, self.val_size = name, Path(str(root)).expanduser(), _val_size(val_size)
+        self.download = validate.flag("dataset.download", download)
+        self.num_classes, self.input_shape = _CIFAR[name]["num_classes"], (3, 32, 32)
+
+    def load(self) -> DatasetSplits:
+        spec = _CIFAR[self.name]
+        folder = self.root / spec["folder"]
+        missing = [f for f in spec["train"] + spec["test"] if not (folder / f).is_file()]
+        if missing and self.download:
+            _download_cifar(self.name, self.root)
+        elif missing:
+            raise UserError(
+                f"{self.name} not found in {folder.resolve()} (dataset.root={self.root}); set dataset.download=true to "
+                f"fetch it, point dataset.root (or SAT_DATA_DIR) at a copy, or try the embedded data: "
+                f"python train.py experiment=quickstart"
+            )
+        train, coarse = _read_cifar_batches(folder, spec["train"], spec["label_key"])
+        test, _ = _read_cifar_batches(folder, spec["test"], spec["label_key"])
+        for split, s in (("train", train), ("test", test)):
+            if len(s) and (int(s.labels.min()) < 0 or int(s.labels.max()) >= self.num_classes):
+                raise UserError(f"{folder}: {split} labels outside [0, {self.num_classes}); is it {self.name}?")
+        if self.name == "cifar10":
+            asym = list(CIFAR10_ASYMMETRIC)
+        else:
+            fine_to_coarse = [0] * spec["num_classes"]
+            for fine, c in zip(train.labels.tolist(), coarse):
+                fine_to_coarse[fine] = c
+            asym = superclass_asymmetric_map(fine_to_coarse)
+        return DatasetSplits(self.name, train, test, spec["num_classes"], spec["mean"], spec["std"], self.val_size, asym)
 
 
 # --- scikit-learn digits (embedded, no download) ------------------------------------
 
 
-def load_digits(test_size: int = 497, val_size: int = 200, split_seed: int = 0) -> DatasetSplits:
+class Digits(DataSource):
     """The 1,797 8x8 grey-scale digits bundled with scikit-learn, as 1x8x8 uint8 images.
 
     The train/test split is a fixed permutation (``split_seed``), independent of the
     run's seed, so every run sees the same test set.
     """
-    from sklearn.datasets import load_digits as sk_digits
 
-    data = sk_digits()
-    images = torch.from_numpy(np.round(data.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
-    labels = torch.from_numpy(data.target.astype(np.int64))
-    if not 0 < test_size < len(labels):
-        raise UserError(f"dataset.test_size={test_size} is out of range; accepted: 0 < test_size < {len(labels)}")
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split_seed))
-    images, labels = images[order], labels[order]
-    cut = len(labels) - test_size
-    train, test = ImageSet(images[:cut], labels[:cut]), ImageSet(images[cut:], labels[cut:])
-    mean, std = _channel_stats(train.images)
-    return DatasetSplits("digits", train, test, 10, mean, std, val_size, list(MNIST_ASYMMETRIC))
+    TOTAL = 1797
+
+    def __init__(self, test_size: int = 497, val_size: int = 200, split_seed: int = 0):
+        self.test_size = validate.number("dataset.test_size", test_size, lo=1, hi=self.TOTAL - 1, integer=True)
+        self.val_size = validate.number("dataset.val_size", val_size, lo=0, hi=self.TOTAL - self.test_size - 1,
+                                        integer=True)
+        self.split_seed = validate.number("dataset.split_seed", split_seed, integer=True)
+        self.name, self.num_classes, self.input_shape = "digits", 10, (1, 8, 8)
+
+    def load(self) -> DatasetSplits:
+        from sklearn.datasets import load_digits as sk_digits
+
+        data = sk_digits()
+        images = torch.from_numpy(np.round(data.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+        labels = torch.from_numpy(data.target.astype(np.int64))
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+        cut = len(labels) - self.test_size
+        train = ImageSet(images[order[:cut]], labels[order[:cut]], order[:cut].clone())
+        test = ImageSet(images[order[cut:]], labels[order[cut:]], order[cut:].clone())
+        mean, std = _channel_stats(train.images)
+        return DatasetSplits("digits", train, test, 10, mean, std, self.val_size, list(MNIST_ASYMMETRIC))
 
 
 # --- synthetic (tests, smoke runs) --------------------------------------------------
 
 
-def load_synthetic(
-    num_train: int = 512, num_test: int = 256, num_classes: int = 4, channels: int = 3, size: int = 8,
-    val_size: int = 64, seed: int = 0,
-) -> DatasetSplits:
+class Synthetic(DataSource):
     """Learnable random data: each class is a fixed random template plus pixel noise."""
-    g = torch.Generator().manual_seed(seed)
-    templates = torch.rand(num_classes, channels, size, size, generator=g) * 255
 
-    def sample(n: int) -> ImageSet:
-        labels = torch.randint(num_classes, (n,), generator=g)
-        x = templates[labels] + 40 * torch.randn(n, channels, size, size, generator=g)
-        return ImageSet(x.clamp(0, 255).round().to(torch.uint8), labels)
+    def __init__(self, num_train: int = 512, num_test: int = 256, num_classes: int = 4, channels: int = 3,
+                 size: int = 8, val_size: int = 64, seed: int = 0):
+        self.num_train = validate.positive_int("dataset.num_train", num_train)
+        self.num_test = validate.positive_int("dataset.num_test", num_test)
+        self.num_classes = validate.number("dataset.num_classes", num_classes, lo=2, integer=True)
+        channels, size = validate.positive_int("dataset.channels", channels), validate.positive_int("dataset.size", size)
+        self.val_size = validate.number("dataset.val_size", val_size, lo=0, hi=self.num_train - 1, integer=True)
+        self.seed = validate.number("dataset.seed", seed, integer=True)
+        self.name, self.input_shape = "synthetic", (channels, size, size)
 
-    train, test = sample(num_train), sample(num_test)
-    mean, std = _channel_stats(train.images)
-    return DatasetSplits("synthetic", train, test, num_classes, mean, std, val_size, cyclic_asymmetric_map(num_classes))
+    def load(self) -> DatasetSplits:
+        g = torch.Generator().manual_seed(self.seed)
+        templates = torch.rand(self.num_classes, *self.input_shape, generator=g) * 255
+
+        def sample(n: int) -> ImageSet:
+            labels = torch.randint(self.num_classes, (n,), generator=g)
+            x = templates[labels] + 40 * torch.randn(n, *self.input_shape, generator=g)
+            return ImageSet(x.clamp(0, 255).round().to(torch.uint8), labels, torch.arange(n))
+
+        train, test = sample(self.num_train), sample(self.num_test)
+        mean, std = _channel_stats(train.images)
+        return DatasetSplits("synthetic", train, test, self.num_classes, mean, std, self.val_size,
+                             cyclic_asymmetric_map(self.num_classes))

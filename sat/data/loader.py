@@ -15,7 +15,11 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 class DeviceLoader:
     """Yields ``(x, y, index)``: float images in [0, 1], labels, and dataset indices
-    (SAT's per-sample state is indexed by them)."""
+    (SAT's per-sample state is indexed by them).
+
+    Its state (generator, and mid-epoch the epoch's order and position) is saved in
+    checkpoints, so a run stopped between two batches continues with the next one.
+    """
 
     def __init__(
         self,
@@ -32,23 +36,41 @@ class DeviceLoader:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
         self.generator = torch.Generator(device=images.device).manual_seed(seed)
+        self._order: torch.Tensor | None = None  # this epoch's sample order, while an epoch is under way
+        self._position = 0  # batches of it already handed out
 
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    @property
+    def position(self) -> int:
+        """Batches of the current epoch handed out so far (0 between epochs)."""
+        return self._position if self._order is not None else 0
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         n, device = len(self.labels), self.images.device
-        order = torch.randperm(n, device=device, generator=self.generator) if self.shuffle else torch.arange(n, device=device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start : start + self.batch_size]
+        if self._order is None:  # a new epoch (else: continue one restored mid-way)
+            self._order = torch.randperm(n, device=device, generator=self.generator) if self.shuffle \
+                else torch.arange(n, device=device)
+            self._position = 0
+        while self._position < len(self):
+            start = self._position * self.batch_size
+            index = self._order[start : start + self.batch_size]
             x = self.images[index]
             if self.augment is not None:
                 x = self.augment(x, self.generator)
+            self._position += 1
             yield x.float().div_(255), self.labels[index], index
+        self._order = None
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        mid_epoch = self._order is not None
+        return {"generator": self.generator.get_state(), "order": self._order.cpu() if mid_epoch else None,
+                "position": self._position if mid_epoch else 0}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        order = state.get("order")
+        self._order = None if order is None else order.to(self.images.device)
+        self._position = int(state.get("position", 0))

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor
 
+from sat import validate
 from sat.errors import UserError
 
 __all__ = [
-    "CIFAR10_ASYMMETRIC",
-    "MNIST_ASYMMETRIC",
     "AsymmetricLabelNoise",
     "FlipLabelNoise",
     "GaussianImageNoise",
@@ -33,35 +31,7 @@ __all__ = [
     "RandomPixelsNoise",
     "ShuffledPixelsNoise",
     "UniformLabelNoise",
-    "cyclic_asymmetric_map",
-    "superclass_asymmetric_map",
 ]
-
-# Standard class maps for asymmetric noise (class -> target; identity = no flip).
-# CIFAR-10: truck->automobile, bird->airplane, deer->horse, cat<->dog.
-CIFAR10_ASYMMETRIC: tuple[int, ...] = (0, 1, 0, 5, 7, 3, 6, 7, 8, 1)
-# MNIST: 2->7, 3->8, 5<->6, 7->1.
-MNIST_ASYMMETRIC: tuple[int, ...] = (0, 1, 7, 8, 4, 6, 5, 1, 8, 9)
-
-
-def superclass_asymmetric_map(fine_to_coarse: Sequence[int]) -> list[int]:
-    """CIFAR-100 style map: each fine class -> the next fine class (cyclic, by
-    index) within its super-class. A super-class of one class maps to itself."""
-    fine_to_coarse = [int(c) for c in fine_to_coarse]
-    groups: dict[int, list[int]] = {}
-    for fine, coarse in enumerate(fine_to_coarse):
-        groups.setdefault(coarse, []).append(fine)  # ascending fine index
-    class_map = list(range(len(fine_to_coarse)))
-    for members in groups.values():
-        for i, fine in enumerate(members):
-            class_map[fine] = members[(i + 1) % len(members)]
-    return class_map
-
-
-def cyclic_asymmetric_map(num_classes: int) -> list[int]:
-    """c -> (c + 1) % K, for synthetic data without a natural confusion map."""
-    return [(c + 1) % num_classes for c in range(num_classes)]
-
 
 def _bytes(t: Tensor | None) -> bytes:
     if t is None:
@@ -73,7 +43,12 @@ def _bytes(t: Tensor | None) -> bytes:
 
 @dataclass
 class NoisePattern:
-    """One realised corruption of a training set of ``len(labels)`` samples."""
+    """One realised corruption of a training set of ``len(labels)`` samples.
+
+    ``dataset`` is the identity of the training set it was drawn for (see
+    ``DatasetSplits.identity``: name, size, hash of the clean labels): a pattern is
+    only ever applied to that set.
+    """
 
     kind: str
     rate: float
@@ -81,6 +56,7 @@ class NoisePattern:
     indices: Tensor  # int64, sorted: the corrupted samples
     labels: Tensor  # int64 (n,): the full label vector after noise
     images: Tensor | None  # uint8 (len(indices), C, H, W) replacements; image noise only
+    dataset: dict[str, Any] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -120,49 +96,49 @@ class NoisePattern:
 
     def sha256(self) -> str:
         h = hashlib.sha256()
+        identity = repr(sorted((self.dataset or {}).items())).encode()
         for part in (self.kind.encode(), repr(float(self.rate)).encode(), str(int(self.seed)).encode(),
-                     _bytes(self.indices), _bytes(self.labels), _bytes(self.images)):
+                     _bytes(self.indices), _bytes(self.labels), _bytes(self.images), identity):
             # Length prefix keeps field boundaries unambiguous.
             h.update(len(part).to_bytes(8, "little") + part)
         return h.hexdigest()
 
+    def check_dataset(self, identity: dict[str, Any], source: str) -> None:
+        """Refuse to apply this pattern to another training set than its own."""
+        if self.dataset != identity:
+            def show(d: dict[str, Any] | None) -> str:
+                if not d:
+                    return "an unrecorded training set"
+                return f"{d.get('dataset')} ({d.get('num_samples')} samples, labels hash {str(d.get('labels_sha256'))[:12]})"
+
+            raise UserError(f"{source} was drawn for {show(self.dataset)} but this run trains on {show(identity)}; "
+                            "accepted: a noise file of the same dataset, split and size")
+
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` atomically (a crash never leaves a half-written file)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
-        payload = {
-            "kind": self.kind,
-            "rate": float(self.rate),
-            "seed": int(self.seed),
-            "indices": self.indices.cpu(),
-            "labels": self.labels.cpu(),
-            "images": None if self.images is None else self.images.cpu(),
-            "sha256": self.sha256(),
-        }
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".noise-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        from sat.checkpoint import atomic_torch_save  # the project's one atomic writer
+
+        atomic_torch_save({
+            "kind": self.kind, "rate": float(self.rate), "seed": int(self.seed), "indices": self.indices.cpu(),
+            "labels": self.labels.cpu(), "images": None if self.images is None else self.images.cpu(),
+            "dataset": self.dataset, "sha256": self.sha256(),
+        }, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, num_samples: int | None = None) -> NoisePattern:
-        """Load and verify a pattern written by :meth:`save`."""
+        """Load and verify a pattern written by :meth:`save` (loading runs no code)."""
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise UserError(f"noise file {path} does not exist; accepted: a file written by NoisePattern.save")
+            raise UserError(f"noise file {path} does not exist; accepted: a noise.pt written by a run")
         try:
             d = torch.load(path, map_location="cpu", weights_only=True)
-            pattern = cls(kind=str(d["kind"]), rate=float(d["rate"]), seed=int(d["seed"]),
-                          indices=d["indices"], labels=d["labels"], images=d["images"])
+            pattern = cls(kind=str(d["kind"]), rate=float(d["rate"]), seed=int(d["seed"]), indices=d["indices"],
+                          labels=d["labels"], images=d["images"], dataset=d.get("dataset"))
             stored = d["sha256"]
-        except Exception as e:  # unreadable or missing fields: the file is not ours or damaged
-            raise UserError(f"noise file {path} is corrupted: cannot be read ({type(e).__name__})") from e
+        except Exception as e:  # unreadable, refused objects or missing fields: not ours, or damaged
+            raise UserError(f"noise file {path} is corrupted or not a noise file: cannot be read "
+                            f"({type(e).__name__})") from None
+        pattern._check_fields(path)
         if stored != pattern.sha256():
             raise UserError(f"noise file {path} is corrupted: hash mismatch")
         if num_samples is not None and pattern.num_samples != num_samples:
@@ -172,6 +148,22 @@ class NoisePattern:
             )
         return pattern
 
+    def _check_fields(self, path: str) -> None:
+        """Shapes, dtypes and ranges a real pattern has."""
+        ok = (
+            isinstance(self.labels, Tensor) and self.labels.dtype == torch.int64 and self.labels.dim() == 1
+            and isinstance(self.indices, Tensor) and self.indices.dtype == torch.int64 and self.indices.dim() == 1
+            and (self.labels.numel() == 0 or int(self.labels.min()) >= 0)
+            and (self.indices.numel() == 0 or (int(self.indices.min()) >= 0
+                                              and int(self.indices.max()) < len(self.labels)))
+            and (self.images is None or (isinstance(self.images, Tensor) and self.images.dtype == torch.uint8
+                                         and self.images.dim() == 4 and len(self.images) == len(self.indices)))
+            and (self.dataset is None or isinstance(self.dataset, dict))
+        )
+        if not ok:
+            raise UserError(f"noise file {path} is corrupted: its labels, indices or images have the wrong shape, "
+                            "type or range")
+
 
 class Noise:
     """Base noise: validates the config and draws (or loads) a :class:`NoisePattern`."""
@@ -179,33 +171,27 @@ class Noise:
     kind: str = ""
     corrupts_images: bool = False
 
+    # ``from_file`` names a file: a config read back from a checkpoint may not choose it.
+    file_args: ClassVar[tuple[str, ...]] = ("from_file",)
+
     def __init__(self, rate: float = 0.0, seed: int = 0, from_file: str | None = None):
-        try:
-            rate = float(rate)
-        except (TypeError, ValueError):
-            raise UserError(f"noise.rate={rate!r} is not a number; accepted: 0 <= rate <= 1") from None
-        if not 0.0 <= rate <= 1.0:  # also rejects NaN
-            raise UserError(f"noise.rate={rate} is out of range; accepted: 0 <= rate <= 1")
-        self.rate = rate
-        self.seed = int(seed)
-        self.from_file = from_file
+        self.rate = validate.number("noise.rate", rate, lo=0.0, hi=1.0)
+        self.seed = validate.number("noise.seed", seed, integer=True)
+        self.from_file = None if from_file is None else str(from_file)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rate={self.rate}, seed={self.seed}, from_file={self.from_file!r})"
 
     def draw(self, images: Tensor | None, labels: Tensor, num_classes: int, *,
              class_map: Sequence[int] | Tensor | None = None,
-             mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> NoisePattern:
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+             dataset: dict[str, Any] | None = None) -> NoisePattern:
+        """Draw this noise for a training set (``dataset``: its identity, recorded in the
+        pattern), or replay ``from_file``, which must match it and this config."""
         labels = torch.as_tensor(labels, dtype=torch.int64).cpu()
         n = len(labels)
         if self.from_file is not None:
-            pattern = NoisePattern.load(self.from_file, num_samples=n)
-            if pattern.kind != self.kind:
-                raise UserError(
-                    f"noise file {self.from_file} holds {pattern.kind!r} noise but noise={self.kind!r} "
-                    f"was asked; accepted: a noise file of the same kind"
-                )
-            return pattern
+            return self._replay(n, dataset)
         if n and (labels.min() < 0 or labels.max() >= num_classes):
             raise UserError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, {labels.max()}]")
         if self.corrupts_images:
@@ -220,7 +206,24 @@ class Noise:
         chosen = chosen[order]
         if new_images is not None:
             new_images = new_images[order]
-        return NoisePattern(self.kind, self.rate, self.seed, chosen, new_labels, new_images)
+        return NoisePattern(self.kind, self.rate, self.seed, chosen, new_labels, new_images, dataset)
+
+    def _replay(self, n: int, dataset: dict[str, Any] | None) -> NoisePattern:
+        """The pattern of ``from_file``. Its kind, rate and seed must be the ones this
+        config states (so logs and reports show what really ran), and it must have been
+        drawn for this training set."""
+        pattern = NoisePattern.load(self.from_file, num_samples=n)
+        stored = {"noise": pattern.kind, "noise.rate": pattern.rate, "noise.seed": pattern.seed}
+        asked = {"noise": self.kind, "noise.rate": self.rate, "noise.seed": self.seed}
+        differ = [k for k in stored if stored[k] != asked[k]]
+        if differ:
+            raise UserError(
+                f"noise.from_file={self.from_file} holds {pattern.kind} noise, rate {pattern.rate:g}, seed "
+                f"{pattern.seed}, but the config says {', '.join(f'{k}={asked[k]}' for k in differ)}; accepted: "
+                f"the file's values ({' '.join(f'{k}={stored[k]}' for k in differ)})")
+        if dataset is not None:
+            pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
+        return pattern
 
     def _choose(self, n: int, gen: torch.Generator) -> Tensor:
         """int(rate * n) distinct samples, uniformly at random."""
@@ -264,7 +267,7 @@ class AsymmetricLabelNoise(Noise):
 
     kind = "asymmetric"
 
-    def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None):
+    def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None, dataset=None):
         if self.from_file is None:
             if class_map is None:
                 raise UserError("noise=asymmetric needs a class_map; accepted: a class -> target list of "
@@ -274,7 +277,7 @@ class AsymmetricLabelNoise(Noise):
                 raise UserError(f"noise=asymmetric class_map={cm.tolist()} is invalid; accepted: "
                                 f"{num_classes} entries in [0, {num_classes})")
             class_map = cm
-        return super().draw(images, labels, num_classes, class_map=class_map, mean=mean, std=std)
+        return super().draw(images, labels, num_classes, class_map=class_map, mean=mean, std=std, dataset=dataset)
 
     def _draw(self, images, labels, num_classes, gen, *, class_map, **kw):
         new_labels = labels.clone()

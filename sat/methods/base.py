@@ -14,8 +14,15 @@ class Method(nn.Module):
     training labels before the first step (and before ``load_state_dict``).
     """
 
+    # How the config names this method in messages (TRADES renames its natural loss).
+    config_name: str = "method"
+
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         """Allocate per-sample state for ``labels`` (on their device). Default: none."""
+
+    def schedule(self, epochs: int) -> None:
+        """Called once the run's length is known, before training: a method whose
+        behaviour starts at some epoch refuses a run that never reaches it."""
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Loss of a batch given its logits, labels and dataset indices."""

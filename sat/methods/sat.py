@@ -11,11 +11,17 @@ sample ``i`` is in a batch::
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 import torch.nn.functional as F
 
+from sat import validate
 from sat.errors import UserError
 from sat.methods.base import Method
+
+log = logging.getLogger("sat")
 
 
 def scale_for_width(alpha: float, start_epoch: int, width: int, reference_width: int = 64) -> tuple[float, int]:
@@ -31,8 +37,10 @@ def scale_for_width(alpha: float, start_epoch: int, width: int, reference_width:
 class SelfAdaptiveTraining(Method):
     """SAT with the cross-entropy target loss.
 
-    ``width_scaling=True`` applies :func:`scale_for_width` with the model's ``width``;
-    the values actually used are ``self.alpha`` / ``self.start_epoch`` and are logged.
+    ``width_scaling=True`` applies :func:`scale_for_width` with the model's ``width``.
+    Where the scaled start would not fit the run, ``max_start_fraction`` (if set) caps
+    it at that fraction of the run's epochs; without it such a run is refused. The
+    values actually used are ``self.alpha`` / ``self.start_epoch`` and are logged.
     """
 
     def __init__(
@@ -42,20 +50,49 @@ class SelfAdaptiveTraining(Method):
         width_scaling: bool = False,
         width: int | None = None,
         reference_width: int = 64,
+        max_start_fraction: float | None = None,
     ):
         super().__init__()
-        if not 0.0 <= alpha < 1.0:
-            raise UserError(f"method.alpha={alpha} is out of range; accepted: 0 <= alpha < 1")
-        if start_epoch < 0:
-            raise UserError(f"method.start_epoch={start_epoch} is out of range; accepted: an integer >= 0")
+        alpha = validate.number("method.alpha", alpha, lo=0.0, hi=1.0, hi_open=True)
+        start_epoch = validate.number("method.start_epoch", start_epoch, lo=0, integer=True)
+        self.width_scaling = validate.flag("method.width_scaling", width_scaling)
+        self.max_start_fraction = None if max_start_fraction is None else validate.number(
+            "method.max_start_fraction", max_start_fraction, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         self.base_alpha, self.base_start_epoch = alpha, start_epoch
-        self.width_scaling = width_scaling
+        self.width, self.reference_width = width, reference_width
         if width_scaling:
             if width is None:
                 raise UserError("method.width_scaling=true needs method.width (the model's width); got null")
+            width = validate.positive_int("method.width", width)
+            reference_width = validate.positive_int("method.reference_width", reference_width)
             alpha, start_epoch = scale_for_width(alpha, start_epoch, width, reference_width)
         self.alpha, self.start_epoch = alpha, start_epoch
+        self.scaled_start_epoch = start_epoch  # before any cap; logged
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
+
+    def schedule(self, epochs: int) -> None:
+        """Cap a width-scaled start at ``max_start_fraction`` of the run; refuse a run in
+        which the soft targets would never start (SAT would silently be plain CE)."""
+        if self.max_start_fraction is not None:
+            cap = int(self.max_start_fraction * epochs)
+            if self.scaled_start_epoch > cap:
+                log.info("%s: start epoch %d capped at %d (max_start_fraction %g of %d epochs)", self.config_name,
+                         self.scaled_start_epoch, cap, self.max_start_fraction, epochs)
+            self.start_epoch = min(self.scaled_start_epoch, cap)
+        if self.start_epoch < epochs:
+            return
+        name = self.config_name
+        if self.width_scaling and self.start_epoch != self.base_start_epoch:
+            # int(E * ref / w) < epochs  <=>  E < epochs * w / ref
+            largest = math.ceil(epochs * self.width / self.reference_width) - 1
+            raise UserError(
+                f"{name}.start_epoch={self.base_start_epoch} becomes {self.start_epoch} by width scaling "
+                f"(width {self.width}, reference_width {self.reference_width}) >= trainer.epochs={epochs}, so SAT "
+                f"would never start; accepted: trainer.epochs > {self.start_epoch}, {name}.start_epoch <= "
+                f"{largest}, or {name}.max_start_fraction=0.5 (starts at epoch {int(0.5 * epochs)})")
+        raise UserError(
+            f"{name}.start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so SAT would never start; accepted: "
+            f"{name}.start_epoch < {epochs} (or more trainer.epochs)")
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.targets = F.one_hot(labels.long(), num_classes).float()
@@ -91,22 +128,26 @@ class SelfAdaptiveTraining(Method):
             "width_scaling": self.width_scaling,
             "base_alpha": self.base_alpha,
             "base_start_epoch": self.base_start_epoch,
+            "scaled_start_epoch": self.scaled_start_epoch,
+            "max_start_fraction": self.max_start_fraction,
         }
 
 
 class SelfAdaptiveTrainingSCE(SelfAdaptiveTraining):
-    """SAT with the symmetric cross-entropy target loss:
-    ``-ce_weight * sum t log p - rce_weight * sum p log t``, the log arguments clamped
-    away from zero (p >= 1e-7, t >= 1e-4, as in the reference code)."""
+    """SAT with the symmetric cross-entropy target loss, exactly as the reference
+    computes it: ``-ce_weight * sum t log p - rce_weight * sum p log t``, unclamped.
+    ``t > 0`` always holds (the update before the loss mixes in ``p > 0``); only an
+    exact zero, which float underflow could produce, is kept from making ``log`` -inf."""
 
     def __init__(self, alpha: float = 0.9, start_epoch: int = 60, ce_weight: float = 1.0, rce_weight: float = 0.3, **kwargs):
         super().__init__(alpha, start_epoch, **kwargs)
-        self.ce_weight, self.rce_weight = ce_weight, rce_weight
+        self.ce_weight = validate.number("method.ce_weight", ce_weight, lo=0.0)
+        self.rce_weight = validate.number("method.rce_weight", rce_weight, lo=0.0)
 
     def target_loss(self, logits, t):
         ce = super().target_loss(logits, t)
-        p = logits.float().softmax(dim=1).clamp(min=1e-7, max=1.0)
-        rce = -(p * t.clamp(min=1e-4, max=1.0).log()).sum(dim=1)
+        p = logits.float().softmax(dim=1)
+        rce = -(p * t.clamp_min(torch.finfo(t.dtype).tiny).log()).sum(dim=1)
         return self.ce_weight * ce + self.rce_weight * rce
 
     def hparams(self):

@@ -12,12 +12,11 @@ attack) and the attack takes input gradients only, which makes a step much cheap
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat import validate
 from sat.attacks.base import input_grad, parse_eps, project
 from sat.errors import UserError
 from sat.methods.base import Method
@@ -39,19 +38,23 @@ class TRADES(Method):
         steps: int = 10,
     ):
         super().__init__()
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta >= 0:  # `not >=`: nan too
-            raise UserError(f"method.beta={beta!r} is out of range; accepted: a number >= 0")
-        integral = isinstance(steps, numbers.Real) and not isinstance(steps, bool) and float(steps).is_integer()
-        if not integral or steps < 0:
-            raise UserError(f"method.steps={steps!r} is out of range; accepted: an integer >= 0")
+        beta = validate.number("method.beta", beta, lo=0.0)
+        steps = validate.number("method.steps", steps, lo=0, integer=True)
         epsilon = parse_eps(epsilon, "method.epsilon")  # also accepts "8/255"
         step_size = parse_eps(step_size, "method.step_size")
         # A submodule, so natural's per-sample state (SAT targets) is in our state_dict.
         self.natural = natural if natural is not None else CrossEntropy()
+        if not isinstance(self.natural, Method):
+            raise UserError(f"method.natural={type(self.natural).__name__} is not a training method; accepted: a "
+                            "sat.methods.Method such as sat.methods.CrossEntropy or sat.methods.SelfAdaptiveTraining")
+        self.natural.config_name = "method.natural"
         self.beta, self.epsilon, self.step_size, self.steps = float(beta), float(epsilon), float(step_size), int(steps)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.natural.setup(labels, num_classes)
+
+    def schedule(self, epochs: int) -> None:
+        self.natural.schedule(epochs)
 
     def soft_labels(self) -> torch.Tensor | None:
         return self.natural.soft_labels()

@@ -9,41 +9,82 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sat.engine import accuracy_and_loss, evaluate as evaluate_model, predict
-from sat.tasks.common import resolve_device, resolve_precision, restore_run
+from sat import validate
+from sat.engine import accuracy_and_loss, predict
+from sat.rundir import prepare_output_dir, write_json_atomic
+from sat.tasks.common import resolve_device, resolve_precision
+from sat.tasks.restore import restore_run
+from sat.tasks.settings import read
+
+
+def trusted_packages(cfg: DictConfig) -> list[str]:
+    value = read(cfg, "trusted_packages") or []
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in value]
+
+
+def data_dir(cfg: DictConfig) -> str:
+    """Where dataset files are read from: ``dataset_root=`` or the current data folder,
+    never a path stored in the checkpoint."""
+    return str(read(cfg, "dataset_root") or read(cfg, "paths.data_dir"))
+
+
+def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any]) -> Path | None:
+    """Also keep a result in the evaluated run's own folder (``RUN/evaluations/``), under
+    a new name each time: an evaluation never overwrites another."""
+    run = checkpoint.resolve().parent.parent
+    if checkpoint.resolve().parent.name != "checkpoints" or not (run / ".hydra").is_dir():
+        return None
+    folder = run / "evaluations"
+    try:
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{checkpoint.stem}.{name}"
+        stem, suffix, n = path.stem, path.suffix, 1
+        while path.exists():
+            n += 1
+            path = folder / f"{stem}.{n}{suffix}"
+        write_json_atomic(path, result)
+    except OSError:  # a run folder we may read but not write: the result is in the output folder anyway
+        return None
+    return path
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test accuracy of a checkpoint, and where its run had label noise, accuracy on
     the clean and on the noisy-labelled training samples (memorisation)."""
-    device = resolve_device(cfg.device)
-    amp_dtype = resolve_precision(cfg.precision, device)
-    state, run_cfg, nd, model = restore_run(cfg.checkpoint, device, cfg.dataset_root)
-    test = evaluate_model(model, nd.data.test.images.to(device), nd.data.test.labels.to(device), cfg.batch_size, amp_dtype)
+    checkpoint = Path(str(read(cfg, "checkpoint"))).expanduser()
+    device = resolve_device(read(cfg, "device"))
+    amp_dtype = resolve_precision(read(cfg, "precision"), device, key="precision")
+    batch_size = validate.positive_int("batch_size", read(cfg, "batch_size"))
+    out = prepare_output_dir(read(cfg, "paths.output_dir"))
+    run = restore_run(checkpoint, device, data_dir(cfg), trusted_packages(cfg))
+    nd, model, state = run.data, run.model, run.state
+    classes = nd.data.num_classes  # an abstaining model's extra output is not a class
+    test_logits = predict(model, nd.data.test.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()
+    test = accuracy_and_loss(test_logits, nd.data.test.labels)
     result: dict[str, Any] = {
-        "checkpoint": str(cfg.checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run_cfg.seed,
-        "test/acc": test["acc"], "test/loss": test["loss"],
-        "noise": {"kind": nd.pattern.kind, "rate": nd.pattern.rate, "seed": nd.pattern.seed,
-                  "realised_error": nd.realised_error},
+        "checkpoint": str(checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run.seed,
+        "test/acc": test["acc"], "test/loss": test["loss"], "noise": nd.noise_summary(),
     }
     given, true = nd.train.labels, nd.true_train_labels
     noisy = given != true
     if bool(noisy.any()):
-        logits = predict(model, nd.train.images.to(device), cfg.batch_size, amp_dtype).cpu()
+        logits = predict(model, nd.train.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()
         result["train_clean/acc"] = accuracy_and_loss(logits[~noisy], given[~noisy]).get("acc", math.nan)
         result["train_noisy/acc_given"] = accuracy_and_loss(logits[noisy], given[noisy])["acc"]
         result["train_noisy/acc_true"] = accuracy_and_loss(logits[noisy], true[noisy])["acc"]
         result["train_noisy/count"] = int(noisy.sum())
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
-    rows = [("checkpoint", f"{cfg.checkpoint} (epoch {state['epoch']})"), ("test acc", f"{100 * result['test/acc']:.2f}%")]
+    write_json_atomic(out / "evaluation.json", result)
+    beside = save_next_to_run(checkpoint, "evaluation.json", result)
+    rows = [("checkpoint", f"{checkpoint} (epoch {state['epoch']})"), ("test acc", f"{100 * result['test/acc']:.2f}%")]
     if "train_noisy/acc_given" in result:
         rows += [
             ("train acc, clean labels", f"{100 * result['train_clean/acc']:.2f}%"),
             ("train acc, noisy labels", f"{100 * result['train_noisy/acc_given']:.2f}% fit the given (wrong) label, "
                                         f"{100 * result['train_noisy/acc_true']:.2f}% predict the true one"),
         ]
+    rows.append(("results", f"{out / 'evaluation.json'}" + (f" and {beside}" if beside else "")))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
     print(json.dumps(result), flush=True)

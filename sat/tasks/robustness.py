@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
+from sat import validate
 from sat.attacks import robust_accuracy
 from sat.errors import UserError
-from sat.tasks.common import choices, plain, resolve_device, restore_run
+from sat.rundir import prepare_output_dir, write_json_atomic
+from sat.tasks.common import build, choices, plain, resolve_device
+from sat.tasks.evaluation import data_dir, save_next_to_run, trusted_packages
+from sat.tasks.restore import restore_run
+from sat.tasks.settings import read
 
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
@@ -32,6 +35,8 @@ def parse_epochs(spec: Any) -> set[int] | None:
         if m is None:
             raise UserError(f"epochs={spec!r} is not an epoch range; accepted: 71-100, 80, [71,80] or 71,80,90-95")
         lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi < lo:
+            raise UserError(f"epochs={spec!r} has the reversed range {lo}-{hi}; accepted: low-high, e.g. {hi}-{lo}")
         epochs.update(range(lo, hi + 1))
     return epochs
 
@@ -43,7 +48,7 @@ def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: 
         raise UserError("give exactly one of checkpoint=FILE or checkpoints=RUN_DIR|GLOB")
     if checkpoint is not None:
         return [Path(checkpoint)]
-    root = Path(checkpoints).expanduser()
+    root = Path(str(checkpoints)).expanduser()
     if root.is_dir():
         folder = root / "checkpoints" if (root / "checkpoints").is_dir() else root
         paths = [Path(p) for p in glob.glob(str(folder / "epoch_*.pt"))]
@@ -57,42 +62,65 @@ def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: 
         if wanted is None or (epoch is not None and epoch in wanted):
             numbered.append((epoch if epoch is not None else -1, str(p), p))
     if not numbered:
-        raise UserError(f"checkpoints={checkpoints!r} epochs={epochs!r} matches no checkpoint file "
-                        "(a run folder's checkpoints/epoch_N.pt, written with trainer.checkpoint_every=1)")
+        if not paths:
+            where = f"{checkpoints!r} holds no checkpoints/epoch_N.pt" if root.is_dir() else \
+                f"{checkpoints!r} is neither a run folder nor a glob matching checkpoint files"
+            raise UserError(f"checkpoints={where}; accepted: a run folder trained with trainer.checkpoint_every=N, "
+                            "or a glob such as RUN/checkpoints/epoch_*.pt")
+        found = sorted(int(m[1]) for p in paths if (m := _EPOCH_FILE.search(p.name)))
+        raise UserError(f"epochs={epochs!r} matches none of the checkpoints in {checkpoints!r}; accepted: epochs among "
+                        f"{_ranges(found)}")
     return [p for _, _, p in sorted(numbered)]
 
 
+def _ranges(epochs: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts, start = [], None
+    for i, e in enumerate(epochs):
+        if start is None:
+            start = e
+        if i + 1 == len(epochs) or epochs[i + 1] != e + 1:
+            parts.append(f"{start}-{e}" if e != start else str(e))
+            start = None
+    return ", ".join(parts) or "none"
+
+
 def attack(cfg: DictConfig) -> dict[str, Any]:
-    device = resolve_device(cfg.device)
-    paths = select_checkpoints(cfg.checkpoint, cfg.checkpoints, cfg.epochs)
-    attacker = instantiate(cfg.attack)
+    device = resolve_device(read(cfg, "device"))
+    seed = validate.number("seed", read(cfg, "seed"), integer=True)
+    batch_size = validate.positive_int("batch_size", read(cfg, "batch_size"))
+    num_samples = read(cfg, "num_samples")
+    if num_samples is not None:
+        num_samples = validate.positive_int("num_samples", num_samples)
+    paths = select_checkpoints(read(cfg, "checkpoint"), read(cfg, "checkpoints"), read(cfg, "epochs"))
+    attacker = build(cfg.attack, "attack", object)
     attack_name = choices().get("attack") or type(attacker).__name__
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(read(cfg, "paths.output_dir"))
     rows: list[dict[str, Any]] = []
     data_cache: dict = {}  # the checkpoints of one run share their data: load it once
     for path in paths:
-        torch.manual_seed(cfg.seed)  # the same random starts for every checkpoint
-        state, run_cfg, nd, model = restore_run(str(path), device, cfg.dataset_root, data_cache)
-        x, y = nd.data.test.images, nd.data.test.labels
-        if cfg.num_samples is not None:
-            x, y = x[: cfg.num_samples], y[: cfg.num_samples]
+        torch.manual_seed(seed)  # the same random starts for every checkpoint
+        run = restore_run(path, device, data_dir(cfg), trusted_packages(cfg), data_cache)
+        x, y = run.data.data.test.images, run.data.data.test.labels
+        if num_samples is not None:
+            x, y = x[:num_samples], y[:num_samples]
         x = x.float().div_(255)
         if hasattr(attacker, "evaluate"):  # AutoAttack reports each of its attacks too
-            result = attacker.evaluate(model, x, y, cfg.batch_size)
+            result = attacker.evaluate(run.model, x, y, batch_size)
         else:
-            result = robust_accuracy(model, attacker, x, y, cfg.batch_size)
-        rows.append({"checkpoint": str(path), "epoch": state["epoch"], "dataset": nd.data.name,
-                     "run_seed": run_cfg.seed, "noise": nd.pattern.kind, "noise_rate": nd.pattern.rate,
+            result = robust_accuracy(run.model, attacker, x, y, batch_size)
+        rows.append({"checkpoint": str(path), "epoch": run.state["epoch"], "dataset": run.data.data.name,
+                     "run_seed": run.seed, "noise": run.data.pattern.kind, "noise_rate": run.data.pattern.rate,
                      "attack": attack_name, "samples": len(y), **result})
     best = max(rows, key=lambda r: r["robust"])
     _write_csv(rows, out / "robustness.csv")
-    if len(rows) > 1:
-        _plot(rows, out / "robustness.png", attack_name)
+    figures = _plot(rows, best, out / "robustness", attack_name) if len(rows) > 1 else []
     _print_table(rows, best)
-    print(f"results: {out / 'robustness.csv'}", flush=True)
     summary = {"attack": attack_name, "attack_config": plain(cfg.attack), "rows": rows, "best": best}
-    (out / "robustness.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "robustness.json", summary)
+    beside = save_next_to_run(paths[0], f"robustness-{attack_name}.json", summary)
+    print(f"results: {out / 'robustness.csv'}" + "".join(f", {f}" for f in figures)
+          + (f" and {beside}" if beside else ""), flush=True)
     return summary
 
 
@@ -112,20 +140,26 @@ def _print_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> None:
         print(f"{r['epoch']:>6} {100 * r['natural']:7.2f}% {100 * r['robust']:7.2f}%{mark}")
 
 
-def _plot(rows: list[dict[str, Any]], path: Path, attack_name: str) -> None:
-    import matplotlib
+def _plot(rows: list[dict[str, Any]], best: dict[str, Any], stem: Path, attack_name: str) -> list[Path]:
+    """Natural and robust accuracy against epoch, the best robust epoch marked; PNG and PDF."""
+    from sat.figures import PALETTE, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, [100 * r["natural"] for r in rows], marker="o", label="natural")
-    ax.plot(epochs, [100 * r["robust"] for r in rows], marker="o", label=f"robust ({attack_name}, eps {rows[0]['eps']:.4g})")
+    ax.plot(epochs, [100 * r["natural"] for r in rows], marker="o", color=PALETTE[0], label="natural")
+    ax.plot(epochs, [100 * r["robust"] for r in rows], marker="s", color=PALETTE[1],
+            label=f"robust ({attack_name}, eps {rows[0]['eps']:.4g})")
+    ax.axvline(best["epoch"], color=PALETTE[1], ls="--", lw=1)
+    ax.annotate(f"best robust: epoch {best['epoch']}, {100 * best['robust']:.2f}%", (best["epoch"], 100 * best["robust"]),
+                xytext=(6, -14), textcoords="offset points", fontsize=8, color=PALETTE[1])
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=200)
+    fig.savefig(paths[1])
     plt.close(fig)
+    return paths

@@ -1,57 +1,78 @@
-"""The train task: one model, as the config describes, with logging and checkpoints."""
+"""The train task: one model, as the config describes, with logging and checkpoints.
+
+A run folder that already holds a checkpoint is continued in place (a requeued or
+rerun job): its logs are cut back to the checkpoint's epoch and training goes on from
+there, bit for bit as if it had never stopped. ``resume=PATH`` continues another
+run's checkpoint in this folder instead.
+"""
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from sat.checkpoint import atomic_torch_save, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sat.checkpoint import checkpoint_epoch, load_checkpoint, repair, rng_state, save_checkpoint, set_rng_state
+from sat.data.datasets import DataSource
 from sat.data.loader import DeviceLoader
-from sat.engine import evaluate as evaluate_model, train_one_epoch
+from sat.data.noise import Noise
+from sat.engine import EpochStats, evaluate as evaluate_model, train_one_epoch
 from sat.errors import UserError
-from sat.loggers import RunLogger, flatten
+from sat.loggers import RunLogger
+from sat.methods.base import Method
 from sat.models import count_parameters
-from sat.tasks.common import (build_model, choices, job_num, load_noisy_data, plain, resolve_device,
-                              resolve_precision)
+from sat.preemption import Preempted, Preemption
+from sat.rundir import RunFolder, prepare_output_dir
+from sat.tasks import settings as run_settings
+from sat.tasks.common import (apply_noise, build, build_net, choices, job_num, load_source, normalized,
+                              packages_used, plain, resolve_device, resolve_precision)
+from sat.tasks.outputs import hparams_of, label_error_metrics, print_run_table, results_of, write_soft_labels
+from sat.tasks.settings import TrainerSettings, read
+from sat import validate
 
 log = logging.getLogger("sat")
 
-# Config groups whose values define what a checkpoint's state means; resuming with
-# different ones would silently train something else.
-RUN_IDENTITY_KEYS = ("dataset", "model", "noise", "method", "augment")
+# What a checkpoint's state means: continuing it under other values of these would
+# silently train something else (the optimizer and schedule states in the checkpoint
+# would override the new values), so a changed one is refused.
+RESUME_KEYS = ("dataset", "model", "noise", "method", "augment", "optimizer", "scheduler", "seed",
+               "trainer.epochs", "trainer.batch_size", "trainer.precision")
+# ... except these, which only say where files are.
+RESUME_IGNORED = {"dataset": ("root", "download"), "noise": ("from_file",)}
 
 
-def check_resumable(cfg: DictConfig, stored: dict) -> None:
-    now = {k: plain(cfg.get(k)) for k in RUN_IDENTITY_KEYS}
-    if isinstance(now.get("dataset"), dict):  # where the files lie may change
-        now["dataset"].pop("root", None)
-        stored = {**stored, "dataset": {k: v for k, v in (stored.get("dataset") or {}).items() if k != "root"}}
-    differ = sorted(k for k in RUN_IDENTITY_KEYS if now.get(k) != stored.get(k))
-    if differ:
+def _select(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and key in RESUME_IGNORED:
+        node = {k: v for k, v in node.items() if k not in RESUME_IGNORED[key]}
+    return node
+
+
+def changed_settings(now: dict[str, Any], stored: dict[str, Any]) -> list[str]:
+    """The RESUME_KEYS whose values differ, as ``key`` for groups or ``key (old -> new)``."""
+    changed = []
+    for key in RESUME_KEYS:
+        a, b = _select(stored, key), _select(now, key)
+        if a != b:
+            changed.append(key if isinstance(a, dict) or isinstance(b, dict) else f"{key} ({a} -> {b})")
+    return changed
+
+
+def check_resumable(now: dict[str, Any], state: dict[str, Any], source: Path) -> None:
+    changed = changed_settings(now, state["config"])
+    if changed:
         raise UserError(
-            f"resume: the checkpoint was trained with other {', '.join(differ)} settings; rerun with the run's own config: "
-            f"python train.py --config-dir RUN/.hydra --config-name config resume=CHECKPOINT"
-        )
-
-
-def _torch_setup(cfg: DictConfig) -> tuple[torch.device, torch.dtype | None, bool]:
-    """Device, autocast dtype and memory format for this run; seeds PyTorch."""
-    device = resolve_device(cfg.device, job_num())
-    amp_dtype = resolve_precision(cfg.trainer.precision, device)
-    if cfg.trainer.num_threads:  # parallel CPU jobs of a sweep must share the cores
-        torch.set_num_threads(cfg.trainer.num_threads)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(cfg.seed)
-    return device, amp_dtype, device.type == "cuda" and cfg.trainer.channels_last
+            f"resume: {source} was trained with other settings: {', '.join(changed)}. A continued run keeps its "
+            f"checkpoint's data, model, optimizer, schedule and length; rerun with the run's own settings (its "
+            f"folder's .hydra/config.yaml) or start a new run in another folder")
 
 
 def _checkpoint_names(done: int, is_best: bool, every: int, first: int) -> list[str]:
@@ -62,162 +83,286 @@ def _checkpoint_names(done: int, is_best: bool, every: int, first: int) -> list[
     return names
 
 
+def _setup_torch(settings: TrainerSettings, device_name: Any, seed: int) -> tuple[torch.device, Any, bool]:
+    """Device, autocast dtype and memory format for this run; seeds PyTorch."""
+    device = resolve_device(device_name, job_num())
+    amp_dtype = resolve_precision(settings.precision, device)
+    if settings.num_threads:  # parallel CPU jobs of a sweep must share the cores
+        torch.set_num_threads(settings.num_threads)
+    if settings.deterministic:
+        # cuBLAS needs a fixed workspace for repeatable results (set before its first use)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(seed)
+    return device, amp_dtype, device.type == "cuda" and settings.channels_last
+
+
+def _optimizer_checks(node: Any) -> None:
+    for key in ("lr", "momentum", "weight_decay"):
+        if key in node:
+            validate.number(f"optimizer.{key}", node[key], lo=0.0)
+
+
+class TrainingJob:
+    """Everything one run trains with, built (and every setting checked) from the
+    config, then :meth:`fit` runs the epochs and :meth:`finish` writes the results."""
+
+    def __init__(self, cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFolder,
+                 resumed: dict[str, Any] | None):
+        self.cfg, self.settings, self.seed, self.run = cfg, settings, seed, run
+        self.config = plain(cfg)
+        self.device, self.amp_dtype, self.channels_last = _setup_torch(settings, read(cfg, "device"), seed)
+        # the run's .hydra record as it was first written, kept with every checkpoint
+        self.hydra_files = resumed.get("hydra_files") if resumed is not None else run.hydra_files()
+
+        # Every object is built (and so every value checked) before any data is read.
+        source = build(cfg.dataset, "dataset", DataSource)
+        noise = build(cfg.noise, "noise", Noise)
+        self.method = build(cfg.method, "method", Method)
+        self.method.schedule(settings.epochs)
+        augment = build(cfg.augment, "augment", object) if cfg.get("augment") is not None else None
+        self.model_outputs = source.num_classes + int(getattr(self.method, "extra_outputs", 0))
+        net = build_net(cfg.model, self.model_outputs, source.input_shape)
+        _optimizer_checks(cfg.optimizer)
+        try:
+            self.optimizer = build(cfg.optimizer, "optimizer", object)(list(net.parameters()))
+            self.scheduler = build(cfg.scheduler, "scheduler", object)(self.optimizer)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None
+
+        nd = apply_noise(load_source(source), noise)
+        if resumed is not None and resumed["noise_sha256"] != nd.pattern.sha256():
+            raise UserError(f"resume: the noise drawn now differs from the checkpoint's (hash "
+                            f"{resumed['noise_sha256'][:12]}); use noise.from_file=<the run's noise.pt>")
+        self.nd, self.data = nd, nd.data
+        self.model = normalized(net, nd.data).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_labels = nd.train.labels.to(self.device)
+        self.true_labels = nd.true_train_labels.to(self.device)
+        self.noisy = self.train_labels != self.true_labels
+        self.method.setup(self.train_labels, self.data.num_classes)
+        self.method.to(self.device)
+        self.loader = DeviceLoader(nd.train.images.to(self.device), self.train_labels, settings.batch_size,
+                                   shuffle=True, augment=augment, seed=seed)
+        self.step_model = torch.compile(self.model) if settings.compile else self.model
+        self.eval_sets = {"val": (nd.val.images.to(self.device), nd.val.labels.to(self.device)),
+                          "test": (self.data.test.images.to(self.device), self.data.test.labels.to(self.device))}
+        self.params = count_parameters(self.model)
+
+        self.epoch, self.at_best_val, self.metrics = 0, None, {}
+        self.partial: dict[str, Any] | None = None  # mid-epoch stats of a preempted run
+        if resumed is not None:
+            self._restore(resumed)
+
+    # --- state --------------------------------------------------------------------------
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for obj, key in [(self.model, "model"), (self.optimizer, "optimizer"), (self.scheduler, "scheduler"),
+                         (self.method, "method"), (self.loader, "loader")]:
+            obj.load_state_dict(state[key])
+        set_rng_state(state["rng"])
+        self.epoch, self.at_best_val = int(state["epoch"]), state["at_best_val"]
+        self.metrics, self.partial = dict(state.get("metrics") or {}), state.get("partial")
+
+    def _state(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "method": self.method.state_dict(),
+            "loader": self.loader.state_dict(), "rng": rng_state(), "at_best_val": self.at_best_val,
+            "metrics": self.metrics, "partial": partial, "config": self.config,
+            "noise_sha256": self.nd.pattern.sha256(), "params": self.params, "model_outputs": self.model_outputs,
+            "packages": packages_used(self.config), "hydra_files": self.hydra_files,
+        }
+
+    # --- the epochs ---------------------------------------------------------------------
+
+    def fit(self, logger: RunLogger) -> None:
+        with Preemption() as preemption:
+            while self.epoch < self.settings.epochs:
+                self._one_epoch(logger, preemption)
+
+    def _one_epoch(self, logger: RunLogger, preemption: Preemption) -> None:
+        s, epoch = self.settings, self.epoch
+        tic = time.perf_counter()
+        stats = EpochStats(self.device, self.true_labels)
+        if self.partial is not None:  # continue a preempted epoch where it stopped
+            stats.load_state_dict(self.partial["stats"])
+            self.partial = None
+        lr = self.optimizer.param_groups[0]["lr"]
+        complete = train_one_epoch(self.step_model, self.method, self.loader, self.optimizer, epoch, stats,
+                                   self.amp_dtype, self.channels_last, should_stop=preemption.requested)
+        if not complete:
+            self._save(["last"], partial={"stats": stats.state_dict()})
+            self.run.set_status("preempted", epochs_done=epoch)
+            preemption.exit(f"checkpoint after {stats.steps} of {len(self.loader)} steps of epoch {epoch + 1}")
+        metrics: dict[str, float] = {"lr": lr, **stats.metrics(epoch)}
+        train_s = time.perf_counter() - tic
+        self.scheduler.step()
+        for split, (images, labels) in self.eval_sets.items():
+            for k, v in evaluate_model(self.model, images, labels, s.eval_batch_size, self.amp_dtype,
+                                       self.channels_last).items():
+                metrics[f"{split}/{k}"] = v
+        for split in ("train", "val", "test"):  # error curves are what double-descent plots show
+            if f"{split}/acc" in metrics:
+                metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
+        soft = self.method.soft_labels()
+        if soft is not None:
+            metrics.update(label_error_metrics(soft, self.train_labels, self.true_labels, self.noisy))
+        eval_s = time.perf_counter() - tic - train_s
+
+        self.epoch = done = epoch + 1
+        is_best = "val/acc" in metrics and (self.at_best_val is None or metrics["val/acc"] > self.at_best_val["val/acc"])
+        if is_best:
+            self.at_best_val = {"epoch": done, "val/acc": metrics["val/acc"], "test/acc": metrics["test/acc"]}
+        self.metrics = metrics
+        ckpt_tic = time.perf_counter()
+        self._save(_checkpoint_names(done, is_best, s.checkpoint_every, s.checkpoint_from))
+        metrics.update({"time/train_s": train_s, "time/eval_s": eval_s,
+                        "time/checkpoint_s": time.perf_counter() - ckpt_tic, "time/epoch_s": time.perf_counter() - tic})
+        logger.log_epoch(done, metrics)  # after the checkpoint: a logged epoch always has one
+        if preemption.requested():
+            self.run.set_status("preempted", epochs_done=done)
+            preemption.exit(f"checkpoint after epoch {done}")
+
+    def _save(self, names: list[str], partial: dict[str, Any] | None = None) -> None:
+        save_checkpoint(self._state(partial), self.run.checkpoints, names)
+
+    # --- results ------------------------------------------------------------------------
+
+    def summary(self, wall_time_s: float) -> dict[str, Any]:
+        return {
+            "status": "finished" if self.epoch >= self.settings.epochs else "running",
+            "name": self.cfg.get("name"), "output_dir": str(self.run.path), "seed": self.seed,
+            "epochs": self.settings.epochs, "epochs_done": self.epoch, "params": self.params,
+            "wall_time_s": wall_time_s, "choices": choices(), "packages": packages_used(self.config),
+            "deterministic": self.settings.deterministic, "method": self.method.hparams(),
+            "noise": self.nd.noise_summary(), "final": self.metrics, "at_best_val": self.at_best_val,
+        }
+
+    def finish(self, logger: RunLogger, wall_time_s: float) -> dict[str, Any]:
+        summary = self.summary(wall_time_s)
+        write_soft_labels(self.run.path, self.method, self.train_labels, self.true_labels, self.nd.train.ids)
+        logger.log_hparams(hparams_of(self.config, self.method.hparams()), results_of(self.metrics, self.params))
+        self.run.write_summary(summary)
+        return summary
+
+
+# --- where a run continues from ----------------------------------------------------------
+
+
+def _resume_source(run: RunFolder, resume: str) -> Path | None:
+    """``auto``: this folder's last.pt if it has one (after finishing an interrupted
+    publication of its files); otherwise the given checkpoint."""
+    if resume == "auto":
+        last = run.last_checkpoint()
+        if last is None:
+            if (run.checkpoints / ".pending").is_dir():
+                repair(run.checkpoints, -1)  # only uncommitted files: drop them
+            return None
+        state_epoch = checkpoint_epoch(last)
+        if state_epoch is None:
+            load_checkpoint(last)  # raises the reason
+        for note in repair(run.checkpoints, state_epoch):
+            log.info("checkpoints: %s", note)
+        return last
+    path = Path(resume).expanduser()
+    if run.last_checkpoint() is not None and path.resolve() != run.last_checkpoint().resolve():
+        raise UserError(f"resume={resume} but run folder {run.path} already holds its own checkpoint; accepted: "
+                        "resume=auto to continue it, or another run folder for a new run")
+    return path
+
+
+def _fork_history(source: Path, run: RunFolder, state: dict[str, Any]) -> None:
+    """Continuing another folder's checkpoint here: bring its metrics up to the
+    checkpoint's epoch and its best.pt (if it holds the recorded best epoch), so this
+    folder holds the whole run."""
+    src = source.resolve().parent.parent
+    if src == run.path.resolve():
+        return
+    epoch, best = int(state["epoch"]), state.get("at_best_val")
+    if (src / "metrics.jsonl").is_file() and not run.metrics_file.exists():
+        shutil.copyfile(src / "metrics.jsonl", run.metrics_file)
+        run.cut_metrics(epoch)
+    src_best = src / "checkpoints" / "best.pt"
+    if best and src_best.is_file() and checkpoint_epoch(src_best) == best["epoch"] and best["epoch"] < epoch:
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src_best, run.checkpoints / "best.pt")
+
+
+def _cut_logs(run: RunFolder, state: dict[str, Any] | None) -> tuple[int, bool]:
+    """Cut metrics.jsonl back to the checkpoint's epoch (0 for a fresh start). Returns
+    the first epoch TensorBoard must drop from older event files, and whether the
+    checkpoint's own epoch lacks its log line (killed between checkpoint and log)."""
+    epoch = int(state["epoch"]) if state is not None else 0
+    dropped = run.cut_metrics(epoch)
+    if dropped:
+        log.info("metrics.jsonl: dropped %d line(s) logged after epoch %d", dropped, epoch)
+    missing = epoch > 0 and epoch not in run.logged_epochs() and bool(state.get("metrics"))
+    return (epoch if missing else epoch + 1), missing
+
+
+# --- the task ---------------------------------------------------------------------------
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` describes; returns the run's summary."""
     wall_start = time.perf_counter()
-    out = Path(cfg.paths.output_dir)
-    device, amp_dtype, channels_last = _torch_setup(cfg)
-    resumed = load_checkpoint(cfg.resume) if cfg.resume else None
-    if resumed is not None:
-        check_resumable(cfg, resumed["config"])
-
-    nd = load_noisy_data(cfg.dataset, cfg.noise)
-    data, pattern = nd.data, nd.pattern
-    if resumed is not None and resumed["noise_sha256"] != pattern.sha256():
-        raise UserError(f"resume: the noise drawn now differs from the checkpoint's (hash {resumed['noise_sha256'][:12]}); "
-                        "use noise.from_file=<the run's noise.pt>")
-    pattern.save(out / "noise.pt")
-    log.info("%s: %d train / %d val / %d test samples, %d classes; noise %s rate %.4g -> %.2f%% wrong labels",
-             data.name, len(nd.train), len(nd.val), len(data.test), data.num_classes, pattern.kind, pattern.rate,
-             100 * nd.realised_error)
-
-    model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_labels, true_labels = nd.train.labels.to(device), nd.true_train_labels.to(device)
-    noisy = train_labels != true_labels
-    method = instantiate(cfg.method)
-    method.setup(train_labels, data.num_classes)
-    method.to(device)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())  # a partial: params known only now
-    scheduler = instantiate(cfg.scheduler)(optimizer)
-    loader = DeviceLoader(nd.train.images.to(device), train_labels, cfg.trainer.batch_size, shuffle=True,
-                          augment=instantiate(cfg.augment), seed=cfg.seed)
-    step_model = torch.compile(model) if cfg.trainer.compile else model
-    eval_sets = {"val": (nd.val.images.to(device), nd.val.labels.to(device)),
-                 "test": (data.test.images.to(device), data.test.labels.to(device))}
-
-    start_epoch, best = 0, None
-    if resumed is not None:
-        for obj, key in [(model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler"), (method, "method"),
-                         (loader, "loader")]:
-            obj.load_state_dict(resumed[key])
-        set_rng_state(resumed["rng"])
-        start_epoch, best = resumed["epoch"], resumed["best"]
-        log.info("resumed from %s after epoch %d", cfg.resume, start_epoch)
-
-    params, config, epochs = count_parameters(model), plain(cfg), cfg.trainer.epochs
-    logger = RunLogger(out, epochs)
-    metrics: dict[str, float] = {}
+    run = RunFolder(prepare_output_dir(read(cfg, "paths.output_dir")))
+    run.lock()
+    fresh = run.last_checkpoint() is None
+    started = False
     try:
-        for epoch in range(start_epoch, epochs):  # ``epoch`` = epochs completed before this one
-            tic = time.perf_counter()
-            metrics = {"lr": optimizer.param_groups[0]["lr"]}
-            metrics.update(train_one_epoch(step_model, method, loader, optimizer, epoch, true_labels, amp_dtype, channels_last))
-            scheduler.step()
-            for split, (images, labels) in eval_sets.items():
-                for k, v in evaluate_model(model, images, labels, cfg.trainer.eval_batch_size, amp_dtype, channels_last).items():
-                    metrics[f"{split}/{k}"] = v
-            for split in ("train", "val", "test"):  # error curves are what double-descent plots show
-                if f"{split}/acc" in metrics:
-                    metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
-            soft = method.soft_labels()
-            if soft is not None and bool(noisy.any()):
-                metrics.update(_label_error_metrics(soft, train_labels, true_labels, noisy))
-            metrics["time/epoch_s"] = time.perf_counter() - tic
-            done = epoch + 1
-            logger.log_epoch(done, metrics)
-
-            is_best = "val/acc" in metrics and (best is None or metrics["val/acc"] > best["val/acc"])
-            if is_best:
-                best = {"epoch": done, "val/acc": metrics["val/acc"], "test/acc": metrics["test/acc"]}
-            state = {
-                "epoch": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "method": method.state_dict(), "loader": loader.state_dict(),
-                "rng": rng_state(), "best": best, "metrics": metrics, "config": config,
-                "noise_sha256": pattern.sha256(), "params": params,
-            }
-            names = _checkpoint_names(done, is_best, cfg.trainer.checkpoint_every, cfg.trainer.checkpoint_from)
-            save_checkpoint(state, *(out / "checkpoints" / f"{name}.pt" for name in names))
-
-        summary = {
-            "name": cfg.name, "output_dir": str(out), "seed": cfg.seed, "epochs": epochs, "params": params,
-            "wall_time_s": time.perf_counter() - wall_start, "choices": choices(), "method": method.hparams(),
-            "noise": {"kind": pattern.kind, "rate": pattern.rate, "seed": pattern.seed,
-                      "realised_error": nd.realised_error, "num_noisy": int(noisy.sum()), "sha256": pattern.sha256()},
-            "final": metrics, "best": best,
-        }
-        _write_soft_labels(out, method, train_labels, true_labels)
-        logger.write_summary(summary)
-        logger.log_hparams(_hparams(config, method.hparams()), _results(metrics, params))
+        settings = TrainerSettings.from_config(read(cfg, "trainer"))
+        seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
+        run_settings.objective(cfg)  # checked now, used when the run ends
+        source = _resume_source(run, resume)
+        resumed = load_checkpoint(source) if source is not None else None
+        if resumed is not None:
+            try:
+                check_resumable(plain(cfg), resumed, source)
+            except UserError:
+                if source == run.last_checkpoint():  # Hydra has just overwritten the run's .hydra record
+                    run.restore_hydra_files(resumed.get("hydra_files"))
+                raise
+        previous = run.read_summary()
+        if resumed is not None and int(resumed["epoch"]) >= settings.epochs and previous \
+                and previous.get("status") == "finished" and source == run.last_checkpoint():
+            log.info("run %s is already finished (%d epochs)", run.path, settings.epochs)
+            print_run_table(previous)
+            return previous
+        job = TrainingJob(cfg, settings, seed, run, resumed)
+        if resumed is not None:
+            _fork_history(source, run, resumed)
+            log.info("continuing from %s after epoch %d%s", source, job.epoch,
+                     f" (+{job.partial['stats']['steps']} steps)" if job.partial else "")
+        purge_from, missing = _cut_logs(run, resumed)
+        job.nd.pattern.save(run.path / "noise.pt")
+        _log_data(job)
+        run.write_summary(job.summary(time.perf_counter() - wall_start))
+        started = True
+        with RunLogger(run.path, settings.epochs, purge_step=purge_from) as logger:
+            if missing:
+                logger.log_epoch(job.epoch, dict(resumed["metrics"]))
+            job.fit(logger)
+            summary = job.finish(logger, time.perf_counter() - wall_start)
+    except Preempted:
+        raise
+    except BaseException as e:
+        if started or fresh:  # never mark an existing run failed for a refused continuation
+            run.set_status("failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        raise
     finally:
-        logger.close()
-    _print_run_table(summary)
+        run.unlock()
+    print_run_table(summary)
     return summary
 
 
-def _label_error_metrics(soft: torch.Tensor, given: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor) -> dict:
-    """How well the soft targets find the wrong labels: ``label_recovery`` (wrong labels
-    whose soft target points to the true class) and, treating "soft-target argmax !=
-    given label" as a detector of label errors, its precision and recall."""
-    guess = soft.argmax(dim=1)
-    flagged = guess != given
-    hits = (flagged & noisy).sum()
-    recovery, precision, recall = torch.stack([
-        (guess[noisy] == true[noisy]).float().mean(),
-        hits / flagged.sum().clamp(min=1),
-        hits / noisy.sum(),
-    ]).tolist()
-    return {"sat/label_recovery": recovery, "sat/detection_precision": precision, "sat/detection_recall": recall}
-
-
-def _hparams(config: dict[str, Any], effective: dict[str, Any]) -> dict[str, Any]:
-    """The HParams-tab columns: every config value under its override name
-    (``method.alpha``), the method's effective values, and the group choices."""
-    flat = flatten({k: v for k, v in config.items() if k not in ("paths", "hydra")})
-    flat = {k: v for k, v in flat.items() if "._" not in k and not k.startswith("_")}
-    flat.update({f"effective.{k}": v for k, v in effective.items()})
-    flat.update({f"choice.{k}": v for k, v in choices().items()})
-    return flat
-
-
-def _results(metrics: dict[str, float], params: int) -> dict[str, float]:
-    results = {f"final/{k}": v for k, v in metrics.items() if k.split("/")[0] in ("train", "val", "test", "sat")}
-    return {**results, "params": float(params)}
-
-
-def _write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor) -> None:
-    """SAT's refined labels, and the samples whose refined label disagrees with the
-    given one (suspected label errors), most confident first."""
-    soft = method.soft_labels()
-    if soft is None or soft.numel() == 0:
-        return
-    soft, given, true = soft.detach().cpu(), given.cpu(), true.cpu()
-    atomic_torch_save({"soft_labels": soft, "given_labels": given, "true_labels": true}, out / "soft_labels.pt")
-    confidence, argmax = soft.max(dim=1)
-    suspects = torch.nonzero(argmax != given).flatten()
-    suspects = suspects[confidence[suspects].argsort(descending=True)]
-    with open(out / "label_errors.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["index", "given_label", "soft_label_argmax", "confidence", "true_label"])
-        for i in suspects.tolist():
-            w.writerow([i, int(given[i]), int(argmax[i]), f"{float(confidence[i]):.4f}", int(true[i])])
-
-
-def _print_run_table(s: dict[str, Any]) -> None:
-    f, b, n = s["final"], s["best"], s["noise"]
-    rows = [
-        ("method", ", ".join([s["choices"].get("method", "")] + [f"{k} {v}" for k, v in s["method"].items()
-                                                                 if k in ("alpha", "start_epoch", "beta")]).strip(", ")),
-        ("noise", f"{n['kind']} rate {n['rate']:g} -> {100 * n['realised_error']:.1f}% wrong training labels"),
-        ("final test acc", f"{100 * f.get('test/acc', math.nan):.2f}%"),
-        ("best test acc", f"{100 * b['test/acc']:.2f}% (epoch {b['epoch']}, picked by val acc {100 * b['val/acc']:.2f}%)"
-         if b else "n/a (no validation split)"),
-    ]
-    if "sat/label_recovery" in f:
-        rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
-    rows += [("run folder", s["output_dir"]), ("tensorboard", f"tensorboard --logdir {s['output_dir']}")]
-    width = max(len(k) for k, _ in rows)
-    print("\n".join(["", "=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]), flush=True)
-
-
+def _log_data(job: TrainingJob) -> None:
+    noise = job.nd.noise_summary()
+    log.info("%s: %d train / %d val / %d test samples, %d classes; noise %s rate %.4g -> %.2f%% wrong training labels",
+             job.data.name, len(job.nd.train), len(job.nd.val), len(job.data.test), job.data.num_classes,
+             noise["kind"], noise["rate"], 100 * noise["realised_error"])

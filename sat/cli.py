@@ -1,0 +1,89 @@
+"""What the entry points (train.py, evaluate.py, attack.py) share: the config
+resolvers, the task wrapper that turns bad input into one line, and exit statuses.
+
+Exit statuses: 0 done; 2 bad input (a one-line ``error:`` message, nothing lost);
+128 + N a run stopped by signal N after writing its checkpoint (run it again to
+continue); 1 anything else (with its traceback in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sat.errors import UserError
+from sat.preemption import Preempted
+
+log = logging.getLogger("sat")
+
+_task_started = False  # did Hydra get as far as calling the task?
+
+
+def sweep_subdir(override_dirname: str, seed: Any) -> str:
+    """Sweep sub-folder: the job's overrides (seed excluded), then the seed, so seeds
+    of one setting sit side by side: ``method-sat+model.width-64+seed-2``. Neither
+    ``=`` nor ``,``: the path pastes unquoted into ``checkpoint=``."""
+    return f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
+
+
+def register_resolvers() -> None:
+    """The resolvers the configs use; call before Hydra composes them."""
+    OmegaConf.register_new_resolver("sat_subdir", sweep_subdir, replace=True)
+
+
+def _user_error_in(e: BaseException | None) -> UserError | None:
+    """The UserError behind ``e``, if any (Hydra's instantiate wraps what a
+    constructor raises); OmegaConf's missing values and bad interpolations are bad input too."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, UserError):
+            return seen
+        if isinstance(seen, OmegaConfBaseException):
+            key = getattr(seen, "full_key", None) or ""
+            if "Missing mandatory value" in str(seen):
+                return UserError(f"{key} is required; accepted: {key}=...")
+            return UserError(f"{key or 'config'}: {str(seen).splitlines()[0]}")
+        seen = seen.__cause__
+    return None
+
+
+def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run a task for an entry point: bad input ends with its one-line message (exit
+    status 2), any other failure is logged with its traceback, and the run's output
+    folder is always named, so a failed job of a sweep can still be found."""
+    global _task_started
+    _task_started = True
+    out = OmegaConf.select(cfg, "paths.output_dir", default="?")
+    try:
+        return task(cfg)
+    except Preempted:
+        raise
+    except Exception as e:
+        user_error = _user_error_in(e)
+        if user_error is None:
+            log.exception("run failed; run folder: %s", out)
+            raise
+        log.error("%s (run folder: %s)", user_error, out)
+        print(f"error: {user_error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except BaseException:
+        log.exception("run stopped; run folder: %s", out)
+        raise
+
+
+def main(hydra_main: Callable[[], Any]) -> None:
+    """Call an entry point's ``@hydra.main`` function. Hydra exits with status 1 for a
+    config it cannot compose (an unknown group, option or key, a malformed override):
+    that is bad input too, so it becomes status 2."""
+    register_resolvers()
+    try:
+        hydra_main()
+    except SystemExit as e:
+        if e.code == 1 and not _task_started:
+            raise SystemExit(2) from None
+        raise

@@ -1,0 +1,93 @@
+"""What a training run writes besides checkpoints: label-error metrics, the refined
+labels, TensorBoard's HParams entry and the closing table."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sat.checkpoint import atomic_torch_save
+from sat.loggers import flatten
+from sat.tasks.common import choices
+
+
+def label_error_metrics(soft: torch.Tensor, given: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor) -> dict:
+    """``target_on_given``: the soft targets' mean mass on the given labels (1 until the
+    targets start moving). Where labels are noisy, how well the soft targets find the
+    wrong ones: ``label_recovery`` (wrong labels whose soft target points to the true
+    class) and, treating "soft-target argmax != given label" as a detector of label
+    errors, its precision and recall."""
+    on_given = soft.gather(1, given[:, None]).mean()
+    if not bool(noisy.any()):
+        return {"sat/target_on_given": float(on_given)}
+    guess = soft.argmax(dim=1)
+    flagged = guess != given
+    hits = (flagged & noisy).sum()
+    on_given, recovery, precision, recall = torch.stack([
+        on_given,
+        (guess[noisy] == true[noisy]).float().mean(),
+        hits / flagged.sum().clamp(min=1),
+        hits / noisy.sum(),
+    ]).tolist()
+    return {"sat/target_on_given": on_given, "sat/label_recovery": recovery, "sat/detection_precision": precision,
+            "sat/detection_recall": recall}
+
+
+def hparams_of(config: dict[str, Any], effective: dict[str, Any]) -> dict[str, Any]:
+    """The HParams-tab columns: every config value under its override name
+    (``method.alpha``), the method's effective values, and the group choices."""
+    flat = flatten({k: v for k, v in config.items() if k not in ("paths", "hydra")})
+    flat = {k: v for k, v in flat.items() if "._" not in k and not k.startswith("_")}
+    flat.update(flatten({f"effective.{k}": v for k, v in effective.items()}))
+    flat.update({f"choice.{k}": v for k, v in choices().items()})
+    return flat
+
+
+def results_of(metrics: dict[str, float], params: int) -> dict[str, float]:
+    results = {f"final/{k}": v for k, v in metrics.items() if k.split("/")[0] in ("train", "val", "test", "sat")}
+    return {**results, "params": float(params)}
+
+
+def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor, ids: torch.Tensor) -> None:
+    """SAT's refined labels (``soft_labels.pt`` and, for other tools such as cleanlab or
+    pandas, ``.npy`` arrays aligned row by row), and the samples whose refined label
+    disagrees with the given one (suspected label errors, most confident first). Every
+    sample is named by its id in the dataset's original order."""
+    soft = method.soft_labels()
+    if soft is None or soft.numel() == 0:
+        return
+    soft, given, true, ids = soft.detach().float().cpu(), given.cpu(), true.cpu(), ids.cpu()
+    atomic_torch_save({"soft_labels": soft, "given_labels": given, "true_labels": true, "sample_ids": ids},
+                      out / "soft_labels.pt")
+    for name, array in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
+        np.save(out / f"{name}.npy", array.numpy())
+    confidence, argmax = soft.max(dim=1)
+    suspects = torch.nonzero(argmax != given).flatten()
+    suspects = suspects[confidence[suspects].argsort(descending=True, stable=True)]
+    with open(out / "label_errors.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["sample_id", "given_label", "soft_label_argmax", "confidence", "true_label"])
+        for i in suspects.tolist():
+            w.writerow([int(ids[i]), int(given[i]), int(argmax[i]), f"{float(confidence[i]):.4f}", int(true[i])])
+
+
+def print_run_table(s: dict[str, Any]) -> None:
+    f, b, n = s.get("final") or {}, s.get("at_best_val"), s["noise"]
+    method_values = [f"{k} {v}" for k, v in (s.get("method") or {}).items() if k in ("alpha", "start_epoch", "beta")]
+    rows = [
+        ("method", ", ".join([s.get("choices", {}).get("method", "")] + method_values).strip(", ")),
+        ("noise", f"{n['kind']} rate {n['rate']:g} -> {100 * n['realised_error']:.1f}% wrong training labels"),
+        ("final test acc", f"{100 * f.get('test/acc', math.nan):.2f}% (epoch {s.get('epochs_done')})"),
+        ("test acc at best val epoch", f"{100 * b['test/acc']:.2f}% (epoch {b['epoch']}, val acc "
+                                       f"{100 * b['val/acc']:.2f}%)" if b else "n/a (no validation split)"),
+    ]
+    if "sat/label_recovery" in f:
+        rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
+    rows += [("run folder", s["output_dir"]), ("tensorboard", f"tensorboard --logdir {s['output_dir']}")]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(["", "=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]), flush=True)

@@ -1,0 +1,80 @@
+"""Rebuilding a run from one of its checkpoints (evaluate.py, attack.py).
+
+The checkpoint's stored config is data from whoever wrote the file: objects are built
+from it only through :mod:`sat.trust`, and the files it reads (dataset root, noise) are
+the ones the user confirms now, never paths taken from the stored config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from sat import trust
+from sat.checkpoint import load_checkpoint
+from sat.data.noise import NoisePattern
+from sat.errors import UserError
+from sat.models import with_normalization
+from sat.tasks.common import NoisyData, apply_noise, load_source
+
+
+@dataclass
+class RestoredRun:
+    state: dict[str, Any]  # the checkpoint (tensors and plain values)
+    config: dict[str, Any]  # the run's stored config, as plain data
+    data: NoisyData
+    model: nn.Module  # in eval mode, on the requested device
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed")
+
+
+def restore_run(
+    checkpoint: str | Path, device: torch.device, data_dir: str | None, trusted_packages: Iterable[str] | None = None,
+    data_cache: dict | None = None,
+) -> RestoredRun:
+    """Load ``checkpoint`` and rebuild its run's data (with its exact noise) and model.
+
+    ``data_dir``: where dataset files are read from now (the user's ``dataset_root=``
+    or their current data folder). The noise comes from the run's ``noise.pt`` next to
+    the checkpoint's folder, else it is redrawn from the stored seeded config; either way
+    its hash must match the one the checkpoint recorded. ``data_cache`` (a dict the
+    caller keeps) reuses the data across checkpoints of one run.
+    """
+    checkpoint = Path(str(checkpoint)).expanduser()
+    state = load_checkpoint(checkpoint)
+    config = state["config"]
+    if not isinstance(config, dict):
+        raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
+    source = trust.build(config.get("dataset"), "dataset", "dataset", trusted_packages=trusted_packages,
+                         files={"root": data_dir})
+    noise_file = checkpoint.resolve().parent.parent / "noise.pt"
+    key = (repr(config.get("dataset")), str(data_dir), state["noise_sha256"])
+    nd = (data_cache or {}).get(key)
+    if nd is None:
+        data = load_source(source)
+        if noise_file.is_file():
+            nd = apply_noise(data, None, NoisePattern.load(noise_file))
+        else:
+            noise = trust.build(config.get("noise"), "noise", "noise", trusted_packages=trusted_packages)
+            nd = apply_noise(data, noise)
+        if data_cache is not None:
+            data_cache[key] = nd
+    if nd.pattern.sha256() != state["noise_sha256"]:
+        raise UserError(f"checkpoint={str(checkpoint)!r}: its noise pattern (hash {state['noise_sha256'][:12]}) could not "
+                        f"be reproduced; put the run's noise.pt at {noise_file}")
+    outputs = int(state.get("model_outputs", nd.data.num_classes))
+    net = trust.build(config.get("model"), "model", "model", trusted_packages=trusted_packages,
+                      num_classes=outputs, input_shape=tuple(nd.data.input_shape))
+    model = with_normalization(net, nd.data.mean, nd.data.std)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise UserError(f"checkpoint={str(checkpoint)!r}: its weights do not fit the model its config describes "
+                        f"({str(e).splitlines()[0]})") from None
+    return RestoredRun(state, config, nd, model.to(device).eval())
