@@ -20,7 +20,6 @@ from cifar_files import write_cifar10, write_cifar100
 from sat.data.cifar_n import HUMAN_LABEL_FILES, download_human_labels, load_human_labels
 from sat.data.datasets import load_cifar
 from sat.data.human_noise import CIFAR10NLabelNoise, CIFAR100NLabelNoise
-from sat.data.noise import NoisePattern
 from sat.errors import UserError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "noise"
