@@ -1,0 +1,101 @@
+"""Co-teaching (Han et al., NeurIPS 2018, "Co-teaching: Robust Training of Deep Neural
+Networks with Extremely Noisy Labels").
+
+Two networks see the same batch. Each ranks the batch by its own per-sample
+cross-entropy and keeps the ``R(T)`` fraction with the smallest losses; each network is
+then trained on the samples its *peer* kept::
+
+    loss = CE(model on peer's small-loss samples) + CE(peer on model's small-loss samples)
+
+with forget rate ``1 - R(T)`` following the authors' code (github.com/bhanML/Co-teaching,
+``main.py``): ``forget_rate ** exponent * T / (num_gradual - 1)`` for epochs
+``T < num_gradual`` (a linear ramp from 0), ``forget_rate`` afterwards. The paper sets
+the forget rate to the noise rate.
+
+The second network is a submodule (``self.peer``) built by :meth:`attach_model` with the
+same builder as the main model, so it is in ``state_dict()`` (checkpoints), moves with
+``.to(device)``, and its parameters are ``self.parameters()``: the optimizer must be
+built over ``model.parameters()`` and ``method.parameters()``. One optimizer over both
+nets is the same as the paper's two optimizers with equal settings, because each term
+of the loss depends on one network's parameters only (the selection is not
+differentiable).
+
+Each term is a mean over the kept samples. (The authors' ``loss_coteaching`` divides
+that mean by the number kept once more, which only rescales the step size.)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sat.errors import UserError
+from sat.methods.base import Method
+
+
+def forget_rate_schedule(epoch: int, forget_rate: float, num_gradual: int, exponent: float) -> float:
+    """The fraction of each batch dropped at ``epoch`` (0-based), as ``rate_schedule``
+    in the authors' code: ``linspace(0, forget_rate ** exponent, num_gradual)`` for the
+    first ``num_gradual`` epochs, then ``forget_rate``."""
+    if epoch >= num_gradual:
+        return forget_rate
+    if num_gradual == 1:
+        return 0.0
+    return forget_rate ** exponent * epoch / (num_gradual - 1)
+
+
+def small_loss_indices(per_sample_loss: torch.Tensor, keep: int) -> torch.Tensor:
+    """Positions of the ``keep`` smallest losses (ties broken by position)."""
+    return torch.argsort(per_sample_loss.detach(), stable=True)[:keep]
+
+
+class CoTeaching(Method):
+    def __init__(self, forget_rate: float | None = None, num_gradual: int = 10, exponent: float = 1.0):
+        super().__init__()
+        if forget_rate is None:
+            raise UserError("method.forget_rate=null; accepted: a number in [0, 1), usually the noise rate "
+                            "(the default ${noise.rate} is missing for this noise)")
+        if not 0.0 <= forget_rate < 1.0:
+            raise UserError(f"method.forget_rate={forget_rate} is out of range; accepted: 0 <= forget_rate < 1")
+        if num_gradual < 0:
+            raise UserError(f"method.num_gradual={num_gradual} is out of range; accepted: an integer >= 0")
+        if exponent <= 0:
+            raise UserError(f"method.exponent={exponent} is out of range; accepted: exponent > 0")
+        self.forget_rate, self.num_gradual, self.exponent = float(forget_rate), int(num_gradual), float(exponent)
+        self.peer: nn.Module | None = None
+
+    def attach_model(self, build: Callable[[], nn.Module]) -> None:
+        """Build the peer network (a fresh, independently initialised copy of the model's
+        architecture). Call before ``.to(device)``, building the optimizer and loading a
+        checkpoint."""
+        self.peer = build()
+
+    def forget_rate_at(self, epoch: int) -> float:
+        return forget_rate_schedule(epoch, self.forget_rate, self.num_gradual, self.exponent)
+
+    def exchange_loss(self, logits: torch.Tensor, peer_logits: torch.Tensor, targets: torch.Tensor,
+                      epoch: int) -> torch.Tensor:
+        """The co-teaching loss of a batch given both networks' logits."""
+        logits, peer_logits = logits.float(), peer_logits.float()
+        loss = F.cross_entropy(logits, targets, reduction="none")
+        peer_loss = F.cross_entropy(peer_logits, targets, reduction="none")
+        # At least one sample, so a tiny last batch never gives an empty mean.
+        keep = max(1, int((1.0 - self.forget_rate_at(epoch)) * len(targets)))
+        kept_by_model, kept_by_peer = small_loss_indices(loss, keep), small_loss_indices(peer_loss, keep)
+        return loss[kept_by_peer].mean() + peer_loss[kept_by_model].mean()
+
+    def forward(self, model, x, y, index, epoch):
+        if self.peer is None:
+            raise RuntimeError("CoTeaching has no peer network: call method.attach_model(build) before training")
+        self.peer.train(model.training)
+        logits = model(x)
+        return self.exchange_loss(logits, self.peer(x), y, epoch), logits
+
+    def loss(self, logits, targets, index, epoch) -> torch.Tensor:
+        raise TypeError("co-teaching's loss needs both networks' logits: use forward(model, ...) or exchange_loss")
+
+    def hparams(self):
+        return {"forget_rate": self.forget_rate, "num_gradual": self.num_gradual, "exponent": self.exponent}
