@@ -36,9 +36,15 @@ class EpochStats:
 
     FIELDS = ("loss", "correct", "noisy_fit_given", "noisy_fit_true", "noisy", "clean_correct", "clean")
 
-    def __init__(self, device: torch.device, true_labels: torch.Tensor | None = None):
+    def __init__(self, device: torch.device, true_labels: torch.Tensor | None = None, per_sample: bool = False):
+        """``per_sample``: also keep, per training sample, the model's probability of its
+        given label and whether it predicts that label (as the training pass saw them),
+        so the model's own ranking of suspect labels can be scored."""
         self.true_labels = true_labels
         self.sums = torch.zeros(len(self.FIELDS), device=device, dtype=torch.float64)
+        n = len(true_labels) if (per_sample and true_labels is not None) else 0
+        self.prob_given = torch.ones(n, device=device) if n else None
+        self.predicts_given = torch.ones(n, device=device, dtype=torch.bool) if n else None
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.int64)
         self.seen = 0  # host ints: a device scalar per step would sync with the device
         self.steps = 0
@@ -54,6 +60,9 @@ class EpochStats:
             values += [(hit & noisy).sum(), ((pred == true) & noisy).sum(), noisy.sum(), (hit & ~noisy).sum(),
                        (~noisy).sum()]
         self.sums[: len(values)] += torch.stack([v.to(torch.float64) for v in values])
+        if self.prob_given is not None:
+            self.prob_given[index] = logits.detach().float().softmax(dim=1).gather(1, y[:, None]).squeeze(1)
+            self.predicts_given[index] = hit
         bad = ~torch.isfinite(loss)
         self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), self.steps, self.first_bad_step)
         self.seen += len(y)
@@ -78,10 +87,16 @@ class EpochStats:
         return out
 
     def state_dict(self) -> dict:
-        return {"sums": self.sums.cpu(), "first_bad_step": self.first_bad_step.cpu(), "seen": self.seen,
-                "steps": self.steps}
+        state = {"sums": self.sums.cpu(), "first_bad_step": self.first_bad_step.cpu(), "seen": self.seen,
+                 "steps": self.steps}
+        if self.prob_given is not None:
+            state.update(prob_given=self.prob_given.cpu(), predicts_given=self.predicts_given.cpu())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        if self.prob_given is not None:
+            self.prob_given.copy_(state["prob_given"])
+            self.predicts_given.copy_(state["predicts_given"])
         self.sums.copy_(state["sums"])
         self.first_bad_step.copy_(state["first_bad_step"])
         self.seen, self.steps = int(state["seen"]), int(state["steps"])

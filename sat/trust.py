@@ -35,11 +35,16 @@ SAT_TARGETS: dict[str, frozenset[str]] = {
     "noise": frozenset({
         "sat.data.noise.UniformLabelNoise", "sat.data.noise.FlipLabelNoise", "sat.data.noise.AsymmetricLabelNoise",
         "sat.data.noise.GaussianImageNoise", "sat.data.noise.RandomPixelsNoise", "sat.data.noise.ShuffledPixelsNoise",
+        "sat.data.human_noise.CIFAR10NLabelNoise", "sat.data.human_noise.CIFAR100NLabelNoise",
     }),
     "method": frozenset({
         "sat.methods.CrossEntropy", "sat.methods.SelfAdaptiveTraining", "sat.methods.SelfAdaptiveTrainingSCE",
-        "sat.methods.TRADES",
+        "sat.methods.TRADES", "sat.methods.gce.GeneralizedCrossEntropy", "sat.methods.sce.SymmetricCrossEntropy",
+        "sat.methods.bootstrapping.SoftBootstrapping", "sat.methods.bootstrapping.HardBootstrapping",
+        "sat.methods.elr.EarlyLearningRegularization", "sat.methods.coteaching.CoTeaching",
     }),
+    # parts of the above (a method's start-epoch detector)
+    "component": frozenset({"sat.methods.auto_start.AutoStartEpoch"}),
 }
 
 _registered: dict[str, tuple[str, Callable[..., Any]]] = {}
@@ -59,6 +64,8 @@ def _base_class(kind: str) -> type:
         from sat.data.noise import Noise
 
         return Noise
+    if kind == "component":
+        return object
     from sat.methods.base import Method
 
     return Method
@@ -149,8 +156,9 @@ def build(
         if str(key).startswith("_") and str(key).endswith("_"):
             raise UserError(f"{what}.{key} in the checkpoint's stored config is not allowed; accepted: plain arguments")
         if isinstance(value, Mapping) and "_target_" in value:
-            # e.g. TRADES' natural loss: a nested object must be a method too
-            value = build(value, kind, f"{what}.{key}", trusted_packages=trusted_packages)
+            # e.g. TRADES' natural loss (a method too) or SAT's start detector (a component)
+            nested = "component" if value["_target_"] in SAT_TARGETS["component"] else kind
+            value = build(value, nested, f"{what}.{key}", trusted_packages=trusted_packages)
         else:
             _check_plain(value, f"{what}.{key}")
         kwargs[str(key)] = value

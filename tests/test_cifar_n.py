@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 import sat.data.cifar_n as cifar_n
 from cifar_files import write_cifar10, write_cifar100
 from sat.data.cifar_n import HUMAN_LABEL_FILES, download_human_labels, load_human_labels
-from sat.data.datasets import load_cifar
+from sat.data.datasets import CIFAR
 from sat.data.human_noise import CIFAR10NLabelNoise, CIFAR100NLabelNoise
 from sat.errors import UserError
 
@@ -30,7 +30,7 @@ WHERE = r"get data/CIFAR-10_human\.pt from https://github\.com/UCSC-REAL/cifar-1
 def cifar10(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_cifar10(root, per_batch=20)
-    return load_cifar("cifar10", str(root), val_size=10)
+    return CIFAR("cifar10", str(root), val_size=10).load()
 
 
 def human_labels(clean: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -79,7 +79,7 @@ def test_cifar10n_noise_replaces_the_labels_with_the_chosen_human_set(cifar10, t
 
 def test_cifar100n_on_the_real_cifar100_layout(tmp_path):
     write_cifar100(tmp_path, train=200)
-    data = load_cifar("cifar100", str(tmp_path), val_size=10)
+    data = CIFAR("cifar100", str(tmp_path), val_size=10).load()
     clean = data.train.labels.numpy()
     noisy = (clean + (np.arange(len(clean)) % 5 == 0)) % 100
     coarse = [int(c) for c in clean % 20]  # the published file also holds coarse labels as lists

@@ -135,4 +135,5 @@ def test_every_target_a_checkpoint_may_name_is_registered():
             for key in node:
                 value = node._get_node(key)
                 if OmegaConf.is_dict(value) and "_target_" in value:
-                    assert value._target_ in SAT_TARGETS[kind], f"{group}/{option}: nested {value._target_}"
+                    allowed = SAT_TARGETS[kind] | SAT_TARGETS["component"]
+                    assert value._target_ in allowed, f"{group}/{option}: nested {value._target_}"

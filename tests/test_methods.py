@@ -154,8 +154,9 @@ def test_label_error_detection_metrics_by_hand():
     true = torch.tensor([0, 2, 2, 1])  # samples 1 and 3 carry wrong labels
     soft = F.one_hot(torch.tensor([0, 2, 1, 0]), 3).float()  # flags 1 (right, recovered) and 2 (a false alarm)
     m = label_error_metrics(soft, given, true, given != true)
-    assert m == {"sat/target_on_given": 0.5, "sat/label_recovery": 0.5, "sat/detection_precision": 0.5,
-                 "sat/detection_recall": 0.5}
+    # scores 1 - t[given] = [0, 1, 1, 0]: wrong {1: 1, 3: 0} vs right {0: 0, 2: 1} -> AUROC (1 + .5 + .5 + 0) / 4
+    assert m == {"sat/target_on_given": 0.5, "sat/label_recovery": 0.5, "detect/targets_precision": 0.5,
+                 "detect/targets_recall": 0.5, "detect/targets_f1": 0.5, "detect/targets_auroc": 0.5}
 
 
 def test_start_epoch_beyond_the_run_is_refused():

@@ -22,6 +22,7 @@ class HumanLabelNoise(Noise):
     """The labels of one CIFAR-N label set in place of the dataset's own."""
 
     dataset: str = ""  # the dataset the labels belong to (a key of HUMAN_LABEL_FILES)
+    file_args = ("path", "download", "from_file")  # never taken from a checkpoint's stored config
 
     def __init__(self, label: str, path: str, download: bool = False, from_file: str | None = None):
         super().__init__(rate=0.0, seed=0, from_file=from_file)
@@ -35,9 +36,15 @@ class HumanLabelNoise(Noise):
         return (f"{type(self).__name__}(label={self.label!r}, path={self.path!r}, download={self.download}, "
                 f"from_file={self.from_file!r})")
 
-    def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None) -> NoisePattern:
-        if self.from_file is not None:
-            return super().draw(images, labels, num_classes)
+    def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None, dataset=None) -> NoisePattern:
+        if self.from_file is not None:  # a replay: the file's kind must match; it has no seed or set rate
+            pattern = NoisePattern.load(self.from_file, num_samples=len(labels))
+            if pattern.kind != self.kind:
+                raise UserError(f"noise.from_file={self.from_file} holds {pattern.kind} noise; accepted: a {self.kind} "
+                                "noise file")
+            if dataset is not None:
+                pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
+            return pattern
         spec = human_label_file(self.dataset)
         if num_classes != spec.num_classes:
             raise UserError(f"noise={self.kind} needs dataset={self.dataset} ({spec.num_classes} classes); "
@@ -47,7 +54,7 @@ class HumanLabelNoise(Noise):
         noisy = load_human_labels(path, self.dataset, clean)[spec.label_keys[self.label]]
         changed = torch.nonzero(noisy != clean).flatten()  # sorted, as patterns store them
         rate = len(changed) / len(clean) if len(clean) else 0.0
-        return NoisePattern(self.kind, rate, self.seed, changed, noisy, None)
+        return NoisePattern(self.kind, rate, self.seed, changed, noisy, None, dataset)
 
 
 class CIFAR10NLabelNoise(HumanLabelNoise):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -23,6 +25,15 @@ class Method(nn.Module):
     def schedule(self, epochs: int) -> None:
         """Called once the run's length is known, before training: a method whose
         behaviour starts at some epoch refuses a run that never reaches it."""
+
+    def attach_model(self, build: Callable[[], nn.Module]) -> None:
+        """Called with the model's builder before training, for methods that train a
+        network of their own (co-teaching's peer). Default: nothing."""
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Called after each epoch (``epoch`` = epochs completed) with its metrics;
+        returns metrics of the method's own to log. Default: none."""
+        return {}
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Loss of a batch given its logits, labels and dataset indices."""

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from sat import validate
 from sat.errors import UserError
+from sat.methods.auto_start import AutoStartEpoch, PredictionChanges
 from sat.methods.base import Method
 
 log = logging.getLogger("sat")
@@ -51,9 +52,17 @@ class SelfAdaptiveTraining(Method):
         width: int | None = None,
         reference_width: int = 64,
         max_start_fraction: float | None = None,
+        auto_start: AutoStartEpoch | None = None,
     ):
         super().__init__()
         alpha = validate.number("method.alpha", alpha, lo=0.0, hi=1.0, hi_open=True)
+        # start_epoch=auto: the detector decides during the run (from label-free signals)
+        self.auto_start = auto_start if start_epoch == "auto" else None
+        if start_epoch == "auto":
+            if auto_start is None:
+                raise UserError("method.start_epoch=auto needs method.auto_start (a detector); accepted: "
+                                "auto_start@method.auto_start=val_acc|prediction_changes")
+            start_epoch = 0
         start_epoch = validate.number("method.start_epoch", start_epoch, lo=0, integer=True)
         self.width_scaling = validate.flag("method.width_scaling", width_scaling)
         self.max_start_fraction = None if max_start_fraction is None else validate.number(
@@ -68,11 +77,23 @@ class SelfAdaptiveTraining(Method):
             alpha, start_epoch = scale_for_width(alpha, start_epoch, width, reference_width)
         self.alpha, self.start_epoch = alpha, start_epoch
         self.scaled_start_epoch = start_epoch  # before any cap; logged
+        if self.auto_start is not None:
+            self.start_epoch = self.scaled_start_epoch = None  # not decided yet
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
+        self.changes: PredictionChanges | None = None  # for auto_start on prediction changes
 
     def schedule(self, epochs: int) -> None:
         """Cap a width-scaled start at ``max_start_fraction`` of the run; refuse a run in
-        which the soft targets would never start (SAT would silently be plain CE)."""
+        which the soft targets would never start (SAT would silently be plain CE). Under
+        ``start_epoch=auto`` the detector decides by half the run at the latest."""
+        if self.auto_start is not None:
+            latest = self.auto_start.max_epoch
+            if latest is None:
+                self.auto_start.max_epoch = max(1, epochs // 2)
+            elif latest >= epochs:
+                raise UserError(f"{self.config_name}.auto_start.max_epoch={latest} >= trainer.epochs={epochs}, so SAT "
+                                f"might never start; accepted: max_epoch < {epochs} (null: half the run)")
+            return
         if self.max_start_fraction is not None:
             cap = int(self.max_start_fraction * epochs)
             if self.scaled_start_epoch > cap:
@@ -96,6 +117,41 @@ class SelfAdaptiveTraining(Method):
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.targets = F.one_hot(labels.long(), num_classes).float()
+        if self.auto_start is not None and self.auto_start.signal == "train/prediction_changes":
+            self.changes = PredictionChanges(len(labels), labels.device)
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self.changes is not None:  # not a buffer (its shape is fixed by setup): move it along
+            self.changes.previous = fn(self.changes.previous)
+            self.changes.counts = fn(self.changes.counts)
+        return self
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Under start_epoch=auto: feed the detector, and start the targets when it says."""
+        if self.auto_start is None:
+            return {}
+        extra = {} if self.changes is None else {"train/prediction_changes": self.changes.compute()}
+        if self.start_epoch is None and self.auto_start.update(epoch, {**metrics, **extra}):
+            self.start_epoch = self.scaled_start_epoch = self.auto_start.start_epoch
+            log.info("%s: %s", self.config_name, self.auto_start.reason)
+        return extra
+
+    def get_extra_state(self) -> dict:
+        state: dict = {"start_epoch": self.start_epoch}
+        if self.auto_start is not None:
+            state["auto_start"] = self.auto_start.state_dict()
+        if self.changes is not None:
+            state["changes"] = self.changes.state_dict()["previous"].cpu()
+        return state
+
+    def set_extra_state(self, state: dict) -> None:
+        self.start_epoch = state["start_epoch"]
+        if self.auto_start is not None:
+            self.auto_start.load_state_dict(state["auto_start"])
+            self.scaled_start_epoch = self.start_epoch
+        if self.changes is not None and "changes" in state:
+            self.changes.previous.copy_(state["changes"])
 
     def soft_labels(self) -> torch.Tensor:
         return self.targets
@@ -116,7 +172,9 @@ class SelfAdaptiveTraining(Method):
         return -(t * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:
-        if epoch < self.start_epoch:
+        if self.changes is not None:
+            self.changes.update(index, logits.detach().argmax(dim=1))
+        if self.start_epoch is None or epoch < self.start_epoch:
             return F.cross_entropy(logits.float(), targets)
         t = self._update_targets(logits, index)
         return (self._weights(t) * self.target_loss(logits, t)).mean()
@@ -130,6 +188,7 @@ class SelfAdaptiveTraining(Method):
             "base_start_epoch": self.base_start_epoch,
             "scaled_start_epoch": self.scaled_start_epoch,
             "max_start_fraction": self.max_start_fraction,
+            **({} if self.auto_start is None else {"auto_start": self.auto_start.summary()}),
         }
 
 

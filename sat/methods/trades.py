@@ -56,6 +56,9 @@ class TRADES(Method):
     def schedule(self, epochs: int) -> None:
         self.natural.schedule(epochs)
 
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+        return self.natural.end_epoch(epoch, metrics)
+
     def soft_labels(self) -> torch.Tensor | None:
         return self.natural.soft_labels()
 

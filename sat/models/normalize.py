@@ -28,6 +28,14 @@ class Normalize(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
+    def set_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Fill in the data's statistics once they are known (the model is built first)."""
+        other = Normalize(mean, std)
+        if other.mean.shape != self.mean.shape:
+            raise UserError(f"normalisation for {self.mean.numel()} channels got statistics of {other.mean.numel()}")
+        self.mean.copy_(other.mean)
+        self.std.copy_(other.std)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 

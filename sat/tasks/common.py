@@ -7,6 +7,7 @@ builds the objects the config names and hands plain values to the library.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import nn
 from sat.data.datasets import DataSource, DatasetSplits, ImageSet
 from sat.data.noise import Noise, NoisePattern
 from sat.errors import UserError
-from sat.models import with_normalization
+from sat.models import Normalize, with_normalization
 
 # --- devices ------------------------------------------------------------------------
 
@@ -115,10 +116,20 @@ def build(node: Any, what: str, expected: type | tuple[type, ...], **kwargs: Any
     return obj
 
 
-def build_net(model_cfg: Any, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """The network a model node names (normalisation is added once the data's mean and
-    std are known: :func:`sat.models.with_normalization`)."""
-    return build(model_cfg, "model", nn.Module, num_classes=num_classes, input_shape=tuple(input_shape))
+def build_model(model_cfg: Any, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """The network a model node names behind its input normalisation, whose statistics
+    are filled in once the data is loaded (:func:`set_normalization`): so the model, and
+    the optimizer over its parameters, exist (and are checked) before any data is read."""
+    net = build(model_cfg, "model", nn.Module, num_classes=num_classes, input_shape=tuple(input_shape))
+    channels = int(input_shape[0])
+    return with_normalization(net, [0.0] * channels, [1.0] * channels)
+
+
+def set_normalization(modules: Iterable[nn.Module], data: DatasetSplits) -> None:
+    """Give every input normalisation among ``modules`` the data's mean and std."""
+    for module in modules:
+        if isinstance(module, Normalize):
+            module.set_stats(data.mean, data.std)
 
 
 # --- data after noise -------------------------------------------------------------------
@@ -175,6 +186,3 @@ def load_source(source: DataSource) -> DatasetSplits:
                         f"{tuple(data.input_shape)}, the config says {source.num_classes} of {tuple(source.input_shape)}")
     return data
 
-
-def normalized(net: nn.Module, data: DatasetSplits) -> nn.Module:
-    return with_normalization(net, data.mean, data.std)

@@ -12,30 +12,33 @@ import numpy as np
 import torch
 
 from sat.checkpoint import atomic_torch_save
+from sat.detection import detection_quality, soft_label_detection
+from sat.engine import EpochStats
 from sat.loggers import flatten
 from sat.tasks.common import choices
 
 
-def label_error_metrics(soft: torch.Tensor, given: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor) -> dict:
-    """``target_on_given``: the soft targets' mean mass on the given labels (1 until the
-    targets start moving). Where labels are noisy, how well the soft targets find the
-    wrong ones: ``label_recovery`` (wrong labels whose soft target points to the true
-    class) and, treating "soft-target argmax != given label" as a detector of label
-    errors, its precision and recall."""
-    on_given = soft.gather(1, given[:, None]).mean()
-    if not bool(noisy.any()):
-        return {"sat/target_on_given": float(on_given)}
-    guess = soft.argmax(dim=1)
-    flagged = guess != given
-    hits = (flagged & noisy).sum()
-    on_given, recovery, precision, recall = torch.stack([
-        on_given,
-        (guess[noisy] == true[noisy]).float().mean(),
-        hits / flagged.sum().clamp(min=1),
-        hits / noisy.sum(),
-    ]).tolist()
-    return {"sat/target_on_given": on_given, "sat/label_recovery": recovery, "sat/detection_precision": precision,
-            "sat/detection_recall": recall}
+def label_error_metrics(soft: torch.Tensor | None, given: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor,
+                        stats: EpochStats | None = None) -> dict[str, float]:
+    """How well the run finds its wrong labels.
+
+    Soft targets (SAT, ELR): ``sat/target_on_given`` (their mean mass on the given
+    labels: 1 until they start moving); where labels are noisy, ``sat/label_recovery``
+    (wrong labels whose target points to the true class) and ``detect/targets_*``:
+    flagging "argmax != given label" (precision, recall, F1) and ranking by
+    ``1 - t[given]`` (AUROC). ``detect/model_*``: the same for the model's own
+    predictions in the training pass (every method's baseline)."""
+    out: dict[str, float] = {}
+    wrong = noisy.bool()
+    if soft is not None:
+        out["sat/target_on_given"] = float(soft.gather(1, given[:, None]).mean())
+        if bool(wrong.any()):
+            out["sat/label_recovery"] = float((soft.argmax(dim=1)[wrong] == true[wrong]).float().mean())
+            out.update({f"detect/targets_{k}": v for k, v in soft_label_detection(soft, given, wrong).items()})
+    if stats is not None and stats.prob_given is not None and bool(wrong.any()):
+        scores = 1.0 - stats.prob_given.double()
+        out.update({f"detect/model_{k}": v for k, v in detection_quality(scores, wrong, ~stats.predicts_given).items()})
+    return out
 
 
 def hparams_of(config: dict[str, Any], effective: dict[str, Any]) -> dict[str, Any]:

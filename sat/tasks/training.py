@@ -30,8 +30,8 @@ from sat.models import count_parameters
 from sat.preemption import Preempted, Preemption
 from sat.rundir import RunFolder, prepare_output_dir
 from sat.tasks import settings as run_settings
-from sat.tasks.common import (apply_noise, build, build_net, choices, job_num, load_source, normalized,
-                              packages_used, plain, resolve_device, resolve_precision)
+from sat.tasks.common import (apply_noise, build, build_model, choices, job_num, load_source, packages_used, plain,
+                              resolve_device, resolve_precision, set_normalization)
 from sat.tasks.outputs import hparams_of, label_error_metrics, print_run_table, results_of, write_soft_labels
 from sat.tasks.settings import TrainerSettings, read
 from sat import validate
@@ -125,10 +125,14 @@ class TrainingJob:
         self.method.schedule(settings.epochs)
         augment = build(cfg.augment, "augment", object) if cfg.get("augment") is not None else None
         self.model_outputs = source.num_classes + int(getattr(self.method, "extra_outputs", 0))
-        net = build_net(cfg.model, self.model_outputs, source.input_shape)
+        model = build_model(cfg.model, self.model_outputs, source.input_shape)
+        # A method with a network of its own (co-teaching's peer) gets the same
+        # architecture; the optimizer then trains both.
+        self.method.attach_model(lambda: build_model(cfg.model, self.model_outputs, source.input_shape))
         _optimizer_checks(cfg.optimizer)
         try:
-            self.optimizer = build(cfg.optimizer, "optimizer", object)(list(net.parameters()))
+            params = list(model.parameters()) + list(self.method.parameters())
+            self.optimizer = build(cfg.optimizer, "optimizer", object)(params)
             self.scheduler = build(cfg.scheduler, "scheduler", object)(self.optimizer)
         except (ValueError, TypeError) as e:
             raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None
@@ -138,7 +142,8 @@ class TrainingJob:
             raise UserError(f"resume: the noise drawn now differs from the checkpoint's (hash "
                             f"{resumed['noise_sha256'][:12]}); use noise.from_file=<the run's noise.pt>")
         self.nd, self.data = nd, nd.data
-        self.model = normalized(net, nd.data).to(self.device)
+        set_normalization([*model.modules(), *self.method.modules()], nd.data)
+        self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_labels = nd.train.labels.to(self.device)
@@ -146,6 +151,8 @@ class TrainingJob:
         self.noisy = self.train_labels != self.true_labels
         self.method.setup(self.train_labels, self.data.num_classes)
         self.method.to(self.device)
+        if self.channels_last:
+            self.method.to(memory_format=torch.channels_last)
         self.loader = DeviceLoader(nd.train.images.to(self.device), self.train_labels, settings.batch_size,
                                    shuffle=True, augment=augment, seed=seed)
         self.step_model = torch.compile(self.model) if settings.compile else self.model
@@ -188,7 +195,7 @@ class TrainingJob:
     def _one_epoch(self, logger: RunLogger, preemption: Preemption) -> None:
         s, epoch = self.settings, self.epoch
         tic = time.perf_counter()
-        stats = EpochStats(self.device, self.true_labels)
+        stats = EpochStats(self.device, self.true_labels, per_sample=bool(self.noisy.any()))
         if self.partial is not None:  # continue a preempted epoch where it stopped
             stats.load_state_dict(self.partial["stats"])
             self.partial = None
@@ -209,9 +216,9 @@ class TrainingJob:
         for split in ("train", "val", "test"):  # error curves are what double-descent plots show
             if f"{split}/acc" in metrics:
                 metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
-        soft = self.method.soft_labels()
-        if soft is not None:
-            metrics.update(label_error_metrics(soft, self.train_labels, self.true_labels, self.noisy))
+        metrics.update(self.method.end_epoch(epoch + 1, metrics))
+        metrics.update(label_error_metrics(self.method.soft_labels(), self.train_labels, self.true_labels, self.noisy,
+                                           stats))
         eval_s = time.perf_counter() - tic - train_s
 
         self.epoch = done = epoch + 1
