@@ -94,6 +94,16 @@ def _write_error(path: Path, e: OSError) -> UserError:
                      "Free space or fix the folder's permissions, then rerun the same command to continue")
 
 
+def _os_error_in(e: BaseException | None) -> OSError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed
     into place: a crash never leaves a half-written file where a whole one was."""
@@ -110,9 +120,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except Exception as e:
         Path(tmp).unlink(missing_ok=True)
-        raise _write_error(path, e) from None
+        cause = _os_error_in(e)  # torch.save reports a failed write as a RuntimeError
+        if cause is None:
+            raise
+        raise _write_error(path, cause) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

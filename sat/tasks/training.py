@@ -294,10 +294,18 @@ def _fork_history(source: Path, run: RunFolder, state: dict[str, Any]) -> None:
     if (src / "metrics.jsonl").is_file() and not run.metrics_file.exists():
         shutil.copyfile(src / "metrics.jsonl", run.metrics_file)
         run.cut_metrics(epoch)
-    src_best = src / "checkpoints" / "best.pt"
-    if best and src_best.is_file() and checkpoint_epoch(src_best) == best["epoch"] and best["epoch"] < epoch:
-        run.checkpoints.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src_best, run.checkpoints / "best.pt")
+    if not best:
+        return
+    # the recorded best epoch's state: the checkpoint itself, or a file of the source run holding that epoch
+    candidates = [source] if best["epoch"] == epoch else \
+        [src / "checkpoints" / "best.pt", src / "checkpoints" / f"epoch_{best['epoch']}.pt"]
+    for candidate in candidates:
+        if candidate.is_file() and checkpoint_epoch(candidate) == best["epoch"]:
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(candidate, run.checkpoints / "best.pt")
+            return
+    log.warning("no checkpoint of the best epoch (%d) in %s: best.pt appears with the next best epoch",
+                best["epoch"], src)
 
 
 def _cut_logs(run: RunFolder, state: dict[str, Any] | None) -> tuple[int, bool]:
