@@ -98,6 +98,14 @@ def test_python_m_sat_report_exits_2_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_outputs_of_evaluate_or_attack_are_not_runs(tmp_path):
+    make_run(tmp_path, "run")
+    evaluation = tmp_path / "run" / "evaluations" / "2026-01-01_12-00-00" / ".hydra"
+    evaluation.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"name": "evaluate", "checkpoint": "x.pt", "seed": 0}), evaluation / "config.yaml")
+    assert [r.path.name for r in read_runs(tmp_path)] == ["run"]
+
+
 def test_a_run_killed_while_writing_keeps_what_it_wrote(tmp_path):
     path = make_run(tmp_path, "a", status="running")
     with open(path / "metrics.jsonl", "a") as f:

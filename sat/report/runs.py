@@ -36,9 +36,6 @@ STATUS_LABELS = {
     "unknown": "no summary.json (stopped before training began)",
 }
 
-# Config groups that do not change results (their option names stay out of the grouping).
-IGNORED_CHOICES = ("logger",)
-
 
 @dataclass
 class Run:
@@ -118,11 +115,12 @@ def metric_value(metrics: dict[str, Any], name: str) -> float:
 
 
 def read_runs(root: str | Path) -> list[Run]:
-    """Every run below ``root`` (``root`` itself may be one), in path order."""
+    """Every training run below ``root`` (``root`` itself may be one), in path order."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give a sweep folder (multirun/<name>/<date>/<time>) or a run folder")
-    runs = [read_run(p.parent.parent) for p in sorted(root.rglob(".hydra/config.yaml"))]
+    found = [read_run(p.parent.parent) for p in sorted(root.rglob(".hydra/config.yaml"))]
+    runs = [r for r in found if "trainer.epochs" in r.settings]  # not the outputs of evaluate.py / attack.py
     if not runs:
         raise UserError(f"no runs below {root}: expected folders holding .hydra/config.yaml "
                         "(a sweep folder multirun/<name>/<date>/<time> or a run folder)")
@@ -175,13 +173,12 @@ def _read_history(path: Path) -> list[dict[str, float]]:
 
 def _choices(hydra_file: Path, summary: dict[str, Any]) -> dict[str, str]:
     """The group options Hydra picked (``hydra.runtime.choices``), without Hydra's own
-    groups, relocated ones (``method_tuning@method`` follows from the others) and groups
-    that do not change results."""
+    groups and relocated ones (``method_tuning@method`` follows from the others)."""
     found = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices", default=None) \
         if hydra_file.is_file() else None
     choices = OmegaConf.to_container(found) if found is not None else (summary.get("choices") or {})
     return {k: "null" if v is None or v == "None" else str(v) for k, v in choices.items()
-            if not k.startswith("hydra") and "@" not in k and k not in IGNORED_CHOICES}
+            if not k.startswith("hydra") and "@" not in k}
 
 
 def _overrides(path: Path) -> tuple[str, ...]:

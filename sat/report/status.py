@@ -36,5 +36,5 @@ def status_lines(runs: list[Run], not_started: list[tuple[Path, list[str]]], roo
             detail = f"epoch {r.epochs_done} of {total} logged"
         lines.append(f"  {STATUS_LABELS[r.status]}: {where}: {detail}")
     for sweep_root, job in not_started:
-        lines.append(f"  {NOT_STARTED}: {relative(sweep_root, root) if sweep_root != root else '.'}: {' '.join(job)}")
+        lines.append(f"  {NOT_STARTED}: {relative(sweep_root, root)}: {' '.join(job)}")
     return lines
