@@ -28,12 +28,14 @@ def line_style(i: int) -> dict[str, Any]:
 
 def epoch_axis(ax, epochs: int) -> None:
     """Log-scaled epochs for long runs (double descent spans 1..4000), plain numbers either way."""
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
     ax.set_xlabel("epoch")
     if epochs > 20:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _pyplot():
