@@ -1,23 +1,37 @@
 """The double-descent experiments compose, expand to the intended grid, scale SAT's
-hyper-parameters with the width, and pick the launcher presets."""
+hyper-parameters with the width, and pick the launcher presets.
+
+The grids are expanded by Hydra itself (its override parser and the basic sweeper's
+``split_arguments``, and once through a real ``-m`` run), never by project code, so a
+wrong grid in the YAML cannot be agreed with by a copy of the same mistake."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sat.report import expand_grid
-
+ROOT = Path(__file__).resolve().parents[1]
 OUT = "paths.output_dir=/tmp/x"
 
 
 def grid(compose_cfg, experiment: str, *cli: str) -> list[list[str]]:
-    """The jobs of ``python train.py -m experiment=<experiment> <cli>`` (the sweeper
-    declared in the composed config, the command line on top)."""
+    """The jobs of ``python train.py -m experiment=<experiment> <cli>``: the sweeper's
+    params as the composed config declares them, the command line after them, expanded
+    by Hydra's basic sweeper."""
     cfg = compose_cfg("train", [f"experiment={experiment}", OUT], return_hydra_config=True)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
-    return expand_grid(params, [f"experiment={experiment}", *cli])
+    assert cfg.hydra.sweeper._target_.endswith("BasicSweeper")
+    declared = [f"{k}={v}" for k, v in OmegaConf.to_container(cfg.hydra.sweeper.params).items()]
+    lines = declared + [f"experiment={experiment}", *cli]  # the lines BasicSweeper.sweep parses
+    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(lines), max_batch_size=None)
+    return jobs
 
 
 def values(jobs: list[list[str]], key: str) -> list[str]:
@@ -53,6 +67,39 @@ def test_command_line_grid_replaces_the_declared_one(compose_cfg):
     jobs = grid(compose_cfg, "dd_resnet18_cifar10", "method=ce,sat", "model.width=1,2,4,8")
     assert len(jobs) == 8 and values(jobs, "model.width") == ["1", "2", "4", "8"]
     assert len(grid(compose_cfg, "dd_resnet18_cifar10", "method=sat", "model.width=16")) == 1
+
+
+PROBE = """
+import json, sys
+sys.path.insert(0, {root!r})
+import hydra
+from hydra.core.hydra_config import HydraConfig
+import train  # noqa: F401  the entry point's imports (its config resolvers)
+
+@hydra.main(config_path={conf!r}, config_name="train", version_base="1.3")
+def probe(cfg):
+    print("JOB", json.dumps({{"overrides": list(HydraConfig.get().overrides.task), "width": cfg.model.width,
+                             "seed": cfg.seed, "method": cfg.method._target_}}), flush=True)
+
+probe()
+"""
+
+
+def test_a_real_multirun_makes_the_declared_digits_grid(tmp_path):
+    """``-m`` through Hydra's real sweeper and launcher (a task that only records its
+    composed config): the widths the experiment declares reach the jobs' configs."""
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE.format(root=str(ROOT), conf=str(ROOT / "conf")))
+    proc = subprocess.run(
+        [sys.executable, str(script), "-m", "experiment=dd_digits", "method=ce", "seed=0", "hydra/launcher=basic",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=${hydra.job.num}",
+         "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    jobs = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("JOB ")]
+    assert [j["width"] for j in jobs] == [8, 16, 32, 64, 128, 256, 512, 1024]
+    assert {j["seed"] for j in jobs} == {0} and {j["method"] for j in jobs} == {"sat.methods.CrossEntropy"}
+    assert all(f"model.width={j['width']}" in j["overrides"] for j in jobs)
 
 
 def test_digits_sweep_grid_and_settings(compose_cfg):

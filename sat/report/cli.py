@@ -1,0 +1,31 @@
+"""``python -m sat.report DIR [--out OUT] [--widths 8 64 ...] [--tol 1] [--ignore KEY ...]``"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sat.errors import UserError
+from sat.report.make import format_report, make_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sat.report",
+        description="Tables and figures of a folder of runs (a sweep, finished or not): runs grouped by every "
+                    "setting that differs but the seed.")
+    parser.add_argument("dir", help="a sweep folder (multirun/<name>/<date>/<time>), a run folder, or any folder of runs")
+    parser.add_argument("--out", help="where to write the tables and figures (default: DIR/report)")
+    parser.add_argument("--widths", type=int, nargs="+", help="widths for the epoch-wise figure (default: a few)")
+    parser.add_argument("--tol", type=float, default=1.0,
+                        help="train error (%%) on the given noisy labels counted as interpolation (default 1)")
+    parser.add_argument("--ignore", nargs="+", default=[], metavar="KEY",
+                        help="more settings (or whole config nodes) that do not change results, left out of the grouping")
+    args = parser.parse_args(argv)
+    try:
+        report = make_report(args.dir, args.out, widths=args.widths, tol=args.tol, ignore=tuple(args.ignore))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 0

@@ -1,0 +1,95 @@
+"""The whole report of a folder of runs: read, group, write tables and figures, and
+say what it found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sat.report import comparison, figures
+from sat.report.double_descent import (WIDTH, WidthSeries, default_widths, interpolation_threshold, width_axis_label,
+                                       width_series)
+from sat.report.grid import not_started
+from sat.report.groups import Grouping, group_runs, title
+from sat.report.runs import Run, read_runs
+from sat.report.status import status_lines
+from sat.report.tables import group_table, relative, write_runs_csv
+
+
+@dataclass
+class Report:
+    root: Path
+    out: Path
+    runs: list[Run]
+    grouping: Grouping
+    series: list[WidthSeries]  # double-descent series (empty without a width sweep)
+    comparison: comparison.Comparison
+    not_started: list[tuple[Path, list[str]]]  # (sweep root, job overrides)
+    tol: float
+    files: list[Path] = field(default_factory=list)
+
+
+def make_report(
+    root: str | Path, out: str | Path | None = None, *, widths: list[int] | None = None, tol: float = 1.0,
+    ignore: tuple[str, ...] = (),
+) -> Report:
+    """Read every run below ``root`` and write into ``out`` (default ``root/report``):
+    ``runs.csv``, ``comparison.md``/``.csv`` and the figures. ``widths``: the widths of
+    the epoch-wise figure (default: a few); ``tol``: the train error (%) on the noisy labels
+    counted as interpolation; ``ignore``: more settings that do not change results."""
+    root = Path(root).resolve()
+    out = Path(out) if out is not None else root / "report"
+    runs = read_runs(root)
+    grouping = group_runs(runs, ignore)
+    series = width_series(grouping)
+    for s in series:
+        s.threshold = interpolation_threshold(s.points, tol)
+    finished = [r for r in runs if r.finished]
+    report = Report(root, out, runs, grouping, series, comparison.compare(grouping, _noise_title(runs)),
+                    not_started(root, [(r.path, r.overrides) for r in runs]), tol)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_runs_csv(grouping, root, out / "runs.csv")
+    (out / "comparison.md").write_text(comparison.to_markdown(report.comparison, title(runs)) + "\n", encoding="utf-8")
+    comparison.write_csv(report.comparison, out / "comparison.csv")
+    report.files = [out / "runs.csv", out / "comparison.md", out / "comparison.csv"]
+    if finished:
+        report.files += _figures(report, finished, widths)
+    return report
+
+
+def _figures(report: Report, finished: list[Run], widths: list[int] | None) -> list[Path]:
+    out, series, head = report.out, report.series, title(finished)
+    if not series:  # no width sweep: the groups' epoch curves
+        curves = [(g.label, g.finished) for g in report.grouping.groups if g.finished]
+        return figures.plot_epochs_by_group(curves, head, out / "test_error_vs_epoch")
+    axis = width_axis_label({r.choices.get("model", r.settings.get("model._target_", "?")) for r in finished})
+    files = figures.plot_width(series, head, axis, report.tol, out / "test_error_vs_width")
+    files += figures.plot_epochs_by_width(series, widths or default_widths(series), head, out / "test_error_vs_epoch")
+    files += figures.plot_heatmap(series, head, axis, out / "test_error_heatmap")
+    return files
+
+
+def _noise_title(runs: list[Run]) -> str:
+    """The comparison's column header when every run has the same noise."""
+    noise = {(r.choices.get("noise"), r.settings.get("noise.rate")) for r in runs}
+    if len(noise) != 1:
+        return "all runs"
+    kind, rate = noise.pop()
+    return " ".join(str(x) for x in (kind, "noise", rate) if x is not None)
+
+
+def format_report(report: Report) -> str:
+    """What ``python -m sat.report`` prints."""
+    lines = [f"{len(report.runs)} run(s) below {report.root} in {len(report.grouping.groups)} group(s)"
+             + (f" by {', '.join(report.grouping.columns)}" if report.grouping.columns else "")
+             + "; mean ± std over finished seeds", "", group_table(report.grouping), ""]
+    for s in report.series:
+        lines.append(f"interpolation threshold ({s.label}; train error <= {report.tol:g}%): "
+                     + (f"{WIDTH} {s.threshold}" if s.threshold is not None else "not reached"))
+    if report.series:
+        lines.append("")
+    lines += [comparison.to_markdown(report.comparison, ""), ""]
+    lines += status_lines(report.runs, report.not_started, report.root)
+    lines.append(f"wrote {report.out}/: " + ", ".join(relative(f, report.out) for f in report.files))
+    return "\n".join(lines)

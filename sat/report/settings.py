@@ -1,0 +1,85 @@
+"""A run's *settings*: its stored config, resolved and flattened to ``key.path -> value``,
+without the values that cannot change its results.
+
+Runs are grouped by the settings that differ between them, so a setting kept here that
+does not change results (a path, the device, a thread count) would split one
+experiment into groups, and a setting dropped here that does change them would average
+different experiments together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Config nodes and keys that do not change what a run computes: where files go, where
+# and how fast it runs, what it logs, how often it saves.
+IGNORED_NODES = ("paths", "hydra", "logger")
+IGNORED_KEYS = frozenset({
+    "name", "device", "resume", "trusted_packages",
+    "trainer.num_threads", "trainer.eval_batch_size", "trainer.compile", "trainer.channels_last",
+    "trainer.checkpoint_every", "trainer.checkpoint_from", "trainer.progress",
+    "dataset.root", "dataset.download",
+})
+# The settings that repeat an experiment rather than define one: averaged over, never a group.
+SEED_KEYS = ("seed",)
+
+# ``${other.key}``: a value that only repeats another setting (``noise.seed: ${seed}``,
+# ``method.width: ${model.width}``). Resolver calls such as ``${oc.env:X}`` are not.
+_NODE_INTERPOLATION = re.compile(r"^\$\{[^${}:]+\}$")
+
+
+def is_ignored(key: str, also: tuple[str, ...] = ()) -> bool:
+    """Whether ``key`` is left out of the settings (``also``: the user's own additions,
+    keys or whole nodes)."""
+    return any(key == k or key.startswith(f"{k}.") for k in (*IGNORED_NODES, *IGNORED_KEYS, *also))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"method": {"alpha": 0.9}}`` -> ``{"method.alpha": 0.9}``; lists become their JSON
+    text so that every value can be compared and hashed."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple, dict)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str]]:
+    """``(settings, derived)`` of a run's stored config (``.hydra/config.yaml``).
+
+    ``settings``: every leaf except the ignored ones, interpolations resolved where they
+    can be outside the run (``${seed}`` can, ``${hydra:...}`` cannot: such a leaf keeps its
+    text). ``derived``: the keys whose value is an interpolation of another setting; they
+    never tell runs apart on their own (``noise.seed: ${seed}`` varies with the seed).
+    """
+    raw = flatten(OmegaConf.to_container(cfg, resolve=False))
+    settings: dict[str, Any] = {}
+    derived = set()
+    for key, value in raw.items():
+        if is_ignored(key):
+            continue
+        if isinstance(value, str) and "${" in value:
+            if _NODE_INTERPOLATION.match(value):
+                derived.add(key)
+            value = _resolve(cfg, key, value)
+        settings[key] = value
+    return settings, frozenset(derived)
+
+
+def _resolve(cfg: Any, key: str, text: str) -> Any:
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+    except Exception:  # a resolver that exists only inside the run (hydra:, a project resolver)
+        return text
+    if OmegaConf.is_config(value):
+        return json.dumps(OmegaConf.to_container(value, resolve=False))
+    return value
