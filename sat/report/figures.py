@@ -11,19 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from sat.figures import OKABE_ITO, line_style, pyplot as _pyplot, save
 from sat.report.double_descent import WidthSeries
 from sat.report.runs import Run
 
-# Okabe & Ito (2008), without its yellow (#F0E442), which is unreadable as a line on white.
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-LINESTYLES = ("-", "--", ":", "-.")
-DPI = 200
 HEATMAP_CMAP = "cividis"  # perceptually uniform and readable with every colour-vision deficiency
-
-
-def line_style(i: int) -> dict[str, Any]:
-    """Colour i of the palette; past its end the colours repeat with another dash pattern."""
-    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "linestyle": LINESTYLES[(i // len(OKABE_ITO)) % len(LINESTYLES)]}
 
 
 def epoch_axis(ax, epochs: int) -> None:
@@ -36,27 +28,6 @@ def epoch_axis(ax, epochs: int) -> None:
         ax.xaxis.set_major_formatter(ScalarFormatter())
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _pyplot():
-    """pyplot on the Agg backend: files only, no display needed (servers, CI)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf``; returns both paths."""
-    plt = _pyplot()
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    with plt.rc_context({"pdf.fonttype": 42}):
-        fig.savefig(paths[0], dpi=DPI)
-        fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
 
 
 def mean_curve(runs: list[Run], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -142,7 +142,7 @@ def _print_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> None:
 
 def _plot(rows: list[dict[str, Any]], best: dict[str, Any], stem: Path, attack_name: str) -> list[Path]:
     """Natural and robust accuracy against epoch, the best robust epoch marked; PNG and PDF."""
-    from sat.figures import PALETTE, pyplot
+    from sat.figures import OKABE_ITO as PALETTE, pyplot, save
 
     plt = pyplot()
     epochs = [r["epoch"] for r in rows]
@@ -158,8 +158,4 @@ def _plot(rows: list[dict[str, Any]], best: dict[str, Any], stem: Path, attack_n
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
+    return save(fig, stem)
