@@ -38,6 +38,11 @@ def _check_pretrain(pretrain: int) -> int:
     return pretrain
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """Losses in float32 under bf16 autocast; float64 inputs stay float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _split_abstain(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     """The first K logits, after checking the model has K + 1 outputs."""
     if logits.dim() != 2 or logits.shape[1] != num_classes + 1:
@@ -72,7 +77,7 @@ def gambler_loss(logits: torch.Tensor, labels: torch.Tensor, reward: float) -> t
     value as the reference's ``log(p_y + p_abstain / o)``, without ``log(0)`` when both
     probabilities underflow.
     """
-    logp = F.log_softmax(logits.float(), dim=1)
+    logp = F.log_softmax(_at_least_fp32(logits), dim=1)
     log_gain = logp.gather(1, labels.long()[:, None]).squeeze(1)
     log_reserve = logp[:, -1] - math.log(reward)
     return -torch.logaddexp(log_gain, log_reserve).mean()
@@ -105,7 +110,7 @@ class _AbstainingMethod(Method):
         class_logits = _split_abstain(logits, self.num_classes)
         if epoch < self.pretrain:
             # The reference's warm-up is CE over the first K outputs only (outputs[:, :-1]).
-            return F.cross_entropy(class_logits.float(), targets)
+            return F.cross_entropy(_at_least_fp32(class_logits), targets)
         return self.abstain_loss(logits, targets, index)
 
     def forward(self, model: nn.Module, x, y, index, epoch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +142,7 @@ class SelfAdaptiveSelective(_AbstainingMethod):
         return self.targets
 
     def _update_targets(self, class_logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        prob = class_logits.detach().float().softmax(dim=1)
+        prob = _at_least_fp32(class_logits.detach()).softmax(dim=1)
         t = self.momentum * self.targets[index] + (1.0 - self.momentum) * prob
         self.targets[index] = t
         return t
@@ -146,7 +151,7 @@ class SelfAdaptiveSelective(_AbstainingMethod):
         t = self._update_targets(logits[:, : self.num_classes], index)
         target = abstain_targets(t, labels)
         # Unweighted mean over the batch, as in the reference (no SAT sample weights here).
-        return -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+        return -(target * F.log_softmax(_at_least_fp32(logits), dim=1)).sum(dim=1).mean()
 
     def hparams(self):
         return {"momentum": self.momentum, "pretrain": self.pretrain, "extra_outputs": self.extra_outputs}
