@@ -11,6 +11,7 @@ the argmax over the first K outputs: an abstention model never predicts "abstain
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sat.engine import predict
@@ -24,9 +25,14 @@ def confidence_scores(logits: torch.Tensor, num_classes: int) -> tuple[torch.Ten
     z = logits.double()
     classes = z[:, :num_classes]
     if z.shape[1] == num_classes + 1:
-        score = torch.logsumexp(classes, dim=1) - torch.logsumexp(z, dim=1)  # log(1 - p_abstain)
+        # log(1 - p_abstain) = -log(1 + e^(z_abstain - logsumexp(z_classes))): no cancellation,
+        # unlike logsumexp(z_classes) - logsumexp(z), which is exactly 0 once p_abstain < 1e-16.
+        score = -F.softplus(z[:, num_classes] - torch.logsumexp(classes, dim=1))
     else:
-        score = torch.log_softmax(z, dim=1).max(dim=1).values  # log max-softmax
+        # log max-softmax = -log(1 + sum of e^(z_i - z_max) over the other classes), for the same reason.
+        top = z.argmax(dim=1, keepdim=True)
+        rest = (z - z.gather(1, top)).exp().scatter(1, top, 0.0).sum(dim=1)
+        score = -torch.log1p(rest)
     return score, classes.argmax(dim=1)
 
 
