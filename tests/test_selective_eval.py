@@ -177,3 +177,27 @@ def test_csv_and_figure_for_two_models(tmp_path):
     assert float(first["aurc_pct"]) == pytest.approx(100 * results[0].aurc, abs=1e-3)
     png, pdf = plot_risk_coverage(results, tmp_path / "fig" / "risk_coverage", title="digits")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_evaluate_model_with_and_without_a_calibration_set():
+    from sat.selective import evaluate_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3 + 1)).eval()
+    images = torch.randint(0, 256, (50, 1, 2, 2), dtype=torch.uint8)
+    labels = torch.randint(0, 3, (50,))
+    with torch.no_grad():
+        scores, pred = confidence_scores(model(images.float() / 255), 3)
+    correct = pred == labels
+
+    split = evaluate_model("m", model, 3, (images, labels), calibration_size=20, calibration_seed=1,
+                           coverages_pct=[100, 50], meta={"epoch": 7})
+    cal, ev = calibration_split(50, 20, seed=1)
+    by_hand = evaluate_selective("m", (scores[cal], correct[cal]), (scores[ev], correct[ev]), [100, 50])
+    assert split.points == by_hand.points and split.aurc == by_hand.aurc  # same numbers, computed the same way
+    assert split.meta["score"] == "abstain" and split.meta["epoch"] == 7 and split.n_eval == 30
+
+    given = evaluate_model("m", model, 3, (images[20:], labels[20:]), calibration=(images[:20], labels[:20]),
+                           coverages_pct=[50])
+    assert given.n_calibration == 20 and given.n_eval == 30
+    assert given.points[0].threshold == coverage_threshold(scores[:20], 0.5)

@@ -5,6 +5,7 @@ the CSV / figure that compare several models.
 Training methods with an abstain output live in :mod:`sat.methods.selective`.
 """
 
+from sat.selective.evaluate import evaluate_model
 from sat.selective.outputs import plot_risk_coverage, write_csv
 from sat.selective.risk import (
     COVERAGES_PCT,
@@ -29,6 +30,7 @@ __all__ = [
     "calibration_split",
     "confidence_scores",
     "coverage_threshold",
+    "evaluate_model",
     "evaluate_selective",
     "optimal_aurc",
     "plot_risk_coverage",
