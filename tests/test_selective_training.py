@@ -87,7 +87,9 @@ def test_abstain_score_ranks_flipped_labels_last():
     assert scores[flipped].mean() < scores[~flipped].mean()
 
 
-@pytest.mark.parametrize("method", [SelfAdaptiveSelective(momentum=0.9, pretrain=10), DeepGamblers(reward=2.2, pretrain=10)])
+@pytest.mark.parametrize(
+    "method", [SelfAdaptiveSelective(momentum=0.9, pretrain=10), DeepGamblers(reward=2.2, pretrain=10)]
+)
 def test_on_digits_selective_error_at_half_coverage_is_below_full(method):
     """The selective_digits setting, shortened: thresholds from the 200 held-out training
     images, errors on the 497 test images."""

@@ -37,13 +37,15 @@ def test_reads_the_mat_format_as_torchvision_does(tmp_path, monkeypatch):
     assert data.test.images.shape == (7, 3, 32, 32) and data.train.labels.dtype == torch.int64
     x = raw["train"]["X"]
     # image n, channel c, row r, column k is X[r, k, c, n]
-    assert data.train.images[5, 2, 3, 7].item() == x[3, 7, 2, 5] and data.train.images[0, 0, 31, 0].item() == x[31, 0, 0, 0]
+    assert data.train.images[5, 2, 3, 7].item() == x[3, 7, 2, 5]
+    assert data.train.images[0, 0, 31, 0].item() == x[31, 0, 0, 0]
     assert data.train.labels.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2]  # 10 -> 0
     assert data.asymmetric_map == list(MNIST_ASYMMETRIC)
 
     import torchvision  # the reader this one must agree with
 
-    monkeypatch.setattr(torchvision.datasets.SVHN, "_check_integrity", lambda self: True)  # our files, not the md5'd ones
+    # our small files, not the md5-checked downloads
+    monkeypatch.setattr(torchvision.datasets.SVHN, "_check_integrity", lambda self: True)
 
     for split, ours in (("train", data.train), ("test", data.test)):
         tv = torchvision.datasets.SVHN(str(tmp_path), split=split, download=False)

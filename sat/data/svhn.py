@@ -29,7 +29,8 @@ def _read_mat(path: Path) -> ImageSet:
     except Exception as e:  # truncated download, not a .mat file, keys missing
         raise UserError(f"{path} is not an SVHN .mat file (expected X (32,32,3,N) and y (N,1)): {e}") from e
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8 or y.size != x.shape[3]:
-        raise UserError(f"{path}: X has shape {x.shape} ({x.dtype}) and y {y.shape}; expected X uint8 (32,32,3,N), y (N,1)")
+        raise UserError(f"{path}: X has shape {x.shape} ({x.dtype}) and y {y.shape}; "
+                        "expected X uint8 (32,32,3,N), y (N,1)")
     labels = y.reshape(-1).astype(np.int64) % 10  # SVHN's label 10 is the digit 0 (torchvision: 10 -> 0)
     images = np.ascontiguousarray(np.transpose(x, (3, 2, 0, 1)))  # (H, W, C, N) -> (N, C, H, W), as torchvision
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels))

@@ -94,7 +94,8 @@ def plot_risk_coverage(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     n_eval = sorted({r.n_eval for r in results})
-    note = f"lines: evaluation split ({', '.join(map(str, n_eval))} samples); markers: thresholds from the calibration split"
+    note = (f"lines: evaluation split ({', '.join(map(str, n_eval))} samples); "
+            "markers: thresholds from the calibration split")
     ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
