@@ -154,3 +154,13 @@ def test_config_files_build_the_released_defaults(name, cls):
         assert (method.momentum, method.pretrain) == (0.9, 150)
     else:
         assert (method.reward, method.pretrain) == (2.2, 0)
+
+
+@pytest.mark.parametrize("method", [SelfAdaptiveSelective(pretrain=0), DeepGamblers(pretrain=0)])
+def test_losses_are_float32_under_bf16_autocast(method):
+    method.setup(torch.tensor([1, 2, 0, 0]), 3)
+    logits = LOGITS.to(torch.bfloat16).requires_grad_(True)
+    loss = method.loss(logits, LABELS, INDEX, epoch=0)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert logits.grad.dtype == torch.bfloat16
