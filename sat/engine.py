@@ -159,6 +159,9 @@ def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, f
     return {"acc": acc, "loss": loss}
 
 
-def evaluate(model, images, labels, batch_size, amp_dtype=None, channels_last=False) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on a labelled set."""
-    return accuracy_and_loss(predict(model, images, batch_size, amp_dtype, channels_last), labels)
+def evaluate(model, images, labels, batch_size, amp_dtype=None, channels_last=False,
+             num_classes: int | None = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on a labelled set, over its first
+    ``num_classes`` outputs (an abstaining model's extra output is not a class)."""
+    logits = predict(model, images, batch_size, amp_dtype, channels_last)
+    return accuracy_and_loss(logits[:, :num_classes] if num_classes else logits, labels)

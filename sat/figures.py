@@ -4,6 +4,7 @@ on the file-only Agg backend (servers, CI)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ def pyplot() -> Any:
 
 def save(fig: Any, stem: Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.pdf`` and close the figure; returns both paths."""
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # its font subsetting logs every table at INFO
     plt = pyplot()
     paths = [Path(stem).with_suffix(".png"), Path(stem).with_suffix(".pdf")]
     with plt.rc_context({"pdf.fonttype": 42}):

@@ -29,19 +29,21 @@ from sat.errors import UserError
 SAT_TARGETS: dict[str, frozenset[str]] = {
     "model": frozenset({
         "sat.models.ResNet", "sat.models.PreActResNet", "sat.models.WideResNet", "sat.models.SmallCNN",
-        "sat.models.MLP",
+        "sat.models.MLP", "sat.models.vgg.VGG",
     }),
-    "dataset": frozenset({"sat.data.datasets.CIFAR", "sat.data.datasets.Digits", "sat.data.datasets.Synthetic"}),
+    "dataset": frozenset({"sat.data.datasets.CIFAR", "sat.data.datasets.Digits", "sat.data.datasets.Synthetic",
+                         "sat.data.svhn.SVHN"}),
     "noise": frozenset({
         "sat.data.noise.UniformLabelNoise", "sat.data.noise.FlipLabelNoise", "sat.data.noise.AsymmetricLabelNoise",
         "sat.data.noise.GaussianImageNoise", "sat.data.noise.RandomPixelsNoise", "sat.data.noise.ShuffledPixelsNoise",
-        "sat.data.human_noise.CIFAR10NLabelNoise", "sat.data.human_noise.CIFAR100NLabelNoise",
+        "sat.data.noise.RefinedLabels", "sat.data.human_noise.CIFAR10NLabelNoise", "sat.data.human_noise.CIFAR100NLabelNoise",
     }),
     "method": frozenset({
         "sat.methods.CrossEntropy", "sat.methods.SelfAdaptiveTraining", "sat.methods.SelfAdaptiveTrainingSCE",
         "sat.methods.TRADES", "sat.methods.gce.GeneralizedCrossEntropy", "sat.methods.sce.SymmetricCrossEntropy",
         "sat.methods.bootstrapping.SoftBootstrapping", "sat.methods.bootstrapping.HardBootstrapping",
         "sat.methods.elr.EarlyLearningRegularization", "sat.methods.coteaching.CoTeaching",
+        "sat.methods.selective.SelfAdaptiveSelective", "sat.methods.selective.DeepGamblers",
     }),
     # parts of the above (a method's start-epoch detector)
     "component": frozenset({"sat.methods.auto_start.AutoStartEpoch"}),

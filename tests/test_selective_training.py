@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sat.data.datasets import load_digits
+from sat.data.datasets import Digits
 from sat.methods.selective import DeepGamblers, SelfAdaptiveSelective
 from sat.models import SmallCNN, with_normalization
 from sat.selective import confidence_scores, evaluate_selective, risk_at_coverage
@@ -94,7 +94,7 @@ def test_on_digits_selective_error_at_half_coverage_is_below_full(method):
     """The selective_digits setting, shortened: thresholds from the 200 held-out training
     images, errors on the 497 test images."""
     torch.manual_seed(0)
-    data = load_digits()
+    data = Digits().load()
     train_set, val = data.train.split(data.val_size)
     as_float = lambda images: images.float() / 255  # noqa: E731
     model = with_normalization(SmallCNN(10 + method.extra_outputs, (1, 8, 8), width=4), data.mean, data.std)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sat.data.noise import MNIST_ASYMMETRIC
-from sat.data.svhn import channel_stats, load_svhn
+from sat.data.class_maps import MNIST_ASYMMETRIC
+from sat.data.svhn import SVHN, channel_stats
 from sat.errors import UserError
 
 
@@ -31,7 +31,7 @@ def write_svhn(folder: Path, train: int = 12, test: int = 7, seed: int = 0) -> d
 
 def test_reads_the_mat_format_as_torchvision_does(tmp_path, monkeypatch):
     raw = write_svhn(tmp_path)
-    data = load_svhn(str(tmp_path), val_size=3)
+    data = SVHN(str(tmp_path), val_size=3).load()
     assert data.name == "svhn" and data.num_classes == 10 and data.val_size == 3
     assert data.train.images.shape == (12, 3, 32, 32) and data.train.images.dtype == torch.uint8
     assert data.test.images.shape == (7, 3, 32, 32) and data.train.labels.dtype == torch.int64
@@ -54,7 +54,7 @@ def test_reads_the_mat_format_as_torchvision_does(tmp_path, monkeypatch):
 
 def test_mean_and_std_by_hand(tmp_path):
     write_svhn(tmp_path)
-    data = load_svhn(str(tmp_path), val_size=0)
+    data = SVHN(str(tmp_path), val_size=0).load()
     x = data.train.images.numpy().astype(np.float64) / 255
     assert data.mean == pytest.approx(x.mean(axis=(0, 2, 3)).tolist(), rel=1e-12)
     assert data.std == pytest.approx(x.std(axis=(0, 2, 3), ddof=1).tolist(), rel=1e-12)
@@ -64,7 +64,7 @@ def test_mean_and_std_by_hand(tmp_path):
 
 def test_missing_files_give_one_clear_line(tmp_path):
     with pytest.raises(UserError) as e:
-        load_svhn(str(tmp_path / "nowhere"))
+        SVHN(str(tmp_path / "nowhere")).load()
     msg = str(e.value)
     assert "\n" not in msg and "nowhere" in msg and "dataset.download=true" in msg and "train_32x32.mat" in msg
 
@@ -75,10 +75,10 @@ def test_a_file_of_the_wrong_shape_is_named(tmp_path):
     write_svhn(tmp_path)
     savemat(str(tmp_path / "test_32x32.mat"), {"X": np.zeros((28, 28, 1, 4), np.uint8), "y": np.ones((4, 1), np.uint8)})
     with pytest.raises(UserError, match="test_32x32.mat") as e:
-        load_svhn(str(tmp_path))
+        SVHN(str(tmp_path)).load()
     assert "\n" not in str(e.value)
 
 
 def test_config_node():
     cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "dataset" / "svhn.yaml")
-    assert cfg._target_ == "sat.data.svhn.load_svhn" and cfg.download is False and cfg.val_size == 5000
+    assert cfg._target_ == "sat.data.svhn.SVHN" and cfg.download is False and cfg.val_size == 5000

@@ -38,13 +38,7 @@ class HumanLabelNoise(Noise):
 
     def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None, dataset=None) -> NoisePattern:
         if self.from_file is not None:  # a replay: the file's kind must match; it has no seed or set rate
-            pattern = NoisePattern.load(self.from_file, num_samples=len(labels))
-            if pattern.kind != self.kind:
-                raise UserError(f"noise.from_file={self.from_file} holds {pattern.kind} noise; accepted: a {self.kind} "
-                                "noise file")
-            if dataset is not None:
-                pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
-            return pattern
+            return self._replay(len(labels), dataset, settings=False)
         spec = human_label_file(self.dataset)
         if num_classes != spec.num_classes:
             raise UserError(f"noise={self.kind} needs dataset={self.dataset} ({spec.num_classes} classes); "

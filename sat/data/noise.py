@@ -208,11 +208,18 @@ class Noise:
             new_images = new_images[order]
         return NoisePattern(self.kind, self.rate, self.seed, chosen, new_labels, new_images, dataset)
 
-    def _replay(self, n: int, dataset: dict[str, Any] | None) -> NoisePattern:
-        """The pattern of ``from_file``. Its kind, rate and seed must be the ones this
-        config states (so logs and reports show what really ran), and it must have been
-        drawn for this training set."""
+    def _replay(self, n: int, dataset: dict[str, Any] | None, settings: bool = True) -> NoisePattern:
+        """The pattern of ``from_file``. Its kind (and, for drawn kinds, rate and seed)
+        must be the ones this config states, so logs and reports show what really ran,
+        and it must have been drawn for this training set."""
         pattern = NoisePattern.load(self.from_file, num_samples=n)
+        if not settings:
+            if pattern.kind != self.kind:
+                raise UserError(f"noise.from_file={self.from_file} holds {pattern.kind} noise; accepted: a "
+                                f"{self.kind} noise file")
+            if dataset is not None:
+                pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
+            return pattern
         stored = {"noise": pattern.kind, "noise.rate": pattern.rate, "noise.seed": pattern.seed}
         asked = {"noise": self.kind, "noise.rate": self.rate, "noise.seed": self.seed}
         differ = [k for k in stored if stored[k] != asked[k]]
@@ -350,3 +357,22 @@ class ShuffledPixelsNoise(_ImageNoise):
         hw = images.shape[2] * images.shape[3]
         perm = torch.randperm(hw, generator=gen)
         return chosen, labels.clone(), _permute_pixels(images[chosen], perm.expand(len(chosen), hw))
+
+
+class RefinedLabels(Noise):
+    """Labels refined by a trained run (``evaluate.py checkpoint=... report=label_errors``
+    writes them as ``refined_labels.pt``), replayed from that file: ``noise=refined
+    noise.from_file=.../refined_labels.pt``. Nothing is drawn, so no rate or seed."""
+
+    kind = "refined"
+
+    def __init__(self, from_file: str | None = None, rate: float | None = None, seed: int | None = None):
+        # rate/seed: accepted because experiments set them for every noise kind; the
+        # refined labels' own realised rate is what the run records.
+        super().__init__(rate=0.0, seed=0, from_file=from_file)
+
+    def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None, dataset=None) -> NoisePattern:
+        if self.from_file is None:
+            raise UserError("noise=refined needs noise.from_file; accepted: a refined_labels.pt written by "
+                            "python evaluate.py checkpoint=... report=label_errors")
+        return self._replay(len(labels), dataset, settings=False)

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sat.data.datasets import DatasetSplits, ImageSet
-from sat.data.noise import MNIST_ASYMMETRIC
+from sat import validate
+from sat.data.class_maps import MNIST_ASYMMETRIC
+from sat.data.datasets import DataSource, DatasetSplits, ImageSet
 from sat.errors import UserError
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -33,7 +34,7 @@ def _read_mat(path: Path) -> ImageSet:
                         "expected X uint8 (32,32,3,N), y (N,1)")
     labels = y.reshape(-1).astype(np.int64) % 10  # SVHN's label 10 is the digit 0 (torchvision: 10 -> 0)
     images = np.ascontiguousarray(np.transpose(x, (3, 2, 0, 1)))  # (H, W, C, N) -> (N, C, H, W), as torchvision
-    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels))
+    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), torch.arange(len(labels)))
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -62,21 +63,30 @@ def _download(root: Path) -> None:
         raise UserError(f"could not download svhn into {root}: {e}") from e
 
 
-def load_svhn(root: str = "data/svhn", download: bool = False, val_size: int = 5000) -> DatasetSplits:
+class SVHN(DataSource):
     """SVHN's 73,257 training and 26,032 test images (the ``extra`` set is not used).
-
     ``root`` is the folder holding the ``.mat`` files (torchvision's ``SVHN(root)``).
     The last ``val_size`` training images are held out for validation.
     """
-    folder = Path(root).expanduser()
-    missing = [f for f in SVHN_FILES.values() if not (folder / f).is_file()]
-    if missing and download:
-        _download(folder)
-    elif missing:
-        raise UserError(
-            f"svhn not found in {folder.resolve()} (missing {', '.join(missing)}; dataset.root={root}); "
-            f"set dataset.download=true to fetch it, or point dataset.root at a folder with torchvision's SVHN files"
-        )
-    train, test = _read_mat(folder / SVHN_FILES["train"]), _read_mat(folder / SVHN_FILES["test"])
-    mean, std = channel_stats(train.images)
-    return DatasetSplits("svhn", train, test, 10, mean, std, val_size, list(MNIST_ASYMMETRIC))
+
+    file_args = ("root", "download")
+
+    def __init__(self, root: str = "data/svhn", download: bool = False, val_size: int = 5000):
+        self.root = Path(str(root)).expanduser()
+        self.download = validate.flag("dataset.download", download)
+        self.val_size = validate.number("dataset.val_size", val_size, lo=0, integer=True)
+        self.name, self.num_classes, self.input_shape = "svhn", 10, (3, 32, 32)
+
+    def load(self) -> DatasetSplits:
+        folder = self.root
+        missing = [f for f in SVHN_FILES.values() if not (folder / f).is_file()]
+        if missing and self.download:
+            _download(folder)
+        elif missing:
+            raise UserError(
+                f"svhn not found in {folder.resolve()} (missing {', '.join(missing)}; dataset.root={self.root}); set "
+                "dataset.download=true to fetch it, or point dataset.root at a folder with torchvision's SVHN files"
+            )
+        train, test = _read_mat(folder / SVHN_FILES["train"]), _read_mat(folder / SVHN_FILES["test"])
+        mean, std = channel_stats(train.images)
+        return DatasetSplits("svhn", train, test, 10, mean, std, self.val_size, list(MNIST_ASYMMETRIC))

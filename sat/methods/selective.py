@@ -28,14 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat import validate
 from sat.errors import UserError
 from sat.methods.base import Method
 
 
 def _check_pretrain(pretrain: int) -> int:
-    if isinstance(pretrain, bool) or not isinstance(pretrain, int) or pretrain < 0:
-        raise UserError(f"method.pretrain={pretrain!r} is out of range; accepted: an integer >= 0 (warm-up epochs)")
-    return pretrain
+    return validate.number("method.pretrain", pretrain, lo=0, integer=True)
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -97,6 +96,11 @@ class _AbstainingMethod(Method):
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.num_classes = int(num_classes)
 
+    def schedule(self, epochs: int) -> None:
+        if self.pretrain >= epochs:
+            raise UserError(f"{self.config_name}.pretrain={self.pretrain} >= trainer.epochs={epochs}, so the abstention "
+                            f"loss would never train; accepted: {self.config_name}.pretrain < {epochs}")
+
     @property
     def start_epoch(self) -> int:
         """The first epoch of the abstention loss (the generic name training code checks
@@ -128,9 +132,7 @@ class SelfAdaptiveSelective(_AbstainingMethod):
 
     def __init__(self, momentum: float = 0.9, pretrain: int = 150) -> None:
         super().__init__(pretrain)
-        if not 0.0 <= momentum < 1.0:
-            raise UserError(f"method.momentum={momentum} is out of range; accepted: 0 <= momentum < 1")
-        self.momentum = float(momentum)
+        self.momentum = validate.number("method.momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
@@ -166,9 +168,7 @@ class DeepGamblers(_AbstainingMethod):
 
     def __init__(self, reward: float = 2.2, pretrain: int = 0) -> None:
         super().__init__(pretrain)
-        if not reward > 1.0:
-            raise UserError(f"method.reward={reward} is out of range; accepted: 1 < reward <= num_classes")
-        self.reward = float(reward)
+        self.reward = validate.number("method.reward", reward, lo=1.0, lo_open=True)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         if self.reward > num_classes:

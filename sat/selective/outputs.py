@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sat.figures import LINESTYLES, OKABE_ITO, pyplot, save
 from sat.selective.risk import SelectiveResult
 
-# Okabe & Ito (2008), safe for the common colour-vision deficiencies; yellow last, as
-# it is faint on white. Line styles and markers vary too, so print in grey still works.
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
-LINESTYLES = ("-", "--", "-.", ":")
+# Line styles and markers vary with the colours too, so a grey print still works.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 CSV_COLUMNS = (
@@ -49,16 +47,6 @@ def write_csv(path: str | Path, results: Sequence[SelectiveResult]) -> Path:
     return path
 
 
-def _pyplot():
-    """pyplot on the Agg backend: files only, no display needed (servers, CI)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _thinned(coverage: np.ndarray, risk: np.ndarray, lowest: float, points: int = 1000):
     """The curve from coverage ``lowest`` on, at most ``points`` points: below a few
     percent a handful of samples decide the error, and 26,000 points bloat a PDF."""
@@ -76,7 +64,7 @@ def plot_risk_coverage(
     """The evaluation split's risk-coverage curve of each result (lines) and the
     realised (coverage, selective error) of its calibrated thresholds (markers), in one
     figure; written as ``<path_stem>.png`` and ``<path_stem>.pdf``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for i, r in enumerate(results):
         color, style, marker = OKABE_ITO[i % len(OKABE_ITO)], LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)]
@@ -101,8 +89,4 @@ def plot_risk_coverage(
     fig.tight_layout()
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
+    return save(fig, stem)

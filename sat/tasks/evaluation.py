@@ -7,13 +7,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from sat import validate
 from sat.engine import accuracy_and_loss, predict
 from sat.rundir import prepare_output_dir, write_json_atomic
 from sat.tasks.common import resolve_device, resolve_precision
-from sat.tasks.restore import restore_run
+from sat.errors import UserError
+from sat.tasks.reports import checked_top, label_error_report, selective_calibration, selective_report
+from sat.tasks.restore import RestoredRun, restore_run
 from sat.tasks.settings import read
 
 
@@ -50,15 +52,49 @@ def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any]) -> Pat
     return path
 
 
+REPORTS = ("accuracy", "selective", "label_errors")
+
+
+def checkpoint_list(value: Any) -> list[Path]:
+    """``checkpoint=a.pt`` or ``checkpoint=[a.pt,b.pt]``."""
+    values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+    if not values:
+        raise UserError("checkpoint=[] names no checkpoint; accepted: checkpoint=RUN/checkpoints/best.pt or a list")
+    return [Path(str(v)).expanduser() for v in values]
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test accuracy of a checkpoint, and where its run had label noise, accuracy on
-    the clean and on the noisy-labelled training samples (memorisation)."""
-    checkpoint = Path(str(read(cfg, "checkpoint"))).expanduser()
+    """``report=accuracy`` (default): test accuracy and memorisation of one checkpoint;
+    ``report=selective``: coverage-risk of one or several; ``report=label_errors``: the
+    training labels a checkpoint suspects."""
+    report = validate.choice("report", read(cfg, "report"), REPORTS)
+    checkpoints = checkpoint_list(read(cfg, "checkpoint"))
+    if len(checkpoints) > 1 and report != "selective":
+        raise UserError(f"checkpoint= names {len(checkpoints)} checkpoints; report={report} takes one (evaluate several "
+                        "with python evaluate.py -m checkpoint=a.pt,b.pt)")
     device = resolve_device(read(cfg, "device"))
     amp_dtype = resolve_precision(read(cfg, "precision"), device, key="precision")
     batch_size = validate.positive_int("batch_size", read(cfg, "batch_size"))
+    if report == "selective":
+        calibration = selective_calibration(read(cfg, "calibration_size"), read(cfg, "calibration_seed"))
+    top = checked_top(read(cfg, "top_suspects")) if report == "label_errors" else 0
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
-    run = restore_run(checkpoint, device, data_dir(cfg), trusted_packages(cfg))
+    cache: dict = {}
+    runs = [(c, restore_run(c, device, data_dir(cfg), trusted_packages(cfg), cache)) for c in checkpoints]
+    if report == "selective":
+        return selective_report(runs, out, batch_size, amp_dtype, *calibration)
+    if report == "label_errors":
+        result = label_error_report(*runs[0], out, batch_size, amp_dtype, top)
+        print(json.dumps({k: v for k, v in result.items() if k != "noise"}, indent=2))
+        print("results: " + ", ".join(result["files"]), flush=True)
+        return result
+    return accuracy_report(*runs[0], out, batch_size, amp_dtype, device)
+
+
+def accuracy_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size: int, amp_dtype: Any,
+                    device: Any) -> dict[str, Any]:
+    """Test accuracy of a checkpoint, and where its run had label noise, accuracy on
+    the clean and on the noisy-labelled training samples (memorisation)."""
     nd, model, state = run.data, run.model, run.state
     classes = nd.data.num_classes  # an abstaining model's extra output is not a class
     test_logits = predict(model, nd.data.test.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()

@@ -81,7 +81,7 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
 
 def print_run_table(s: dict[str, Any]) -> None:
     f, b, n = s.get("final") or {}, s.get("at_best_val"), s["noise"]
-    method_values = [f"{k} {v}" for k, v in (s.get("method") or {}).items() if k in ("alpha", "start_epoch", "beta")]
+    method_values = [f"{k} {v}" for k, v in (s.get("method") or {}).items() if k in ("alpha", "start_epoch", "beta", "momentum", "pretrain", "reward", "q", "lam")]
     rows = [
         ("method", ", ".join([s.get("choices", {}).get("method", "")] + method_values).strip(", ")),
         ("noise", f"{n['kind']} rate {n['rate']:g} -> {100 * n['realised_error']:.1f}% wrong training labels"),

@@ -211,7 +211,7 @@ class TrainingJob:
         self.scheduler.step()
         for split, (images, labels) in self.eval_sets.items():
             for k, v in evaluate_model(self.model, images, labels, s.eval_batch_size, self.amp_dtype,
-                                       self.channels_last).items():
+                                       self.channels_last, self.data.num_classes).items():
                 metrics[f"{split}/{k}"] = v
         for split in ("train", "val", "test"):  # error curves are what double-descent plots show
             if f"{split}/acc" in metrics:
