@@ -36,8 +36,9 @@ def test_train_writes_every_output(sat_run):
     rows = read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     for key in ["train/acc", "val/acc", "test/acc", "train/noisy_acc_given", "train/noisy_acc_true",
-                "train/clean_acc", "sat/label_recovery", "sat/detection_precision", "sat/detection_recall",
-                "sat/target_on_given"]:
+                "train/clean_acc", "sat/label_recovery", "sat/target_on_given", "detect/targets_precision",
+                "detect/targets_recall", "detect/targets_f1", "detect/targets_auroc", "detect/model_precision",
+                "detect/model_recall", "detect/model_auroc"]:
         assert all(0 <= r[key] <= 1 for r in rows), key
     assert all(r["train/loss"] > 0 and r["lr"] > 0 for r in rows)
     # the soft targets stay one-hot during the one CE epoch, then move
