@@ -179,3 +179,18 @@ def test_pad_crop_flip_is_a_window_of_the_padded_view():
     assert train_transform("none", 8, 10)(image, random.Random(0)).shape == (3, 8, 8)
     with pytest.raises(UserError, match="dataset.train_augment='cutout'"):
         train_transform("cutout", 8, 8)
+
+
+def test_main_process_decoding_path_matches_worker_decoding(split):
+    """The CUDA path (workers read bytes, the main process decodes JPEGs in one batched
+    call and the rest one by one, then transforms) exercised on the CPU, where
+    torchvision's batched decode_jpeg also runs: it must give the workers' results."""
+    def run(main_decode):
+        loader = StreamLoader(split, RandomResizedCropFlip(SIZE), batch_size=6, shuffle=True, seed=2, decode="cpu")
+        if main_decode:  # what decode=cuda sets up, on the CPU
+            loader.gpu_decode, loader._reader.decode = True, False
+        return batches(loader, epochs=2)
+
+    for epoch_a, epoch_b in zip(run(False), run(True)):
+        for (x0, y0, i0), (x1, y1, i1) in zip(epoch_a, epoch_b):
+            assert torch.equal(i0, i1) and torch.equal(y0, y1) and torch.equal(x0, x1)

@@ -37,7 +37,7 @@ LOADERS = ("auto", "device", "stream")
 # --- the value objects -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq: numpy and torch fields have no single truth value
 class FileSplit:
     """One split: ``len(self)`` image files under ``root`` with labels and sample ids.
 
