@@ -57,6 +57,7 @@ def test_clothing1m_layout_key_lists_label_files_and_clean_subset(tmp_path):
     cfg.root = str(tmp_path)
     data = instantiate(cfg)
     assert data.num_classes == 14 and data.input_shape == (3, 224, 224) and data.mean[0] == 0.485
+    assert (data.num_workers, data.decode, data.scale, data.loader) == (8, "auto", (0.08, 1.0), "auto")
     assert data.train.labels.tolist() == [0, 1, 2, 3] and data.train.clean_labels.tolist() == [-1, 7, -1, -1]
     assert data.val.labels.tolist() == [2] and data.test.labels.tolist() == [13] and data.test.ids.tolist() == [0]
     train, val = data.train_val()
@@ -185,6 +186,8 @@ def test_bad_lists_are_one_line_user_errors(tmp_path, content, spec, expected):
         (dict(loader="gpu"), "dataset.loader='gpu'"),
         (dict(train_augment="mixup"), "dataset.train_augment='mixup'"),
         (dict(val_size=99), "dataset.val_size=99"),
+        (dict(num_workers=-2), "dataset.num_workers=-2"),
+        (dict(decode="nvjpeg"), "dataset.decode='nvjpeg'"),
     ],
 )
 def test_bad_dataset_values_name_the_key(tmp_path, override, expected):

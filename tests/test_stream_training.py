@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from image_folder_files import write_list_dataset
 from sat.data.folder import load_image_folder
 from sat.data.noise import UniformLabelNoise
-from sat.data.stream import StreamLoader
-from sat.data.transforms import eval_transform, train_transform
+from sat.data.stream import make_stream_loader
 from sat.eval_stream import evaluate_loader, predict_loader
 from sat.methods.sat import SelfAdaptiveTraining
 from sat.models import SmallCNN, with_normalization
@@ -23,7 +22,7 @@ SIZE = 8
 def build(tmp_path):
     write_list_dataset(tmp_path, num_train=24, num_test=8)
     data = load_image_folder("tiny", str(tmp_path), 3, train={"list": "train.txt"}, test={"list": "test.txt"},
-                             image_size=SIZE, resize=10, val_size=4)
+                             image_size=SIZE, resize=10, val_size=4, num_workers=1)
     train, val = data.train_val()
     pattern = UniformLabelNoise(rate=0.5, seed=0).draw(None, train.labels, data.num_classes)
     _, noisy = pattern.apply(None, train.labels)
@@ -36,8 +35,7 @@ def fresh(data, train, noisy, seed=0):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     method = SelfAdaptiveTraining(alpha=0.9, start_epoch=1)
     method.setup(noisy, data.num_classes)
-    loader = StreamLoader(train, train_transform(data.train_augment, SIZE, data.resize), batch_size=8, labels=noisy,
-                          shuffle=True, seed=seed)
+    loader = make_stream_loader(data, train, batch_size=8, train=True, labels=noisy, seed=seed)
     return model, optimizer, method, loader
 
 
@@ -81,11 +79,10 @@ def test_train_evaluate_and_resume_with_streamed_files(tmp_path):
     assert torch.equal(method.soft_labels(), method2.soft_labels())
 
     # Evaluation streams the validation and test lists with the deterministic view.
-    view = eval_transform(SIZE, data.resize)
-    test_loader = StreamLoader(data.test, view, batch_size=3)
+    test_loader = make_stream_loader(data, data.test, batch_size=3, train=False)
     logits, labels, index = predict_loader(model, test_loader)
     assert logits.shape == (8, 3) and torch.equal(labels, data.test.labels) and index.tolist() == list(range(8))
     metrics = evaluate_loader(model, test_loader)
     assert abs(metrics["acc"] - float((logits.argmax(1) == labels).float().mean())) < 1e-6
     assert abs(metrics["loss"] - float(F.cross_entropy(logits, labels))) < 1e-5
-    assert evaluate_loader(model, StreamLoader(val, view, batch_size=4)).keys() == {"acc", "loss"}
+    assert evaluate_loader(model, make_stream_loader(data, val, 4, train=False)).keys() == {"acc", "loss"}

@@ -151,6 +151,12 @@ class FolderDataset:
     split_seed: int = 0
     loader: str = "auto"  # auto | device | stream (see sat.data.loader_choice)
     train_augment: str = "random_resized_crop"  # see sat.data.transforms.train_transform
+    scale: tuple[float, float] = (0.08, 1.0)  # random_resized_crop's area range
+    # StreamLoader settings (they change speed, never results: see sat.data.stream)
+    num_workers: int = 0
+    decode: str = "auto"
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
     class_names: tuple[str, ...] = ()
     asymmetric_map: list[int] = field(default_factory=list)
 
@@ -348,6 +354,11 @@ def load_image_folder(
     check_files: bool = True,
     loader: str = "auto",
     train_augment: str = "random_resized_crop",
+    scale: Sequence[float] = (0.08, 1.0),
+    num_workers: int = 0,
+    decode: str = "auto",
+    persistent_workers: bool = True,
+    prefetch_factor: int = 2,
     layout: str = "",
 ) -> FolderDataset:
     """The Hydra node of a folder dataset: read and check every split's list.
@@ -368,6 +379,10 @@ def load_image_folder(
                         f"resize >= image_size (evaluation resizes, then centre-crops image_size)")
     if loader not in LOADERS:
         raise UserError(f"dataset.loader={loader!r} is not supported; accepted: {', '.join(LOADERS)}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise UserError(f"dataset.num_workers={num_workers!r} is not supported; accepted: an integer >= 0")
+    if decode not in ("auto", "cpu", "cuda"):
+        raise UserError(f"dataset.decode={decode!r} is not supported; accepted: auto, cpu, cuda")
     if train_augment not in TRAIN_AUGMENTS:
         raise UserError(f"dataset.train_augment={train_augment!r} is not supported; accepted: {', '.join(TRAIN_AUGMENTS)}")
     class_names = _read_class_names(root_path, classes, classes_header, layout) if classes else ()
@@ -382,5 +397,7 @@ def load_image_folder(
         name=name, root=root_path, train=train_split, val=val_split, test=test_split, num_classes=num_classes,
         image_size=image_size, resize=resize, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
         val_size=int(val_size), split_seed=int(split_seed), loader=loader, train_augment=train_augment,
+        scale=(float(scale[0]), float(scale[1])), num_workers=num_workers, decode=decode,
+        persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor,
         class_names=class_names, asymmetric_map=cyclic_asymmetric_map(num_classes),
     )

@@ -31,8 +31,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, encode_jpeg, read_file
 
-from sat.data.folder import FileSplit
-from sat.data.transforms import sample_seed
+from sat.data.folder import FileSplit, FolderDataset
+from sat.data.transforms import eval_transform, sample_seed, train_transform
 from sat.errors import UserError
 
 DECODERS = ("auto", "cpu", "cuda")
@@ -239,6 +239,18 @@ class StreamLoader:
         self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
 
 
+def make_stream_loader(data: FolderDataset, split: FileSplit, batch_size: int, *, train: bool,
+                       labels: torch.Tensor | None = None, seed: int = 0, device: torch.device | str = "cpu") -> StreamLoader:
+    """The loader a run needs for one split of a folder dataset: shuffled with the
+    dataset's training augmentation (``train=True``), or in list order with the
+    evaluation view; workers and decoding as the dataset config says."""
+    transform = (train_transform(data.train_augment, data.image_size, data.resize, data.scale) if train
+                 else eval_transform(data.image_size, data.resize))
+    return StreamLoader(split, transform, batch_size, labels=labels, shuffle=train, seed=seed, device=device,
+                        num_workers=data.num_workers, persistent_workers=data.persistent_workers,
+                        prefetch_factor=data.prefetch_factor, decode=data.decode)
+
+
 def decode_split(split: FileSplit, transform: SampleTransform, batch_size: int = 256,
                  num_workers: int = 0) -> torch.Tensor:
     """Every image of ``split`` through a deterministic ``transform`` (the evaluation
@@ -257,5 +269,5 @@ def decode_split(split: FileSplit, transform: SampleTransform, batch_size: int =
     return torch.cat(images)
 
 
-__all__ = ["StreamLoader", "SampleTransform", "cuda_jpeg_available", "decode_rgb", "decode_split"]
+__all__ = ["SampleTransform", "StreamLoader", "cuda_jpeg_available", "decode_rgb", "decode_split", "make_stream_loader"]
 
