@@ -101,6 +101,29 @@ def test_resume_between_epochs_continues_exactly(split):
     assert not torch.equal(reference[0][0][0], reference[1][0][0])
 
 
+def test_resume_mid_epoch_continues_with_the_next_batch(split):
+    def loader(seed):
+        return StreamLoader(split, RandomResizedCropFlip(SIZE), batch_size=4, shuffle=True, seed=seed, num_workers=1)
+
+    reference = sum(batches(loader(4), epochs=3), [])  # 6 batches per epoch
+    first = loader(4)
+    batches(first, epochs=1)
+    taken = 0
+    for _ in first:  # stop after 2 batches of the second epoch, as a preempted run does
+        taken += 1
+        if taken == 2:
+            break
+    assert first.position == 2
+    state = first.state_dict()
+    assert state["position"] == 2 and state["order"] is not None
+    resumed = loader(0)
+    resumed.load_state_dict(state)
+    rest = sum(batches(resumed, epochs=2), [])  # the rest of epoch 2, then epoch 3
+    assert len(rest) == 4 + 6 and resumed.position == 0 and resumed.state_dict()["order"] is None
+    for (x0, y0, i0), (x1, y1, i1) in zip(reference[8:], rest):
+        assert torch.equal(i0, i1) and torch.equal(y0, y1) and torch.equal(x0, x1)
+
+
 def test_resume_refuses_another_dataset(split):
     small = split.subset(range(5))
     state = StreamLoader(split, ResizeCenterCrop(SIZE, SIZE), 4).state_dict()

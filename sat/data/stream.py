@@ -4,7 +4,9 @@ Same contract as :class:`sat.data.loader.DeviceLoader`: iterating yields
 ``(x, y, index)`` with ``x`` float in [0, 1] (N, C, H, W) on the training device, ``y``
 int64 labels and ``index`` the samples' positions in the split (what per-sample method
 state is indexed by); ``len()`` is the number of batches; ``state_dict()`` /
-``load_state_dict()`` resume exactly at an epoch boundary.
+``load_state_dict()`` resume exactly, between epochs or mid-epoch (the state then
+holds the epoch's order and the batches handed out, as DeviceLoader's does; ``position``
+counts them).
 
 Randomness:
 - the epoch's order is ``torch.randperm(n, generator=g)`` with ``g`` a generator on the
@@ -164,7 +166,10 @@ class StreamLoader:
         self.split, self.transform = split, transform
         self.labels = labels.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.epoch = int(seed), 0
+        self.seed = int(seed)
+        self.epoch = 0  # epochs started (the one under way included)
+        self._order: torch.Tensor | None = None  # this epoch's sample order, while an epoch is under way
+        self._position = 0  # batches of it already handed out
         # Only the epoch order is drawn from this generator (on the training device, as
         # DeviceLoader's), so that order is the same permutation for the same seed.
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
@@ -185,27 +190,34 @@ class StreamLoader:
         n = len(self.split)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _order(self) -> torch.Tensor:
+    def _draw_order(self) -> torch.Tensor:
         n = len(self.split)
         if not self.shuffle:
             return torch.arange(n)
         return torch.randperm(n, device=self.device, generator=self.generator).cpu()
 
+    @property
+    def position(self) -> int:
+        """Batches of the current epoch handed out so far (0 between epochs)."""
+        return self._position if self._order is not None else 0
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        # The epoch (its order and augmentation) is fixed when iteration starts; a state
-        # saved during it resumes at the next epoch, as DeviceLoader's does.
-        epoch, order = self.epoch, self._order()
-        self.epoch += 1
-        stop = len(self) * self.batch_size
+        if self._order is None:  # a new epoch (else: continue one stopped or restored mid-way)
+            self._order, self._position = self._draw_order(), 0
+            self.epoch += 1
+        epoch = self.epoch - 1  # the epoch under way: it seeds the augmentation
         size = self.batch_size
-        self._requests.batches = [(self.seed, epoch, order[s : s + size].tolist()) for s in range(0, stop, size)]
+        self._requests.batches = [(self.seed, epoch, self._order[s : s + size].tolist())
+                                  for s in range(self._position * size, len(self) * size, size)]
         for images, positions in self._loader:
             if self.gpu_decode:
                 x = self._decode_on_device(images, positions.tolist(), epoch)
             else:
                 x = images.to(self.device, non_blocking=True)
             index = positions.to(self.device, non_blocking=True)
+            self._position += 1  # before the yield: a state saved after this batch skips it
             yield x.float().div_(255), self.labels[index], index
+        self._order = None
 
     def _decode_on_device(self, encoded: list[torch.Tensor], positions: list[int], epoch: int) -> torch.Tensor:
         """nvJPEG for the batch's JPEGs (one call), the CPU for any other format; then
@@ -228,8 +240,10 @@ class StreamLoader:
         return torch.stack(out)
 
     def state_dict(self) -> dict:
+        mid_epoch = self._order is not None
         return {"generator": self.generator.get_state(), "epoch": self.epoch, "seed": self.seed,
-                "num_samples": len(self.split)}
+                "num_samples": len(self.split), "order": self._order.clone() if mid_epoch else None,
+                "position": self._position if mid_epoch else 0}
 
     def load_state_dict(self, state: dict) -> None:
         if state["num_samples"] != len(self.split):
@@ -237,6 +251,9 @@ class StreamLoader:
                             f"{len(self.split)}; accepted: the run's own dataset")
         self.generator.set_state(state["generator"])
         self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
+        order = state.get("order")
+        self._order = None if order is None else torch.as_tensor(order, dtype=torch.int64).cpu()
+        self._position = int(state.get("position", 0))
 
 
 def make_stream_loader(data: FolderDataset, split: FileSplit, batch_size: int, *, train: bool,
