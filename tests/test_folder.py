@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from image_folder_files import random_image, write_image, write_list_dataset
-from sat.data.folder import ListSpec, load_image_folder, read_split
+from sat.data.folder import ImageFolderSource, ListSpec, load_image_folder, read_split
 from sat.data.loader_choice import choose_loader, dataset_bytes
 from sat.errors import UserError
 
@@ -55,7 +55,7 @@ def test_clothing1m_layout_key_lists_label_files_and_clean_subset(tmp_path):
     (ann / "clean_test_key_list.txt").write_text(f"{names[5]}\n")
     cfg = OmegaConf.load(CONF / "clothing1m.yaml")
     cfg.root = str(tmp_path)
-    data = instantiate(cfg)
+    data = instantiate(cfg).load()
     assert data.num_classes == 14 and data.input_shape == (3, 224, 224) and data.mean[0] == 0.485
     assert (data.num_workers, data.decode, data.scale, data.loader) == (8, "auto", (0.08, 1.0), "auto")
     assert data.train.labels.tolist() == [0, 1, 2, 3] and data.train.clean_labels.tolist() == [-1, 7, -1, -1]
@@ -79,7 +79,7 @@ def test_food101n_layout_labels_from_class_folders(tmp_path):
         write_image(tmp_path / "food-101/images" / f"{key}.jpg", random_image(g, 0, 8, 8))
     cfg = OmegaConf.load(CONF / "food101n.yaml")
     cfg.root = str(tmp_path)
-    data = instantiate(cfg, val_size=2)
+    data = instantiate(cfg, val_size=2).load()
     assert data.num_classes == 101 and data.class_names[:3] == tuple(classes)
     assert data.train.labels.tolist() == [0, 0, 1, 1, 2, 2] and data.train.ids.tolist() == [1, 2, 3, 4, 5, 6]
     assert data.test.labels.tolist() == [2, 0] and data.test.file(0) == "food-101/images/baklava/1011328.jpg"
@@ -96,7 +96,7 @@ def test_animal10n_layout_labels_from_file_names(tmp_path):
             write_image(tmp_path / split / name, random_image(g, 0, 64, 64))
     cfg = OmegaConf.load(CONF / "animal10n.yaml")
     cfg.root = str(tmp_path)
-    data = instantiate(cfg)
+    data = instantiate(cfg).load()
     assert data.input_shape == (3, 64, 64) and data.train_augment == "pad_crop_flip"
     assert data.train.labels.tolist() == [0, 3, 9]  # sorted by name; id = position
     assert data.train.file(0) == "training/0_00001.jpg" and data.test.labels.tolist() == [4]
@@ -113,7 +113,7 @@ def test_mini_webvision_keeps_the_first_50_classes_with_full_list_ids(tmp_path):
     write_image(tmp_path / "val_images_256/val000002.jpg", random_image(g, 0, 8, 8))
     cfg = OmegaConf.load(CONF / "mini_webvision.yaml")
     cfg.root = str(tmp_path)
-    data = instantiate(cfg)
+    data = instantiate(cfg).load()
     assert data.num_classes == 50 and data.train.labels.tolist() == [0, 49] and data.train.ids.tolist() == [0, 2]
     assert data.test.file(0) == "val_images_256/val000002.jpg" and data.test.ids.tolist() == [1]
 
@@ -127,8 +127,10 @@ def test_presets_name_their_layout_and_fail_in_one_line_without_data(tmp_path, p
     cfg.root = str(tmp_path)
     if preset == "image_folder":
         cfg.num_classes = 3
+    source = instantiate(cfg)  # checks the values, reads nothing
+    assert source.input_shape == (3, cfg.image_size, cfg.image_size) and source.file_args == ("root",)
     with pytest.raises(Exception) as info:
-        instantiate(cfg)
+        source.load()
     msg = one_line(info)
     assert f"dataset.root={tmp_path}" in msg and "expected layout: <root>/" in msg
 
@@ -196,6 +198,22 @@ def test_bad_dataset_values_name_the_key(tmp_path, override, expected):
                 image_size=8, resize=8) | override
     with pytest.raises(UserError) as info:
         load_image_folder(**args).train_val()
+    assert expected in one_line(info)
+
+
+@pytest.mark.parametrize(
+    "split, expected",
+    [
+        ({"file": "train.txt"}, "accepted keys: list (required)"),
+        ({"list": "train.txt", "colour": 1}, "dataset.train={"),
+        ({"list": "train.txt", "labels": "exif"}, "dataset.train.labels='exif'"),
+        ({"list": "../train.txt"}, "dataset.train.list='../train.txt'"),
+        ({"list": "t.txt", "labels": "file", "label_file": "/etc/labels"}, "dataset.train.label_file='/etc/labels'"),
+    ],
+)
+def test_bad_split_entries_fail_before_reading_files(tmp_path, split, expected):
+    with pytest.raises(UserError) as info:
+        ImageFolderSource("x", str(tmp_path / "not-there"), 3, train=split, test={"list": "test.txt"})
     assert expected in one_line(info)
 
 

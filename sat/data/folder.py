@@ -8,8 +8,9 @@ list of file paths with int64 labels and int64 sample ids, and
 in the list file (or its position in the sorted listing of a folder), so per-sample
 state and exported label errors can always be traced back to a real file.
 
-The Hydra node of a folder dataset is :func:`load_image_folder`; each split is
-described by a :class:`ListSpec` (a plain dict in the config).
+The Hydra node of a folder dataset is :class:`ImageFolderSource` (its ``load()`` gives a
+:class:`FolderDataset`); each split is described by a :class:`ListSpec` (a plain dict
+in the config).
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sat.data.noise import cyclic_asymmetric_map
 from sat.data.transforms import TRAIN_AUGMENTS
 from sat.errors import UserError
+
+try:  # the dataset-node base class of the reworked core (sat.tasks builds a DataSource)
+    from sat.data.datasets import DataSource
+except ImportError:  # before it: any object with the same attributes
+    DataSource = object
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -335,69 +340,132 @@ def read_split(
     return FileSplit(root, array, labels, ids, spec.list, clean)
 
 
-def load_image_folder(
-    name: str,
-    root: str,
-    num_classes: int,
-    train: Mapping[str, Any],
-    test: Mapping[str, Any],
-    val: Mapping[str, Any] | None = None,
-    classes: str | None = None,
-    classes_header: int = 0,
-    image_size: int = 224,
-    resize: int = 256,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    val_size: int = 0,
-    split_seed: int = 0,
-    drop_other_classes: bool = False,
-    check_files: bool = True,
-    loader: str = "auto",
-    train_augment: str = "random_resized_crop",
-    scale: Sequence[float] = (0.08, 1.0),
-    num_workers: int = 0,
-    decode: str = "auto",
-    persistent_workers: bool = True,
-    prefetch_factor: int = 2,
-    layout: str = "",
-) -> FolderDataset:
-    """The Hydra node of a folder dataset: read and check every split's list.
+def _spec(key: str, value: Any) -> ListSpec | None:
+    """A split's config dict as a ListSpec, unknown keys and label sources refused."""
+    if value is None:
+        return None
+    if isinstance(value, ListSpec):
+        spec = value
+    else:
+        fields = dict(value)
+        unknown = sorted(set(fields) - set(ListSpec.__dataclass_fields__))
+        if unknown or "list" not in fields:
+            raise UserError(f"dataset.{key}={fields} is not supported; accepted keys: list (required), "
+                            f"{', '.join(k for k in ListSpec.__dataclass_fields__ if k != 'list')}")
+        spec = ListSpec(**fields)
+    if spec.labels not in LABEL_SOURCES:
+        raise UserError(f"dataset.{key}.labels={spec.labels!r} is not supported; accepted: {', '.join(LABEL_SOURCES)}")
+    for name in ("list", "label_file", "clean_labels", "prefix"):
+        _check_below_root(f"{key}.{name}", getattr(spec, name))
+    return spec
 
-    ``layout`` is a one-line description of the expected folder layout, shown in
-    every error about a missing file.
+
+def _check_below_root(key: str, value: str | None) -> None:
+    """Config paths are relative to dataset.root and stay below it (a stored config
+    read back from a checkpoint must not point at other files)."""
+    if value and (Path(value).is_absolute() or ".." in Path(value).parts):
+        raise UserError(f"dataset.{key}={value!r} is not supported; accepted: a path relative to dataset.root, "
+                        f"without '..'")
+
+
+def _positive(key: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UserError(f"dataset.{key}={value!r} is not supported; accepted: an integer >= {low}")
+    return value
+
+
+class ImageFolderSource(DataSource):
+    """The Hydra node of a folder dataset. The constructor checks every value without
+    touching a file (so a run fails on a typo before reading data); :meth:`load` reads
+    and checks the lists and the files they name.
+
+    ``layout`` is a one-line description of the expected folder layout, shown in every
+    error about a missing file.
     """
-    root_path = Path(str(root)).expanduser()
-    if not root_path.is_dir():
-        raise UserError(f"dataset.root={root} is not a folder; point it at the dataset's root{_layout_hint(layout)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise UserError(f"dataset.num_classes={num_classes!r} is not supported; accepted: an integer >= 2")
-    for key, value in (("image_size", image_size), ("resize", resize)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"dataset.{key}={value!r} is not supported; accepted: a positive integer (pixels)")
-    if resize < image_size:
-        raise UserError(f"dataset.resize={resize} is smaller than dataset.image_size={image_size}; accepted: "
-                        f"resize >= image_size (evaluation resizes, then centre-crops image_size)")
-    if loader not in LOADERS:
-        raise UserError(f"dataset.loader={loader!r} is not supported; accepted: {', '.join(LOADERS)}")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise UserError(f"dataset.num_workers={num_workers!r} is not supported; accepted: an integer >= 0")
-    if decode not in ("auto", "cpu", "cuda"):
-        raise UserError(f"dataset.decode={decode!r} is not supported; accepted: auto, cpu, cuda")
-    if train_augment not in TRAIN_AUGMENTS:
-        raise UserError(f"dataset.train_augment={train_augment!r} is not supported; accepted: {', '.join(TRAIN_AUGMENTS)}")
-    class_names = _read_class_names(root_path, classes, classes_header, layout) if classes else ()
-    read = dict(classes=class_names, num_classes=num_classes, drop_other_classes=drop_other_classes,
-                check_files=check_files, layout=layout)
-    train_split = read_split(root_path, train, **read)
-    val_split = read_split(root_path, val, **read) if val else None
-    test_split = read_split(root_path, test, **read)
-    if len(train_split) == 0:
-        raise UserError(f"dataset.root={root}: the training list {train_split.source} has no samples{_layout_hint(layout)}")
-    return FolderDataset(
-        name=name, root=root_path, train=train_split, val=val_split, test=test_split, num_classes=num_classes,
-        image_size=image_size, resize=resize, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
-        val_size=int(val_size), split_seed=int(split_seed), loader=loader, train_augment=train_augment,
-        scale=(float(scale[0]), float(scale[1])), num_workers=num_workers, decode=decode,
-        persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor,
-        class_names=class_names, asymmetric_map=cyclic_asymmetric_map(num_classes),
-    )
+
+    file_args = ("root",)  # where the files lie may change between machines; nothing else names files
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        num_classes: int,
+        train: Mapping[str, Any],
+        test: Mapping[str, Any],
+        val: Mapping[str, Any] | None = None,
+        classes: str | None = None,
+        classes_header: int = 0,
+        image_size: int = 224,
+        resize: int = 256,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        val_size: int = 0,
+        split_seed: int = 0,
+        drop_other_classes: bool = False,
+        check_files: bool = True,
+        loader: str = "auto",
+        train_augment: str = "random_resized_crop",
+        scale: Sequence[float] = (0.08, 1.0),
+        num_workers: int = 0,
+        decode: str = "auto",
+        persistent_workers: bool = True,
+        prefetch_factor: int = 2,
+        layout: str = "",
+    ) -> None:
+        self.name, self.root, self.layout = str(name), str(root), str(layout)
+        self.num_classes = _positive("num_classes", num_classes, low=2)
+        self.image_size, self.resize = _positive("image_size", image_size), _positive("resize", resize)
+        if resize < image_size:
+            raise UserError(f"dataset.resize={resize} is smaller than dataset.image_size={image_size}; accepted: "
+                            f"resize >= image_size (evaluation resizes, then centre-crops image_size)")
+        self.input_shape = (3, self.image_size, self.image_size)
+        self.val_size, self.split_seed = _positive("val_size", val_size, low=0), int(split_seed)
+        if loader not in LOADERS:
+            raise UserError(f"dataset.loader={loader!r} is not supported; accepted: {', '.join(LOADERS)}")
+        if decode not in ("auto", "cpu", "cuda"):
+            raise UserError(f"dataset.decode={decode!r} is not supported; accepted: auto, cpu, cuda")
+        if train_augment not in TRAIN_AUGMENTS:
+            raise UserError(f"dataset.train_augment={train_augment!r} is not supported; "
+                            f"accepted: {', '.join(TRAIN_AUGMENTS)}")
+        self.num_workers = _positive("num_workers", num_workers, low=0)
+        self.prefetch_factor = _positive("prefetch_factor", prefetch_factor)
+        self.train, self.val, self.test = _spec("train", train), _spec("val", val), _spec("test", test)
+        _check_below_root("classes", classes)
+        self.classes, self.classes_header = classes, int(classes_header)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise UserError(f"dataset.mean={list(self.mean)} / dataset.std={list(self.std)} are not supported; "
+                            f"accepted: 3 values each (RGB), std > 0")
+        self.drop_other_classes, self.check_files = bool(drop_other_classes), bool(check_files)
+        self.loader, self.train_augment, self.decode = loader, train_augment, decode
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.persistent_workers = bool(persistent_workers)
+
+    def load(self) -> FolderDataset:
+        root = Path(self.root).expanduser()
+        if not root.is_dir():
+            raise UserError(f"dataset.root={self.root} is not a folder; point it at the dataset's root"
+                            f"{_layout_hint(self.layout)}")
+        class_names = _read_class_names(root, self.classes, self.classes_header, self.layout) if self.classes else ()
+        read = dict(classes=class_names, num_classes=self.num_classes, drop_other_classes=self.drop_other_classes,
+                    check_files=self.check_files, layout=self.layout)
+        train = read_split(root, self.train, **read)
+        val = read_split(root, self.val, **read) if self.val is not None else None
+        test = read_split(root, self.test, **read)
+        if len(train) == 0:
+            raise UserError(f"dataset.root={self.root}: the training list {train.source} has no samples"
+                            f"{_layout_hint(self.layout)}")
+        return FolderDataset(
+            name=self.name, root=root, train=train, val=val, test=test, num_classes=self.num_classes,
+            image_size=self.image_size, resize=self.resize, mean=self.mean, std=self.std, val_size=self.val_size,
+            split_seed=self.split_seed, loader=self.loader, train_augment=self.train_augment, scale=self.scale,
+            num_workers=self.num_workers, decode=self.decode, persistent_workers=self.persistent_workers,
+            prefetch_factor=self.prefetch_factor, class_names=class_names,
+            # c -> c + 1 (mod K): these datasets have no natural confusion map for synthetic asymmetric noise
+            asymmetric_map=[(c + 1) % self.num_classes for c in range(self.num_classes)],
+        )
+
+
+def load_image_folder(*args: Any, **kwargs: Any) -> FolderDataset:
+    """``ImageFolderSource(...).load()``: check the values, then read the data."""
+    return ImageFolderSource(*args, **kwargs).load()

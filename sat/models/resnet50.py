@@ -35,6 +35,9 @@ class ResNet50(ResNet):
     ``num_classes`` is 1000); they need ``width=64`` and 3 channels.
     """
 
+    # Names a file: a config read back from a checkpoint must not choose it (sat.trust).
+    file_args = ("weights_path",)
+
     def __init__(self, num_classes: int, input_shape: Sequence[int], width: int = 64, pretrained: bool = False,
                  weights_path: str | None = None) -> None:
         width = positive_int("width", width)
