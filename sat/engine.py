@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat.data.loader import DeviceLoader
+from sat.data.stream import StreamLoader
 from sat.errors import UserError
 from sat.methods.base import Method
 
@@ -105,7 +106,7 @@ class EpochStats:
 def train_one_epoch(
     model: nn.Module,
     method: Method,
-    loader: DeviceLoader,
+    loader: DeviceLoader | StreamLoader,
     optimizer: torch.optim.Optimizer,
     epoch: int,
     stats: EpochStats,
@@ -118,7 +119,7 @@ def train_one_epoch(
     the epoch is complete, False when ``should_stop()`` ended it after a step (the
     loader and ``stats`` then hold where it stopped, for a checkpoint)."""
     model.train()
-    device = loader.images.device
+    device = loader.device
     for x, y, index in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -34,7 +34,8 @@ def predict_loader(
 
 
 def evaluate_loader(model: nn.Module, loader, amp_dtype: torch.dtype | None = None,
-                    channels_last: bool = False) -> dict[str, float]:
-    """Accuracy and mean cross-entropy over every batch of ``loader``."""
+                    channels_last: bool = False, num_classes: int | None = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy over every batch of ``loader`` (over the first
+    ``num_classes`` outputs: an abstaining model's extra output is not a class)."""
     logits, labels, _ = predict_loader(model, loader, amp_dtype, channels_last)
-    return accuracy_and_loss(logits, labels)
+    return accuracy_and_loss(logits[:, :num_classes] if num_classes else logits, labels)

@@ -29,10 +29,10 @@ from sat.errors import UserError
 SAT_TARGETS: dict[str, frozenset[str]] = {
     "model": frozenset({
         "sat.models.ResNet", "sat.models.PreActResNet", "sat.models.WideResNet", "sat.models.SmallCNN",
-        "sat.models.MLP", "sat.models.vgg.VGG",
+        "sat.models.MLP", "sat.models.vgg.VGG", "sat.models.resnet50.ResNet50",
     }),
     "dataset": frozenset({"sat.data.datasets.CIFAR", "sat.data.datasets.Digits", "sat.data.datasets.Synthetic",
-                         "sat.data.svhn.SVHN"}),
+                         "sat.data.svhn.SVHN", "sat.data.folder.ImageFolderSource"}),
     "noise": frozenset({
         "sat.data.noise.UniformLabelNoise", "sat.data.noise.FlipLabelNoise", "sat.data.noise.AsymmetricLabelNoise",
         "sat.data.noise.GaussianImageNoise", "sat.data.noise.RandomPixelsNoise", "sat.data.noise.ShuffledPixelsNoise",

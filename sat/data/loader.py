@@ -44,6 +44,10 @@ class DeviceLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
     def position(self) -> int:
         """Batches of the current epoch handed out so far (0 between epochs)."""
         return self._position if self._order is not None else 0

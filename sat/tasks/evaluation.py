@@ -16,6 +16,9 @@ from sat.tasks.common import resolve_device, resolve_precision
 from sat.errors import UserError
 from sat.tasks.reports import checked_top, label_error_report, selective_calibration, selective_report
 from sat.tasks.restore import RestoredRun, restore_run
+from sat.tasks.streaming import StreamData
+from sat.data.stream import make_stream_loader
+from sat.eval_stream import evaluate_loader
 from sat.tasks.settings import read
 
 
@@ -81,6 +84,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
     cache: dict = {}
     runs = [(c, restore_run(c, device, data_dir(cfg), trusted_packages(cfg), cache)) for c in checkpoints]
+    if report != "accuracy" and any(isinstance(r.data, StreamData) for _, r in runs):
+        raise UserError(f"report={report} needs the run's images on the device; accepted: runs of datasets that fit "
+                        "(dataset.loader=device), or report=accuracy")
     if report == "selective":
         return selective_report(runs, out, batch_size, amp_dtype, *calibration)
     if report == "label_errors":
@@ -97,6 +103,13 @@ def accuracy_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size: i
     the clean and on the noisy-labelled training samples (memorisation)."""
     nd, model, state = run.data, run.model, run.state
     classes = nd.data.num_classes  # an abstaining model's extra output is not a class
+    if isinstance(nd, StreamData):
+        return _report_accuracy(checkpoint, run, out, {
+            "checkpoint": str(checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run.seed,
+            **{f"test/{k}": v for k, v in evaluate_loader(
+                model, make_stream_loader(nd.data, nd.data.test, batch_size, train=False, device=device), amp_dtype,
+                num_classes=classes).items()},
+            "noise": nd.noise_summary()})
     test_logits = predict(model, nd.data.test.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()
     test = accuracy_and_loss(test_logits, nd.data.test.labels)
     result: dict[str, Any] = {
@@ -111,6 +124,11 @@ def accuracy_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size: i
         result["train_noisy/acc_given"] = accuracy_and_loss(logits[noisy], given[noisy])["acc"]
         result["train_noisy/acc_true"] = accuracy_and_loss(logits[noisy], true[noisy])["acc"]
         result["train_noisy/count"] = int(noisy.sum())
+    return _report_accuracy(checkpoint, run, out, result)
+
+
+def _report_accuracy(checkpoint: Path, run: RestoredRun, out: Path, result: dict[str, Any]) -> dict[str, Any]:
+    state = run.state
     write_json_atomic(out / "evaluation.json", result)
     beside = save_next_to_run(checkpoint, "evaluation.json", result)
     rows = [("checkpoint", f"{checkpoint} (epoch {state['epoch']})"), ("test acc", f"{100 * result['test/acc']:.2f}%")]

@@ -56,7 +56,8 @@ def results_of(metrics: dict[str, float], params: int) -> dict[str, float]:
     return {**results, "params": float(params)}
 
 
-def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor, ids: torch.Tensor) -> None:
+def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor | None, ids: torch.Tensor,
+                      files: list[str] | None = None) -> None:
     """SAT's refined labels (``soft_labels.pt`` and, for other tools such as cleanlab or
     pandas, ``.npy`` arrays aligned row by row), and the samples whose refined label
     disagrees with the given one (suspected label errors, most confident first). Every
@@ -64,7 +65,8 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
     soft = method.soft_labels()
     if soft is None or soft.numel() == 0:
         return
-    soft, given, true, ids = soft.detach().float().cpu(), given.cpu(), true.cpu(), ids.cpu()
+    soft, given, ids = soft.detach().float().cpu(), given.cpu(), ids.cpu()
+    true = given.new_full(given.shape, -1) if true is None else true.cpu()  # -1: unknown (real noisy data)
     atomic_torch_save({"soft_labels": soft, "given_labels": given, "true_labels": true, "sample_ids": ids},
                       out / "soft_labels.pt")
     for name, array in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
@@ -74,9 +76,11 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
     suspects = suspects[confidence[suspects].argsort(descending=True, stable=True)]
     with open(out / "label_errors.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["sample_id", "given_label", "soft_label_argmax", "confidence", "true_label"])
+        w.writerow(["sample_id", "given_label", "soft_label_argmax", "confidence", "true_label"]
+                   + (["file"] if files is not None else []))
         for i in suspects.tolist():
-            w.writerow([int(ids[i]), int(given[i]), int(argmax[i]), f"{float(confidence[i]):.4f}", int(true[i])])
+            w.writerow([int(ids[i]), int(given[i]), int(argmax[i]), f"{float(confidence[i]):.4f}", int(true[i])]
+                       + ([files[i]] if files is not None else []))
 
 
 def print_run_table(s: dict[str, Any]) -> None:

@@ -19,14 +19,16 @@ from sat.checkpoint import load_checkpoint
 from sat.data.noise import NoisePattern
 from sat.errors import UserError
 from sat.models import with_normalization
+from sat.data.folder import FolderDataset
 from sat.tasks.common import NoisyData, apply_noise, load_source
+from sat.tasks.streaming import StreamData, as_tensors, loader_kind, stream_data
 
 
 @dataclass
 class RestoredRun:
     state: dict[str, Any]  # the checkpoint (tensors and plain values)
     config: dict[str, Any]  # the run's stored config, as plain data
-    data: NoisyData
+    data: NoisyData | StreamData
     model: nn.Module  # in eval mode, on the requested device
 
     @property
@@ -58,11 +60,12 @@ def restore_run(
     nd = (data_cache or {}).get(key)
     if nd is None:
         data = load_source(source)
-        if noise_file.is_file():
-            nd = apply_noise(data, None, NoisePattern.load(noise_file))
-        else:
-            noise = trust.build(config.get("noise"), "noise", "noise", trusted_packages=trusted_packages)
-            nd = apply_noise(data, noise)
+        if isinstance(data, FolderDataset) and state.get("loader_kind", loader_kind(data, device)) == "device":
+            data = as_tensors(data)  # as the run itself saw it
+        pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
+        noise = None if pattern is not None else \
+            trust.build(config.get("noise"), "noise", "noise", trusted_packages=trusted_packages)
+        nd = stream_data(data, noise, pattern) if isinstance(data, FolderDataset) else apply_noise(data, noise, pattern)
         if data_cache is not None:
             data_cache[key] = nd
     if nd.pattern.sha256() != state["noise_sha256"]:
@@ -71,7 +74,7 @@ def restore_run(
     outputs = int(state.get("model_outputs", nd.data.num_classes))
     net = trust.build(config.get("model"), "model", "model", trusted_packages=trusted_packages,
                       num_classes=outputs, input_shape=tuple(nd.data.input_shape))
-    model = with_normalization(net, nd.data.mean, nd.data.std)
+    model = with_normalization(net, tuple(nd.data.mean), tuple(nd.data.std))
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as e:

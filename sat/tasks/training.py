@@ -20,10 +20,13 @@ from omegaconf import DictConfig
 
 from sat.checkpoint import checkpoint_epoch, load_checkpoint, repair, rng_state, save_checkpoint, set_rng_state
 from sat.data.datasets import DataSource
+from sat.data.folder import FolderDataset
+from sat.data.stream import make_stream_loader
 from sat.data.loader import DeviceLoader
 from sat.data.noise import Noise
 from sat.engine import EpochStats, evaluate as evaluate_model, train_one_epoch
 from sat.errors import UserError
+from sat.eval_stream import evaluate_loader
 from sat.loggers import RunLogger
 from sat.methods.base import Method
 from sat.models import count_parameters
@@ -34,6 +37,7 @@ from sat.tasks.common import (apply_noise, build, build_model, choices, job_num,
                               resolve_device, resolve_precision, set_normalization)
 from sat.tasks.outputs import hparams_of, label_error_metrics, print_run_table, results_of, write_soft_labels
 from sat.tasks.settings import TrainerSettings, read
+from sat.tasks.streaming import StreamData, as_tensors, loader_kind, stream_data
 from sat import validate
 
 log = logging.getLogger("sat")
@@ -137,7 +141,12 @@ class TrainingJob:
         except (ValueError, TypeError) as e:
             raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None
 
-        nd = apply_noise(load_source(source), noise)
+        raw = load_source(source)
+        self.loader_kind = "device"
+        if isinstance(raw, FolderDataset):  # decoded onto the device if it fits, else streamed
+            self.loader_kind = loader_kind(raw, self.device)
+            raw = as_tensors(raw) if self.loader_kind == "device" else raw
+        nd = stream_data(raw, noise) if isinstance(raw, FolderDataset) else apply_noise(raw, noise)
         if resumed is not None and resumed["noise_sha256"] != nd.pattern.sha256():
             raise UserError(f"resume: the noise drawn now differs from the checkpoint's (hash "
                             f"{resumed['noise_sha256'][:12]}); use noise.from_file=<the run's noise.pt>")
@@ -147,17 +156,26 @@ class TrainingJob:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_labels = nd.train.labels.to(self.device)
-        self.true_labels = nd.true_train_labels.to(self.device)
-        self.noisy = self.train_labels != self.true_labels
+        # without the clean labels (real noisy datasets) there is nothing to measure memorisation against
+        known = nd.true_train_labels is not None
+        self.true_labels = nd.true_train_labels.to(self.device) if known else None
+        self.noisy = (self.train_labels != self.true_labels) if known else torch.zeros_like(self.train_labels).bool()
         self.method.setup(self.train_labels, self.data.num_classes)
         self.method.to(self.device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
-        self.loader = DeviceLoader(nd.train.images.to(self.device), self.train_labels, settings.batch_size,
-                                   shuffle=True, augment=augment, seed=seed)
         self.step_model = torch.compile(self.model) if settings.compile else self.model
-        self.eval_sets = {"val": (nd.val.images.to(self.device), nd.val.labels.to(self.device)),
-                          "test": (self.data.test.images.to(self.device), self.data.test.labels.to(self.device))}
+        if isinstance(nd, StreamData):
+            self.loader = make_stream_loader(raw, nd.train, settings.batch_size, train=True, labels=nd.train.labels,
+                                             seed=seed, device=self.device)
+            self.eval_sets = {split: make_stream_loader(raw, files, settings.eval_batch_size, train=False,
+                                                        device=self.device)
+                              for split, files in (("val", nd.val), ("test", raw.test)) if files is not None}
+        else:
+            self.loader = DeviceLoader(nd.train.images.to(self.device), self.train_labels, settings.batch_size,
+                                       shuffle=True, augment=augment, seed=seed)
+            self.eval_sets = {"val": (nd.val.images.to(self.device), nd.val.labels.to(self.device)),
+                              "test": (self.data.test.images.to(self.device), self.data.test.labels.to(self.device))}
         self.params = count_parameters(self.model)
 
         self.epoch, self.at_best_val, self.metrics = 0, None, {}
@@ -182,7 +200,7 @@ class TrainingJob:
             "loader": self.loader.state_dict(), "rng": rng_state(), "at_best_val": self.at_best_val,
             "metrics": self.metrics, "partial": partial, "config": self.config,
             "noise_sha256": self.nd.pattern.sha256(), "params": self.params, "model_outputs": self.model_outputs,
-            "packages": packages_used(self.config), "hydra_files": self.hydra_files,
+            "packages": packages_used(self.config), "hydra_files": self.hydra_files, "loader_kind": self.loader_kind,
         }
 
     # --- the epochs ---------------------------------------------------------------------
@@ -209,16 +227,22 @@ class TrainingJob:
         metrics: dict[str, float] = {"lr": lr, **stats.metrics(epoch)}
         train_s = time.perf_counter() - tic
         self.scheduler.step()
-        for split, (images, labels) in self.eval_sets.items():
-            for k, v in evaluate_model(self.model, images, labels, s.eval_batch_size, self.amp_dtype,
-                                       self.channels_last, self.data.num_classes).items():
-                metrics[f"{split}/{k}"] = v
+        for split, evaluation in self.eval_sets.items():
+            if isinstance(evaluation, tuple):
+                images, labels = evaluation
+                result = evaluate_model(self.model, images, labels, s.eval_batch_size, self.amp_dtype,
+                                        self.channels_last, self.data.num_classes)
+            else:  # a streamed split
+                result = evaluate_loader(self.model, evaluation, self.amp_dtype, self.channels_last,
+                                         self.data.num_classes)
+            metrics.update({f"{split}/{k}": v for k, v in result.items()})
         for split in ("train", "val", "test"):  # error curves are what double-descent plots show
             if f"{split}/acc" in metrics:
                 metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
         metrics.update(self.method.end_epoch(epoch + 1, metrics))
-        metrics.update(label_error_metrics(self.method.soft_labels(), self.train_labels, self.true_labels, self.noisy,
-                                           stats))
+        if self.true_labels is not None:
+            metrics.update(label_error_metrics(self.method.soft_labels(), self.train_labels, self.true_labels,
+                                               self.noisy, stats))
         eval_s = time.perf_counter() - tic - train_s
 
         self.epoch = done = epoch + 1
@@ -252,7 +276,8 @@ class TrainingJob:
 
     def finish(self, logger: RunLogger, wall_time_s: float) -> dict[str, Any]:
         summary = self.summary(wall_time_s)
-        write_soft_labels(self.run.path, self.method, self.train_labels, self.true_labels, self.nd.train.ids)
+        files = [self.nd.train.file(i) for i in range(len(self.nd.train))] if isinstance(self.nd, StreamData) else None
+        write_soft_labels(self.run.path, self.method, self.train_labels, self.true_labels, self.nd.train.ids, files)
         logger.log_hparams(hparams_of(self.config, self.method.hparams()), results_of(self.metrics, self.params))
         self.run.write_summary(summary)
         return summary
@@ -379,5 +404,5 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _log_data(job: TrainingJob) -> None:
     noise = job.nd.noise_summary()
     log.info("%s: %d train / %d val / %d test samples, %d classes; noise %s rate %.4g -> %.2f%% wrong training labels",
-             job.data.name, len(job.nd.train), len(job.nd.val), len(job.data.test), job.data.num_classes,
+             job.data.name, len(job.nd.train), len(job.nd.val or []), len(job.data.test), job.data.num_classes,
              noise["kind"], noise["rate"], 100 * noise["realised_error"])
