@@ -1,7 +1,14 @@
 """Self-Adaptive Training (SAT) framework.
 
-The library never reads Hydra configs except in :mod:`sat.tasks`; everything else
-takes plain Python values.
+The library never reads Hydra configs except in :mod:`sat.tasks` (and the thin
+:mod:`sat.api`); everything else takes plain Python values. From Python::
+
+    import sat
+    summary = sat.train("experiment=quickstart", output_dir="runs/quickstart")
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from sat.api import attack, evaluate, train  # noqa: E402
+
+__all__ = ["attack", "evaluate", "train"]

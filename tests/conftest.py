@@ -32,10 +32,12 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
-def run_entry(script: str, *args: str, cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+def run_entry(script: str, *args: str, cwd: Path, timeout: int = 600, check: bool = True,
+              env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run a real entry point (train.py, evaluate.py, ...) in a subprocess."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # the user's view: no Hydra traces
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(env_extra or {})
     proc = subprocess.run(
         [sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,16 @@ def _setup_torch(settings: TrainerSettings, device_name: Any, seed: int) -> tupl
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(seed)
     return device, amp_dtype, device.type == "cuda" and settings.channels_last
+
+
+def progress_bar(setting: str, total: int, done: int, title: str) -> Any:
+    """A per-batch bar with rate and ETA on the terminal (``trainer.progress=auto``: only
+    when stderr is one and outside sweeps, so logs and CI stay clean), else None."""
+    if setting == "none" or (setting == "auto" and (job_num() is not None or not sys.stderr.isatty())):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc=title, unit="batch", leave=False, dynamic_ncols=True)
 
 
 def _optimizer_checks(node: Any) -> None:
@@ -218,8 +229,14 @@ class TrainingJob:
             stats.load_state_dict(self.partial["stats"])
             self.partial = None
         lr = self.optimizer.param_groups[0]["lr"]
-        complete = train_one_epoch(self.step_model, self.method, self.loader, self.optimizer, epoch, stats,
-                                   self.amp_dtype, self.channels_last, should_stop=preemption.requested)
+        bar = progress_bar(s.progress, len(self.loader), self.loader.position, f"epoch {epoch + 1}/{s.epochs}")
+        try:
+            complete = train_one_epoch(self.step_model, self.method, self.loader, self.optimizer, epoch, stats,
+                                       self.amp_dtype, self.channels_last, should_stop=preemption.requested,
+                                       on_step=(lambda _: bar.update()) if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
         if not complete:
             self._save(["last"], partial={"stats": stats.state_dict()})
             self.run.set_status("preempted", epochs_done=epoch)
@@ -359,6 +376,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         settings = TrainerSettings.from_config(read(cfg, "trainer"))
         seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
         run_settings.objective(cfg)  # checked now, used when the run ends
+        make_tracker = build(cfg.logger, "logger", object) if cfg.get("logger") is not None else None
         source = _resume_source(run, resume)
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:
@@ -384,7 +402,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _log_data(job)
         run.write_summary(job.summary(time.perf_counter() - wall_start))
         started = True
-        with RunLogger(run.path, settings.epochs, purge_step=purge_from) as logger:
+        tracker = make_tracker(run.path, first_epoch=purge_from) if make_tracker is not None else None
+        with RunLogger(run.path, settings.epochs, tracker) as logger:
             if missing:
                 logger.log_epoch(job.epoch, dict(resumed["metrics"]))
             job.fit(logger)
