@@ -220,3 +220,29 @@ def test_two_fresh_runs_with_one_seed_are_identical(tmp_path):
     assert rows(tmp_path / "a") == rows(tmp_path / "b")
     assert same_weights(tmp_path / "a/checkpoints/last.pt", tmp_path / "b/checkpoints/last.pt")
     assert json.loads((tmp_path / "a/summary.json").read_text())["deterministic"] is True
+
+
+def test_preemption_hands_the_signal_to_the_launcher_s_handler():
+    """Under submitit, its SIGUSR2 handler requeues the job: after our checkpoint it must
+    still be called, and the exit status says which signal stopped the run."""
+    from sat.preemption import Preempted, Preemption
+
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
+    try:
+        with Preemption() as preemption:
+            assert not preemption.requested()
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert preemption.requested() and calls == []  # recorded only: the step finishes first
+            with pytest.raises(Preempted) as stop:
+                preemption.exit("checkpoint written")
+        assert calls == [signal.SIGUSR2] and stop.value.code == 128 + signal.SIGUSR2
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_slurm_preset_requeues_preempted_and_timed_out_jobs(compose_cfg):
+    launcher = compose_cfg("train", ["hydra/launcher=slurm", "paths.output_dir=/tmp/x"],
+                           return_hydra_config=True).hydra.launcher
+    assert launcher.max_num_timeout >= 1 and launcher.signal_delay_s >= 60
+    assert launcher.additional_parameters.requeue is True
