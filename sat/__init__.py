@@ -9,6 +9,7 @@ The library never reads Hydra configs except in :mod:`sat.tasks` (and the thin
 
 __version__ = "0.2.0"
 
+from sat import errors  # noqa: E402  (sat.errors.UserError: what bad input raises)
 from sat.api import attack, evaluate, train  # noqa: E402
 
-__all__ = ["attack", "evaluate", "train"]
+__all__ = ["attack", "errors", "evaluate", "train"]
