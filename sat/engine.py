@@ -164,5 +164,7 @@ def evaluate(model, images, labels, batch_size, amp_dtype=None, channels_last=Fa
              num_classes: int | None = None) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on a labelled set, over its first
     ``num_classes`` outputs (an abstaining model's extra output is not a class)."""
+    if len(labels) == 0:  # no validation split
+        return {}
     logits = predict(model, images, batch_size, amp_dtype, channels_last)
     return accuracy_and_loss(logits[:, :num_classes] if num_classes else logits, labels)
