@@ -244,3 +244,61 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- writing in the background ------------------------------------------------------------
+
+
+def to_host(obj: Any) -> Any:
+    """A copy of ``obj`` whose tensors live in host memory, detached from the training
+    state (so training may go on changing its own tensors while the copy is written)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_host(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_host(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(to_host(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoints with :func:`save_checkpoint` from a background thread, one at a
+    time and in order, so training goes on while the file is hashed and written (a
+    ResNet-34 state is ~170 MB). The state is copied to host memory first. A failed
+    write is raised at the next :meth:`save` or at :meth:`wait`; ``background=False``
+    writes in the caller's thread."""
+
+    def __init__(self, background: bool = True):
+        import threading
+
+        self.background = background
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, state: dict[str, Any], folder: str | Path, names: Iterable[str]) -> None:
+        self.wait()
+        state, names = to_host(state), list(names)
+        if not self.background:
+            save_checkpoint(state, folder, names)
+            return
+        import threading
+
+        def write() -> None:
+            try:
+                save_checkpoint(state, folder, names)
+            except BaseException as e:  # handed to the training thread at the next wait()
+                self._error = e
+
+        self._thread = threading.Thread(target=write, name="checkpoint-writer", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the write in flight is on disk; raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

@@ -41,6 +41,8 @@ class TrainerSettings:
     checkpoint_from: int
     deterministic: bool
     progress: str
+    eval_every: int
+    async_checkpoint: bool
 
     @classmethod
     def from_config(cls, node: Any) -> "TrainerSettings":
@@ -58,6 +60,8 @@ class TrainerSettings:
             checkpoint_from=validate.number("trainer.checkpoint_from", t.get("checkpoint_from"), lo=0, integer=True),
             deterministic=validate.flag("trainer.deterministic", t.get("deterministic", False)),
             progress=validate.choice("trainer.progress", t.get("progress", "auto"), PROGRESS),
+            eval_every=validate.positive_int("trainer.eval_every", t.get("eval_every", 1)),
+            async_checkpoint=validate.flag("trainer.async_checkpoint", t.get("async_checkpoint", True)),
         )
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from sat.checkpoint import checkpoint_epoch, load_checkpoint, repair, rng_state, save_checkpoint, set_rng_state
+from sat.checkpoint import (CheckpointWriter, checkpoint_epoch, load_checkpoint, repair, rng_state,
+                            set_rng_state)
 from sat.data.datasets import DataSource
 from sat.data.folder import FolderDataset
 from sat.data.stream import make_stream_loader
@@ -189,6 +190,7 @@ class TrainingJob:
                               "test": (self.data.test.images.to(self.device), self.data.test.labels.to(self.device))}
         self.params = count_parameters(self.model)
 
+        self.writer = CheckpointWriter(background=settings.async_checkpoint)
         self.epoch, self.at_best_val, self.metrics = 0, None, {}
         self.partial: dict[str, Any] | None = None  # mid-epoch stats of a preempted run
         if resumed is not None:
@@ -217,9 +219,12 @@ class TrainingJob:
     # --- the epochs ---------------------------------------------------------------------
 
     def fit(self, logger: RunLogger) -> None:
-        with Preemption() as preemption:
-            while self.epoch < self.settings.epochs:
-                self._one_epoch(logger, preemption)
+        try:
+            with Preemption() as preemption:
+                while self.epoch < self.settings.epochs:
+                    self._one_epoch(logger, preemption)
+        finally:
+            self.writer.wait()  # the last checkpoint is on disk before the run reports anything
 
     def _one_epoch(self, logger: RunLogger, preemption: Preemption) -> None:
         s, epoch = self.settings, self.epoch
@@ -239,12 +244,14 @@ class TrainingJob:
                 bar.close()
         if not complete:
             self._save(["last"], partial={"stats": stats.state_dict()})
+            self.writer.wait()
             self.run.set_status("preempted", epochs_done=epoch)
             preemption.exit(f"checkpoint after {stats.steps} of {len(self.loader)} steps of epoch {epoch + 1}")
         metrics: dict[str, float] = {"lr": lr, **stats.metrics(epoch)}
         train_s = time.perf_counter() - tic
         self.scheduler.step()
-        for split, evaluation in self.eval_sets.items():
+        evaluate_now = (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs
+        for split, evaluation in (self.eval_sets.items() if evaluate_now else ()):
             if isinstance(evaluation, tuple):
                 images, labels = evaluation
                 result = evaluate_model(self.model, images, labels, s.eval_batch_size, self.amp_dtype,
@@ -273,11 +280,12 @@ class TrainingJob:
                         "time/checkpoint_s": time.perf_counter() - ckpt_tic, "time/epoch_s": time.perf_counter() - tic})
         logger.log_epoch(done, metrics)  # after the checkpoint: a logged epoch always has one
         if preemption.requested():
+            self.writer.wait()
             self.run.set_status("preempted", epochs_done=done)
             preemption.exit(f"checkpoint after epoch {done}")
 
     def _save(self, names: list[str], partial: dict[str, Any] | None = None) -> None:
-        save_checkpoint(self._state(partial), self.run.checkpoints, names)
+        self.writer.save(self._state(partial), self.run.checkpoints, names)
 
     # --- results ------------------------------------------------------------------------
 
