@@ -1,0 +1,163 @@
+"""Every bad input of issue 15, through the real entry points in subprocesses: exit status
+2, exactly one ``error:`` line naming the bad value, no traceback, and nothing already
+written lost (no checkpoint made, a fresh run folder marked failed, an existing run folder
+and an existing output file untouched). Hydra's own refusals of a config it cannot compose
+(unknown group option, unknown key) exit with 2 and no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, run_entry
+from hostile import composition_error, one_line_error
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One finished tiny run with epoch_1.pt and epoch_2.pt (2 epochs)."""
+    cwd = tmp_path_factory.mktemp("trained")
+    run = cwd / "run"
+    run_entry("train.py", *TINY, "trainer.checkpoint_every=1", f"hydra.run.dir={run}", cwd=cwd)
+    return run
+
+
+# --- train.py: a bad value in a fresh run folder -----------------------------------------------
+
+# (override, what the error line must name)
+TRAIN_VALUES = [
+    ("method.alpha=abc", "method.alpha='abc'"),
+    ("trainer.batch_size=0", "trainer.batch_size=0"),
+    ("trainer.batch_size=-1", "trainer.batch_size=-1"),
+    ("trainer.epochs=abc", "trainer.epochs='abc'"),
+    ("trainer.epochs=0", "trainer.epochs=0"),
+    ("trainer.epochs=-1", "trainer.epochs=-1"),
+    ("method.start_epoch=1.5", "method.start_epoch=1.5"),
+    ("seed=abc", "seed='abc'"),
+    ("optimizer.lr=-1", "optimizer.lr=-1"),
+    ("trainer.eval_batch_size=0", "trainer.eval_batch_size=0"),  # once refused only after a whole epoch
+    ("trainer.num_threads=-1", "trainer.num_threads=-1"),
+]
+
+
+@pytest.mark.parametrize("override,named", TRAIN_VALUES, ids=[o for o, _ in TRAIN_VALUES])
+def test_a_bad_training_value_is_one_line_before_anything_runs(tmp_path, override, named):
+    run = tmp_path / "run"
+    proc = run_entry("train.py", *TINY, override, f"hydra.run.dir={run}", cwd=tmp_path, check=False)
+    one_line_error(proc, named, out=run)
+    # refused before data, noise or training: no checkpoint, no epoch, no noise file ...
+    for name in ("checkpoints", "metrics.jsonl", "noise.pt"):
+        assert not (run / name).exists(), name
+    # ... and the run folder says why it failed
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and named in summary["error"], summary
+
+
+# --- train.py: a bad value rerun in a finished run's folder ------------------------------------------
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file of a run folder except the logs Hydra appends to and the lock file."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".log" and p.name != ".lock"}
+
+
+@pytest.fixture(scope="module")
+def refused_rerun(trained, tmp_path_factory):
+    """The finished run's folder (a copy), the same command again with trainer.batch_size=0."""
+    cwd = tmp_path_factory.mktemp("rerun")
+    run = cwd / "run"
+    shutil.copytree(trained, run)
+    before = _snapshot(run)
+    proc = run_entry("train.py", *TINY, "trainer.checkpoint_every=1", "trainer.batch_size=0", f"hydra.run.dir={run}",
+                     cwd=cwd, check=False)
+    return run, before, proc
+
+
+def test_a_bad_value_rerun_in_a_finished_run_keeps_its_results(refused_rerun):
+    run, before, proc = refused_rerun
+    one_line_error(proc, "trainer.batch_size=0", out=run)
+    after = _snapshot(run)
+    kept = {k for k in before if not k.startswith(".hydra")}
+    assert {k: after.get(k) for k in kept} == {k: before[k] for k in kept}  # checkpoints, metrics, summary, noise ...
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"  # not marked failed
+
+
+def test_a_bad_value_rerun_in_a_finished_run_keeps_its_hydra_record(refused_rerun):
+    """.hydra/ records the command the run's results came from: a command refused before it
+    ran must not replace it (as a refused continuation with changed settings does not)."""
+    run, before, proc = refused_rerun
+    assert proc.returncode == 2
+    after = _snapshot(run)
+    changed = sorted(k for k in before if k.startswith(".hydra") and after.get(k) != before[k])
+    assert not changed, f"{changed} now record the refused command: " + \
+        (run / ".hydra/overrides.yaml").read_text().replace("\n", " ")
+
+
+# --- evaluate.py and attack.py ------------------------------------------------------------------------
+
+# (entry point, arguments, what the error line must contain, what it must not)
+ENTRY_VALUES = [
+    ("evaluate.py", [], ("checkpoint is required",), ()),
+    ("evaluate.py", ["checkpoint={ckpt}", "batch_size=0"], ("batch_size=0",), ()),
+    ("evaluate.py", ["checkpoint={run}"], ("is a folder",), ("does not exist",)),
+    ("attack.py", ["checkpoint={run}/checkpoints"], ("is a folder",), ("does not exist",)),
+    ("evaluate.py", ["checkpoint={ckpt}", "precision=fp16"], ("precision='fp16'",), ("trainer.precision",)),
+    ("attack.py", ["checkpoint={ckpt}", "num_samples=0"], ("num_samples=0",), ()),
+    ("attack.py", ["checkpoint={ckpt}", "num_samples=-1"], ("num_samples=-1",), ()),
+    ("attack.py", ["checkpoint={ckpt}", "attack.steps=abc"], ("attack.steps='abc'",), ()),
+    ("attack.py", ["checkpoints={run}", "epochs=2-1"], ("epochs='2-1'", "reversed"), ("matches none", "matches no ")),
+]
+
+
+@pytest.mark.parametrize("entry,args,contains,absent", ENTRY_VALUES,
+                         ids=[f"{e}:{' '.join(a).replace('{', '').replace('}', '') or 'no-args'}"
+                              for e, a, _, _ in ENTRY_VALUES])
+def test_a_bad_evaluate_or_attack_value_is_one_line(trained, tmp_path, entry, args, contains, absent):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "evaluation.json").write_text('{"previous": "result"}')  # an earlier result in the same folder
+    args = [a.format(run=trained, ckpt=trained / "checkpoints/last.pt") for a in args]
+    proc = run_entry(entry, *args, "device=cpu", f"hydra.run.dir={out}", cwd=tmp_path, check=False)
+    one_line_error(proc, *contains, absent=absent, out=out)
+    assert (out / "evaluation.json").read_text() == '{"previous": "result"}'
+    assert not (out / "robustness.csv").exists()
+
+
+# --- output folders that cannot be used ----------------------------------------------------------------
+
+OUTPUTS = [("train.py", "under_a_file"), ("train.py", "an_existing_file"), ("train.py", "read_only"),
+           ("evaluate.py", "an_existing_file")]
+
+
+@pytest.mark.parametrize("entry,where", OUTPUTS, ids=[f"{e}:{w}" for e, w in OUTPUTS])
+def test_an_unusable_output_folder_is_one_line(trained, tmp_path, entry, where):
+    results = tmp_path / "results.txt"
+    results.write_text("an earlier result\n")
+    out = {"under_a_file": results / "run", "an_existing_file": results,
+           "read_only": Path("/proc") / f"sat-readonly-{os.getpid()}" / "run"}[where]
+    args = [*TINY] if entry == "train.py" else [f"checkpoint={trained / 'checkpoints/last.pt'}", "device=cpu"]
+    proc = run_entry(entry, *args, f"hydra.run.dir={out}", cwd=tmp_path, check=False)
+    one_line_error(proc, str(out.parent) if where == "read_only" else str(results))
+    assert results.read_text() == "an earlier result\n"
+
+
+# --- configs Hydra cannot compose -----------------------------------------------------------------------
+
+COMPOSE = [("train.py", ["method=nosuch"]), ("evaluate.py", ["checkpoint={ckpt}", "nosuch=1"]),
+           ("attack.py", ["checkpoint={ckpt}", "attack=nosuch"])]
+
+
+@pytest.mark.parametrize("entry,args", COMPOSE, ids=[f"{e}:{a[-1]}" for e, a in COMPOSE])
+def test_an_unknown_option_or_key_exits_2_without_traceback(trained, tmp_path, entry, args):
+    out = tmp_path / "out"
+    args = [a.format(ckpt=trained / "checkpoints/last.pt") for a in args]
+    base = [*TINY] if entry == "train.py" else ["device=cpu"]
+    proc = run_entry(entry, *base, *args, f"hydra.run.dir={out}", cwd=tmp_path, check=False)
+    composition_error(proc)
+    assert "nosuch" in proc.stderr
+    assert not out.exists()  # refused before a run folder is made
