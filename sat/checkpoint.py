@@ -219,7 +219,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint (format {FORMAT_VERSION} with a stored config)")
     if state.get("checksum") != checksum(state):
         raise UserError(f"checkpoint={str(path)!r} is damaged: its contents do not match the checksum stored in it")
+    _check_fields(state, path)
     return state
+
+
+# What every checkpoint holds, and of which type (a file may be someone else's crafting).
+_FIELDS = {"epoch": int, "model": dict, "config": dict, "noise_sha256": str, "optimizer": dict, "method": dict}
+
+
+def _check_fields(state: dict[str, Any], path: Path) -> None:
+    for key, kind in _FIELDS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: its {key!r} is missing or not a "
+                            f"{kind.__name__}")
+    outputs = state.get("model_outputs")
+    if outputs is not None and (not isinstance(outputs, int) or isinstance(outputs, bool) or not 1 <= outputs <= 10**6):
+        raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: model_outputs={outputs!r} is not a "
+                        "number of classes")
 
 
 def checkpoint_epoch(path: str | Path) -> int | None:

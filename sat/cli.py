@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sat.errors import UserError
 from sat.preemption import Preempted
+from sat.rundir import prepare_output_dir
 
 log = logging.getLogger("sat")
 
@@ -76,11 +77,26 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
         raise
 
 
+def _check_output_dirs(argv: list[str]) -> None:
+    """Hydra creates the output folder before the task runs, and reports a folder it
+    cannot create with a traceback: check the folders given on the command line first."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:
+            continue
+        try:
+            prepare_output_dir(value.strip("'\""))
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+
 def main(hydra_main: Callable[[], Any]) -> None:
     """Call an entry point's ``@hydra.main`` function. Hydra exits with status 1 for a
     config it cannot compose (an unknown group, option or key, a malformed override):
     that is bad input too, so it becomes status 2."""
     register_resolvers()
+    _check_output_dirs(sys.argv[1:])
     try:
         hydra_main()
     except SystemExit as e:

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from sat import validate
+from sat import trust, validate
 from sat.engine import accuracy_and_loss, predict
 from sat.rundir import prepare_output_dir, write_json_atomic
 from sat.tasks.common import resolve_device, resolve_precision
@@ -26,7 +26,7 @@ def trusted_packages(cfg: DictConfig) -> list[str]:
     value = read(cfg, "trusted_packages") or []
     if isinstance(value, str):
         value = [value]
-    return [str(v) for v in value]
+    return trust.trusted_package_names([str(v) for v in value])
 
 
 def data_dir(cfg: DictConfig) -> str:

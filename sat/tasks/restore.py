@@ -71,10 +71,23 @@ def restore_run(
     if nd.pattern.sha256() != state["noise_sha256"]:
         raise UserError(f"checkpoint={str(checkpoint)!r}: its noise pattern (hash {state['noise_sha256'][:12]}) could not "
                         f"be reproduced; put the run's noise.pt at {noise_file}")
-    outputs = int(state.get("model_outputs", nd.data.num_classes))
-    net = trust.build(config.get("model"), "model", "model", trusted_packages=trusted_packages,
-                      num_classes=outputs, input_shape=tuple(nd.data.input_shape))
-    model = with_normalization(net, tuple(nd.data.mean), tuple(nd.data.std))
+    outputs = int(state.get("model_outputs") or nd.data.num_classes)
+
+    def build_model() -> torch.nn.Module:
+        net = trust.build(config.get("model"), "model", "model", trusted_packages=trusted_packages,
+                          num_classes=outputs, input_shape=tuple(nd.data.input_shape))
+        return with_normalization(net, tuple(nd.data.mean), tuple(nd.data.std))
+
+    # First without memory (the meta device): a stored config describing another model (or
+    # a huge one) is refused before anything is allocated.
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in build_model().state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state["model"].items() if isinstance(v, torch.Tensor)}
+    if shapes != stored:
+        differ = sorted(set(shapes.items()) ^ set(stored.items()))[:1]
+        raise UserError(f"checkpoint={str(checkpoint)!r}: its weights do not fit the model its config describes "
+                        f"(first difference: {differ[0][0] if differ else '?'})")
+    model = build_model()
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as e:

@@ -388,12 +388,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         source = _resume_source(run, resume)
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:
-            try:
-                check_resumable(plain(cfg), resumed, source)
-            except UserError:
-                if source == run.last_checkpoint():  # Hydra has just overwritten the run's .hydra record
-                    run.restore_hydra_files(resumed.get("hydra_files"))
-                raise
+            check_resumable(plain(cfg), resumed, source)
         previous = run.read_summary()
         if resumed is not None and int(resumed["epoch"]) >= settings.epochs and previous \
                 and previous.get("status") == "finished" and source == run.last_checkpoint():
@@ -421,11 +416,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except BaseException as e:
         if started or fresh:  # never mark an existing run failed for a refused continuation
             run.set_status("failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        else:  # a refused command in a run's folder: Hydra has just overwritten the run's .hydra record
+            _restore_hydra_record(run)
         raise
     finally:
         run.unlock()
     print_run_table(summary)
     return summary
+
+
+def _restore_hydra_record(run: RunFolder) -> None:
+    last = run.last_checkpoint()
+    try:
+        state = load_checkpoint(last) if last is not None else None
+    except UserError:  # a damaged last.pt: nothing to restore from
+        return
+    if state is not None:
+        run.restore_hydra_files(state.get("hydra_files"))
 
 
 def _log_data(job: TrainingJob) -> None:
