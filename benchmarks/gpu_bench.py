@@ -74,7 +74,7 @@ class Sizes:
     pgd_window: float = 6.0
     job_window: float = 6.0
     ckpt_reps: int = 3
-    deadline: float = 440.0  # seconds for the whole run; gpu_check.sh kills at 470
+    deadline: float = 420.0  # seconds for the whole run; gpu_check.sh stops it at 460
     row_overhead: float = 10.0  # estimated set-up + warm-up seconds per measurement (for the deadline checks)
     job_overhead: float = 20.0  # estimated start-up of the concurrent job processes
     compile_reserve: float = 90.0  # a compiled row starts only with this much time left
@@ -111,11 +111,31 @@ def specs(s: Sizes) -> list[Spec]:
         Spec(f"r18w{w}", 18, w, s.dd_batch, "adam") for w in s.r18_widths]
 
 
-def make_optimizer(name: str, params) -> torch.optim.Optimizer:
-    # conf/optimizer/{sgd,adam}.yaml with the experiments' values; PyTorch's default implementation (foreach on CUDA)
+def make_optimizer(name: str, params, fused: bool = False) -> torch.optim.Optimizer:
+    # conf/optimizer/{sgd,adam}.yaml with the experiments' values; PyTorch's default implementation
+    # (foreach on CUDA) unless fused: one kernel for the whole update
+    kw = {"fused": True} if fused else {}
     if name == "sgd":
-        return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
-    return torch.optim.Adam(params, lr=1e-4)
+        return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4, **kw)
+    return torch.optim.Adam(params, lr=1e-4, **kw)
+
+
+@dataclass
+class Variant:
+    """How our path runs: the defaults are what TrainingJob does on CUDA today."""
+
+    compile_backend: str | None = None  # torch.compile the model (trainer.compile=true)
+    compile_mode: str | None = None
+    fused: bool = False  # fused optimizer step
+    channels_last: bool = True  # CUDA only, as trainer.channels_last
+    amp: bool = True  # bf16 autocast, CUDA only, as trainer.precision=auto
+
+
+# ablations of the ResNet-34 row: each changes one thing (the last also compiles, into CUDA graphs)
+ABLATIONS = [("fused SGD", Variant(fused=True)), ("no channels-last", Variant(channels_last=False)),
+             ("fp32, no autocast", Variant(amp=False)),
+             ("compiled reduce-overhead (CUDA graphs) + fused SGD",
+              Variant(compile_backend="inductor", compile_mode="reduce-overhead", fused=True))]
 
 
 # --- data --------------------------------------------------------------------------------
@@ -223,21 +243,24 @@ class OursJob:
     epoch read at the epoch's end, as TrainingJob does (minus scheduler and logging)."""
 
     def __init__(self, model, method, data: Data, batch: int, optimizer: str, device: torch.device,
-                 compile_backend: str | None = None, compile_mode: str | None = None, seed: int = 0):
+                 variant: Variant = Variant(), seed: int = 0):
         self.cuda = device.type == "cuda"
+        self.channels_last = self.cuda and variant.channels_last
         self.model = model.to(device)
-        if self.cuda:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = method
         method.setup(data.labels, 10)
         method.to(device)
-        self.optimizer = make_optimizer(optimizer, list(self.model.parameters()) + list(method.parameters()))
+        self.optimizer = make_optimizer(optimizer, list(self.model.parameters()) + list(method.parameters()),
+                                        variant.fused)
         self.loader = DeviceLoader(data.images, data.labels, batch, shuffle=True, augment=CropFlip(4), seed=seed)
         # as TrainingJob does with trainer.compile=true: the model is compiled, the rest of the step is not
-        kw = {"mode": compile_mode} if compile_mode else {}
-        self.step_model = torch.compile(self.model, backend=compile_backend, **kw) if compile_backend else self.model
+        kw = {"mode": variant.compile_mode} if variant.compile_mode else {}
+        self.step_model = torch.compile(self.model, backend=variant.compile_backend, **kw) \
+            if variant.compile_backend else self.model
         self.true_labels, self.device = data.true_labels, device
-        self.amp_dtype = torch.bfloat16 if self.cuda else None
+        self.amp_dtype = torch.bfloat16 if self.cuda and variant.amp else None
         self.epoch = 1  # past SAT's start epoch (0): the soft targets are updated every step
         self.flops = step_flops(self.model, method, device)  # before any optimizer state exists
         self.stats: EpochStats | None = None
@@ -259,7 +282,8 @@ class OursJob:
                 self.stats = EpochStats(self.device, self.true_labels, per_sample=True)
             before = self.stats.seen
             complete = train_one_epoch(self.step_model, self.method, self.loader, self.optimizer, self.epoch,
-                                       self.stats, self.amp_dtype, self.cuda, should_stop=stop, on_step=self._count)
+                                       self.stats, self.amp_dtype, self.channels_last, should_stop=stop,
+                                       on_step=self._count)
             images += self.stats.seen - before
             if complete:
                 try:
@@ -295,9 +319,9 @@ def wrn(s: Sizes) -> torch.nn.Module:
     return with_normalization(WideResNet(10, SHAPE, depth=s.wrn[0], width=s.wrn[1]), MEAN, STD)
 
 
-def ours_job(spec: Spec, data: Data, device, compile_backend=None, compile_mode=None) -> OursJob:
+def ours_job(spec: Spec, data: Data, device, variant: Variant = Variant()) -> OursJob:
     return OursJob(resnet(spec), SelfAdaptiveTraining(alpha=0.9, start_epoch=0), data, spec.batch, spec.optimizer,
-                   device, compile_backend, compile_mode)
+                   device, variant)
 
 
 # --- the reference-style path --------------------------------------------------------------
@@ -482,7 +506,7 @@ class Bench:
             return
         torch._dynamo.reset()  # each row compiles afresh (no recompile limits carried over)
         reset_peak(dev)
-        job = ours_job(spec, data, dev, s.compile_backend, s.compile_mode)
+        job = ours_job(spec, data, dev, Variant(compile_backend=s.compile_backend, compile_mode=s.compile_mode))
         warm_s, _ = timed(dev, lambda: job.warm_up(s.warm_steps))  # includes compiling both batch shapes
         ours = self.rates[f"{spec.name}/compiled"] = job.rate(s.train_window)
         ref = self.rates.get(f"{spec.name}/reference")
@@ -492,13 +516,32 @@ class Bench:
                      target=target + f"mode {s.compile_mode or 'default'}, compile + warm-up {warm_s:.0f} s",
                      extra={"warm_up_and_compile_s": warm_s}))
 
+    def ablation_row(self, spec: Spec, data: Data, what: str, variant: Variant) -> None:
+        """Our path with one thing changed, against our path as it is (same run)."""
+        s, dev = self.s, self.device
+        name = f"{spec.label()} train img/s, ablation: {what}"
+        base = self.rates.get(f"{spec.name}/eager")
+        if variant.compile_backend and dev.type == "cpu":
+            variant = Variant(**{**asdict(variant), "compile_backend": s.compile_backend, "compile_mode": None})
+        if not self.fits(name, s.compile_reserve if variant.compile_backend else s.train_window + s.row_overhead):
+            return
+        torch._dynamo.reset()
+        reset_peak(dev)
+        job = ours_job(spec, data, dev, variant)
+        warm_s, _ = timed(dev, lambda: job.warm_up(s.warm_steps))
+        ours = job.rate(s.train_window)
+        self.rates[f"{spec.name}/{what}"] = ours
+        self.add(Row(name, ours, base, ours / base if base else None, tflops=_tflops(ours, job.flops),
+                     peak_gib=_peak(peak_gib(dev), None), window_s=f"{s.train_window:g}",
+                     target=f"reference = our eager row; warm-up {warm_s:.0f} s"))
+
     # epoch overhead ----------------------------------------------------------------------
 
     def overhead_row(self, spec: Spec, job: OursJob, data: Data) -> Row:
         """Evaluation of the test images and the real checkpoint write, per epoch."""
         s, dev = self.s, self.device
         ev = lambda: evaluate(job.model, data.test_images, data.test_labels, s.eval_batch, job.amp_dtype,  # noqa: E731
-                              job.cuda)
+                              job.channels_last)
         ev()  # warm-up: cudnn autotuning of the eval shapes
         eval_s = statistics.median(timed(dev, ev)[0] for _ in range(3))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(job.optimizer, 200)
@@ -844,10 +887,10 @@ def main() -> None:
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU: checks every row runs (< 1 min)")
     ap.add_argument("--out", help="also write the table to OUT.json and OUT.md")
     ap.add_argument("--ckpt-dir", default=".", help="where the timed checkpoint writes go (removed after)")
-    ap.add_argument("--deadline", type=float, help="seconds for the whole run (default: 440 GPU, 90 smoke)")
+    ap.add_argument("--deadline", type=float, help="seconds for the whole run (default: 420 GPU, 90 smoke)")
     ap.add_argument("--compile-rows", help="all | none | comma list of rows (r34,r18w64,...) to also run compiled")
     ap.add_argument("--compile-mode", help="torch.compile mode (default, reduce-overhead, max-autotune, ...)")
-    ap.add_argument("--only", help="comma list of sections: train,trades,pgd,share,compile (default: all)")
+    ap.add_argument("--only", help="comma list of sections: train,trades,pgd,share,compile,ablate (default: all)")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: a concurrent-job child process
     args = ap.parse_args()
     sizes = Sizes.smoke() if args.cpu_smoke else Sizes()
@@ -865,7 +908,7 @@ def main() -> None:
     # background): either one ends the measurements, and the rows measured so far are printed
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    sections = set((args.only or "train,trades,pgd,share,compile").split(","))
+    sections = set((args.only or "train,trades,pgd,share,compile,ablate").split(","))
     bench = Bench(args, sizes)
     dev = bench.device
     if dev.type == "cuda":
@@ -880,8 +923,11 @@ def main() -> None:
                  for i, spec in enumerate(all_specs)]
         steps += [("trades", "TRADES", lambda: bench.trades_row(data)), ("pgd", "PGD", lambda: bench.pgd_rows(data)),
                   ("share", "concurrent jobs", bench.sharing_rows)]
-        steps += [("compile", f"{sp.label()} compiled", lambda sp=sp: bench.compiled_row(sp, data))
-                  for sp in sorted(chosen, key=lambda sp: sp.name != "r34")]  # the target row first
+        # the target row compiled first, then its ablations, then the other rows compiled
+        compiled = [("compile", f"{sp.label()} compiled", lambda sp=sp: bench.compiled_row(sp, data))
+                    for sp in sorted(chosen, key=lambda sp: sp.name != "r34")]
+        steps += compiled[:1] + [("ablate", f"ablation {what}", lambda what=what, v=v: bench.ablation_row(
+            all_specs[0], data, what, v)) for what, v in ABLATIONS] + compiled[1:]
         for section, name, fn in steps:
             if section in sections:
                 bench.guarded(name, fn)
