@@ -7,6 +7,7 @@ and kernels by self time on the CPU and on the device, and per-step counts.
     python benchmarks/profile_step.py --model r18 --width 4 --batch 128 --optimizer adam
     python benchmarks/profile_step.py --method trades --model wrn --batch 128
     python benchmarks/profile_step.py --device cpu --width 4 --images 512 --batch 64 --steps 3 --warmup 1
+    python benchmarks/profile_step.py --fused --compile inductor --compile-mode reduce-overhead
     python benchmarks/profile_step.py ... --trace step.json            # chrome://tracing / Perfetto
 
 Reading it: on a GPU, "device busy" well under the step's wall time means the step is
@@ -26,7 +27,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, schedule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_bench import OursJob, Spec, make_data, resnet, sync  # noqa: E402
+from gpu_bench import OursJob, Spec, Variant, make_data, resnet, sync  # noqa: E402
 
 from sat.methods import TRADES, SelfAdaptiveTraining  # noqa: E402
 from sat.models import WideResNet, with_normalization  # noqa: E402
@@ -42,8 +43,9 @@ def build(args, data, device) -> OursJob:
         model = resnet(Spec(args.model, depth, args.width or 64, args.batch, args.optimizer))
     sat = SelfAdaptiveTraining(alpha=0.9, start_epoch=0)
     method = TRADES(natural=sat, steps=args.attack_steps) if args.method == "trades" else sat
-    backend = args.compile if args.compile != "none" else None
-    return OursJob(model, method, data, args.batch, args.optimizer, device, compile_backend=backend)
+    variant = Variant(compile_backend=args.compile if args.compile != "none" else None, compile_mode=args.compile_mode,
+                      fused=args.fused, channels_last=not args.no_channels_last, amp=not args.fp32)
+    return OursJob(model, method, data, args.batch, args.optimizer, device, variant)
 
 
 def main() -> None:
@@ -60,6 +62,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="profiled steps")
     ap.add_argument("--warmup", type=int, default=10, help="steps before profiling (cudnn autotuning, compile)")
     ap.add_argument("--compile", default="none", help="torch.compile backend (inductor, eager) or none")
+    ap.add_argument("--compile-mode", help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
+    ap.add_argument("--fused", action="store_true", help="fused optimizer step")
+    ap.add_argument("--no-channels-last", action="store_true")
+    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--trace", help="also write a Chrome trace here")
     ap.add_argument("--stack", action="store_true", help="record Python stacks and print the top ops by source line")
@@ -87,8 +93,11 @@ def main() -> None:
     print(f"{name} on {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), torch {torch.__version__}; "
           f"{n} steps profiled; {wall / (n + 2) * 1e3:.1f} ms per step wall (profiler on)")
     cpu_ops = [e for e in events if e.key.startswith("aten::")]
-    print(f"aten ops per step: {sum(e.count for e in cpu_ops) / n:.0f}; "
-          f"host self time per step: {sum(e.self_cpu_time_total for e in events) / n / 1e3:.1f} ms")
+    # ops called from Python (not from inside another aten op): what the step asks the dispatcher for
+    outer = [e for e in prof.events() if e.name.startswith("aten::")
+             and not (e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))]
+    print(f"aten ops per step: {len(outer) / n:.0f} called from Python, {sum(e.count for e in cpu_ops) / n:.0f} "
+          f"with nested ones; host self time per step: {sum(e.self_cpu_time_total for e in events) / n / 1e3:.1f} ms")
     if cuda:
         # kernels, memcpys and memsets only: an op's device time repeats its kernels'
         dev_events = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
