@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data_pipeline import PILDataset  # benchmarks/ (this script's folder) is on sys.path
 from sat.attacks import PGD, robust_accuracy
 from sat.checkpoint import checksum, rng_state, save_checkpoint
 from sat.data.augment import CropFlip
@@ -342,15 +343,16 @@ class RefSAT:
         return (weights * loss).mean()
 
 
+class IndexedPIL(PILDataset):
+    """The reference code's dataset wrapper: (image, label, index), via PIL transforms."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x, y, i
+
+
 def reference_loader(data: Data, batch: int, workers: int, cuda: bool):
-    from data_pipeline import PILDataset  # benchmarks/ is on sys.path (this script's folder)
-
-    class Indexed(PILDataset):  # the reference code's dataset wrapper returns the index too
-        def __getitem__(self, i):
-            x, y = super().__getitem__(i)
-            return x, y, i
-
-    return torch.utils.data.DataLoader(Indexed(data.host_images, data.host_labels), batch_size=batch, shuffle=True,
+    return torch.utils.data.DataLoader(IndexedPIL(data.host_images, data.host_labels), batch_size=batch, shuffle=True,
                                        num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0)
 
 
