@@ -14,6 +14,7 @@ from sat.errors import UserError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 PROGRESS = ("auto", "bar", "none")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def read(cfg: DictConfig, key: str) -> Any:
@@ -36,6 +37,7 @@ class TrainerSettings:
     precision: str
     channels_last: bool
     compile: bool
+    compile_mode: str | None
     num_threads: int | None
     checkpoint_every: int
     checkpoint_from: int
@@ -55,6 +57,8 @@ class TrainerSettings:
             precision=validate.choice("trainer.precision", t.get("precision"), PRECISIONS),
             channels_last=validate.flag("trainer.channels_last", t.get("channels_last")),
             compile=validate.flag("trainer.compile", t.get("compile")),
+            compile_mode=None if t.get("compile_mode") in (None, "default") else validate.choice(
+                "trainer.compile_mode", t.get("compile_mode"), COMPILE_MODES),
             num_threads=None if num_threads is None else validate.positive_int("trainer.num_threads", num_threads),
             checkpoint_every=validate.number("trainer.checkpoint_every", t.get("checkpoint_every"), lo=0, integer=True),
             checkpoint_from=validate.number("trainer.checkpoint_from", t.get("checkpoint_from"), lo=0, integer=True),
