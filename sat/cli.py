@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sat.errors import UserError
 from sat.preemption import Preempted
-from sat.rundir import prepare_output_dir
 
 log = logging.getLogger("sat")
 
@@ -77,6 +78,23 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
         raise
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot become an output folder, or None; creates nothing (a bad
+    command must leave no folder behind)."""
+    if path.exists() and not path.is_dir():
+        return "is an existing file"
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"lies under the file {probe}"
+    try:  # a real try: permission bits say nothing for root, and /proc or read-only mounts refuse anyway
+        Path(tempfile.mkdtemp(dir=probe, prefix=".sat-probe-")).rmdir()
+    except OSError as e:
+        return f"cannot be written ({e.strerror or e})"
+    return None
+
+
 def _check_output_dirs(argv: list[str]) -> None:
     """Hydra creates the output folder before the task runs, and reports a folder it
     cannot create with a traceback: check the folders given on the command line first."""
@@ -84,10 +102,10 @@ def _check_output_dirs(argv: list[str]) -> None:
         key, sep, value = arg.partition("=")
         if not sep or key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:
             continue
-        try:
-            prepare_output_dir(value.strip("'\""))
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
+        problem = _unwritable(Path(value.strip("'\"")))
+        if problem:
+            print(f"error: output folder {value} {problem}; accepted: a writable folder ({key}=...)", file=sys.stderr,
+                  flush=True)
             raise SystemExit(2) from None
 
 
