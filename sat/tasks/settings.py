@@ -43,6 +43,7 @@ class TrainerSettings:
     progress: str
     eval_every: int
     async_checkpoint: bool
+    sync_batchnorm: bool = False
 
     @classmethod
     def from_config(cls, node: Any) -> "TrainerSettings":
@@ -62,6 +63,7 @@ class TrainerSettings:
             progress=validate.choice("trainer.progress", t.get("progress", "auto"), PROGRESS),
             eval_every=validate.positive_int("trainer.eval_every", t.get("eval_every", 1)),
             async_checkpoint=validate.flag("trainer.async_checkpoint", t.get("async_checkpoint", True)),
+            sync_batchnorm=validate.flag("trainer.sync_batchnorm", t.get("sync_batchnorm", False)),
         )
 
 
