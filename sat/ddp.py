@@ -61,12 +61,16 @@ class DataParallelStep:
         return loss * (n * self.world_size / self.batch.total(n)), logits
 
 
-def convert_sync_batchnorm(modules: list[nn.Module], device: torch.device) -> int:
-    """Replace BatchNorm layers by SyncBatchNorm in place (same parameters and buffers,
-    so optimizer and checkpoints are unaffected); returns how many were converted."""
+def check_sync_batchnorm(device: torch.device) -> None:
     if device.type != "cuda":
         raise UserError("trainer.sync_batchnorm=true needs CUDA: PyTorch's SyncBatchNorm does not run on the CPU "
                         "(gloo); accepted: trainer.sync_batchnorm=false with device=cpu")
+
+
+def convert_sync_batchnorm(modules: list[nn.Module], device: torch.device) -> int:
+    """Replace BatchNorm layers by SyncBatchNorm in place (same parameters and buffers,
+    so optimizer and checkpoints are unaffected); returns how many were converted."""
+    check_sync_batchnorm(device)
     before = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for root in modules for m in root.modules())
     for root in modules:
         if isinstance(root, nn.modules.batchnorm._BatchNorm):

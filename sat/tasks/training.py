@@ -28,8 +28,8 @@ from sat.data.folder import FolderDataset
 from sat.data.stream import make_stream_loader
 from sat.data.loader import DeviceLoader
 from sat.data.noise import Noise
-from sat.ddp import (DataParallelStep, check_batch_split, check_last_batch, convert_sync_batchnorm, evaluate_sharded,
-                     has_batchnorm)
+from sat.ddp import (DataParallelStep, check_batch_split, check_last_batch, check_sync_batchnorm, convert_sync_batchnorm,
+                     evaluate_sharded, has_batchnorm)
 from sat.distributed import SINGLE, Distributed, ShardedBatch
 from sat.engine import EpochStats, evaluate as evaluate_model, train_one_epoch
 from sat.errors import UserError
@@ -198,6 +198,7 @@ class TrainingJob:
                                        world_size=group.world_size)
             self.eval_sets = {"val": (nd.val.images.to(self.device), nd.val.labels.to(self.device)),
                               "test": (self.data.test.images.to(self.device), self.data.test.labels.to(self.device))}
+        self._check_distributed()
         self.params = count_parameters(self.model)
 
         self.writer = CheckpointWriter(background=settings.async_checkpoint)
@@ -217,7 +218,6 @@ class TrainingJob:
             if s.sync_batchnorm:
                 log.info("trainer.sync_batchnorm=true has no effect in a single process")
             return
-        check_last_batch(len(self.loader.labels), s.batch_size, group.world_size)
         networks = [self.model, *self.method.networks()]
         if s.sync_batchnorm:
             convert_sync_batchnorm(networks, self.device)
@@ -227,6 +227,16 @@ class TrainingJob:
                      s.batch_size)
         self.global_batch = ShardedBatch(group, lambda: self.loader.shard_sizes)
         self.step = DataParallelStep(self.step_model, self.method, group, self.global_batch)
+
+    def _check_distributed(self) -> None:
+        """What a DDP run needs of the settings, checked before it starts."""
+        if self.group.enabled:
+            if not isinstance(self.loader, DeviceLoader):
+                raise UserError(f"dataset.loader={self.loader_kind} is not supported under DDP yet (its loader does not "
+                                "shard the epoch over the processes); accepted: dataset.loader=device")
+            check_last_batch(len(self.loader.labels), self.settings.batch_size, self.group.world_size)
+            if self.settings.sync_batchnorm:
+                check_sync_batchnorm(self.device)
 
     def _evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         args = (self.amp_dtype, self.channels_last, self.data.num_classes)
