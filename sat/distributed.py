@@ -145,13 +145,10 @@ class Distributed:
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
-    def max(self, value: int) -> int:
-        """The largest of the processes' ``value``."""
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.int64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
-        return int(t)
+    def signal_agreement(self) -> Callable[[int], int] | None:
+        """For :class:`sat.preemption.Preemption`: the processes' agreed signal (None in
+        one process)."""
+        return _SignalAgreement(self.control) if self.enabled else None
 
     def barrier(self) -> None:
         if self.enabled:
@@ -178,6 +175,28 @@ class Distributed:
         if self.enabled:
             for buffer in module.buffers():
                 dist.broadcast(buffer, src=0)
+
+
+class _SignalAgreement:
+    """The largest of the processes' signal numbers (0: none), agreed one call late:
+    each call starts a non-blocking all-reduce of this process's value and returns the
+    result of the previous call's. Every process sees the same results in the same
+    calls, so all stop at the same step (one step after the signal), and the reduction
+    runs during the step instead of stalling it."""
+
+    def __init__(self, group: Any):
+        self.group = group
+        self.pending: tuple[Any, torch.Tensor] | None = None
+
+    def __call__(self, signum: int) -> int:
+        agreed = 0
+        if self.pending is not None:
+            work, value = self.pending
+            work.wait()
+            agreed = int(value)
+        value = torch.tensor([signum], dtype=torch.int64)
+        self.pending = (dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.group, async_op=True), value)
+        return agreed
 
 
 SINGLE = Distributed()
@@ -232,21 +251,27 @@ class ShardedBatch(GlobalBatch):
 
     def gather(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         sizes = list(self._sizes())
-        cap = max(sizes)
-        out = []
+        mine = sizes[self.rank]
         for t in tensors:
-            t = t.detach()
-            if len(t) != sizes[self.rank]:
-                raise ValueError(f"gather: {len(t)} rows, but this process's shard has {sizes[self.rank]} samples")
-            flag = t.dtype == torch.bool  # not every backend reduces bools
-            if flag:
-                t = t.to(torch.uint8)
-            if len(t) < cap:  # all_gather needs equal sizes: pad, then drop the padding
-                t = torch.cat([t, t.new_zeros((cap - len(t), *t.shape[1:]))])
-            parts = [torch.empty_like(t) for _ in range(self.world_size)]
-            dist.all_gather(parts, t.contiguous())
-            whole = torch.cat([p[:n] for p, n in zip(parts, sizes)])
-            out.append(whole.bool() if flag else whole)
+            if len(t) != mine:
+                raise ValueError(f"gather: {len(t)} rows, but this process's shard has {mine} samples")
+        # One collective for all tensors: their rows as raw bytes side by side (exact
+        # for every dtype), padded to the largest shard (all_gather needs equal sizes).
+        rows = [t.detach().reshape(mine, -1).contiguous() for t in tensors]
+        raw = [r.view(torch.uint8) if r.dtype != torch.bool else r.to(torch.uint8) for r in rows]
+        packed = torch.cat(raw, dim=1) if raw else torch.empty(mine, 0, dtype=torch.uint8)
+        cap = max(sizes)
+        if mine < cap:
+            packed = torch.cat([packed, packed.new_zeros(cap - mine, packed.shape[1])])
+        parts = [torch.empty_like(packed) for _ in range(self.world_size)]
+        dist.all_gather(parts, packed)
+        whole = torch.cat([part[:n] for part, n in zip(parts, sizes)])
+        out, col = [], 0
+        for t, r in zip(tensors, raw):
+            block = whole[:, col : col + r.shape[1]].contiguous()
+            col += r.shape[1]
+            value = block.bool() if t.dtype == torch.bool else block.view(t.dtype)
+            out.append(value.reshape(len(whole), *t.shape[1:]))
         return tuple(out)
 
     def local(self, rows: torch.Tensor) -> torch.Tensor:

@@ -30,9 +30,10 @@ class Preempted(SystemExit):
 class Preemption:
     """Records preemption signals while active (a context manager).
 
-    ``agree`` (a distributed run's: the largest of the processes' values) makes
-    :meth:`requested` a collective: a signal that reached any process stops every
-    process at the same step, all with that signal's exit status.
+    ``agree`` (a distributed run's, ``Distributed.signal_agreement``: this process's
+    signal number, 0 for none, in; the processes' agreed one out) makes
+    :meth:`requested` a collective whose answer is the agreed one alone: a signal that
+    reached any process stops every process at the same step.
     """
 
     def __init__(self, agree: Callable[[int], int] | None = None) -> None:
@@ -60,7 +61,8 @@ class Preemption:
         if self._agree is not None:  # every process calls this at the same points
             agreed = self._agree(self.signum or 0)
             if agreed and self.signum is None:
-                self.signum = agreed
+                self.signum = agreed  # the exit status of a process the signal did not reach
+            return agreed != 0
         return self.signum is not None
 
     def exit(self, where: str) -> None:

@@ -269,7 +269,7 @@ class TrainingJob:
     def fit(self, logger: RunLogger) -> None:
         try:
             # under DDP a signal to any process stops all of them at the same step
-            with Preemption(agree=self.group.max if self.group.enabled else None) as preemption:
+            with Preemption(agree=self.group.signal_agreement()) as preemption:
                 while self.epoch < self.settings.epochs:
                     self._one_epoch(logger, preemption)
         finally:
