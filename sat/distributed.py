@@ -250,6 +250,8 @@ class ShardedBatch(GlobalBatch):
         return sum(self._sizes())
 
     def gather(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not tensors:
+            return ()
         sizes = list(self._sizes())
         mine = sizes[self.rank]
         for t in tensors:
@@ -259,7 +261,7 @@ class ShardedBatch(GlobalBatch):
         # for every dtype), padded to the largest shard (all_gather needs equal sizes).
         rows = [t.detach().reshape(mine, -1).contiguous() for t in tensors]
         raw = [r.view(torch.uint8) if r.dtype != torch.bool else r.to(torch.uint8) for r in rows]
-        packed = torch.cat(raw, dim=1) if raw else torch.empty(mine, 0, dtype=torch.uint8)
+        packed = torch.cat(raw, dim=1)
         cap = max(sizes)
         if mine < cap:
             packed = torch.cat([packed, packed.new_zeros(cap - mine, packed.shape[1])])
