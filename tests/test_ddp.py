@@ -252,3 +252,4 @@ def test_slurm_ddp_preset_starts_one_task_per_gpu(compose_cfg):
     assert launcher["_target_"].endswith("SlurmLauncher")  # the submitit plugin's, extended
     assert (launcher["nodes"], launcher["gpus_per_node"], launcher["tasks_per_node"]) == (2, 8, 8)
     assert "export SLURM_KILL_BAD_EXIT=1" in launcher["setup"]
+    assert launcher["max_num_timeout"] > 0 and launcher["additional_parameters"]["requeue"]  # slurm.yaml's requeue
