@@ -3,11 +3,12 @@ besides DDP's own gradient averaging.
 
 The group is set up from the launcher's environment: torchrun's (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or, where those are
-absent, Slurm's (``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``, the first host of
+absent, srun's (``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS``, ``SLURM_LOCALID``, the first host of
 ``SLURM_JOB_NODELIST``), so ``srun`` or Hydra's submitit launcher with several tasks
 per node starts a DDP run without torchrun. NCCL on CUDA (``LOCAL_RANK`` picks the
-GPU), gloo on the CPU. Without either environment (or with one Slurm task) a run is a
-single process and every collective here is the identity.
+GPU), gloo on the CPU. Without either environment (or with one task in the srun step,
+or in a batch script outside srun) a run is a single process and every collective here
+is the identity.
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ def launch_from_env(environ: Mapping[str, str] = os.environ) -> Launch | None:
     if "RANK" in environ and "WORLD_SIZE" in environ:  # torchrun (or any env:// launcher)
         local = _int_env(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else 0
         return Launch(_int_env(environ, "RANK"), _int_env(environ, "WORLD_SIZE"), local, "torchrun", "env://")
-    tasks_key = "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in environ else "SLURM_NTASKS"
+    # srun's variables for the tasks of a step: a batch script itself also sees
+    # SLURM_PROCID=0 and the job's SLURM_NTASKS, but is one process
+    tasks_key = "SLURM_STEP_NUM_TASKS"
     if "SLURM_PROCID" not in environ or tasks_key not in environ or _int_env(environ, tasks_key) <= 1:
-        return None  # one Slurm task (the plain slurm launcher): a single-process run
+        return None  # one task (the plain slurm launcher, or a batch script): a single-process run
     nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or ""
     host = environ.get("MASTER_ADDR") or first_host(nodelist)
     # a port every task derives alike from the job id (as submitit does), unless given

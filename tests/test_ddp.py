@@ -228,11 +228,13 @@ def test_launch_from_torchrun_or_slurm_environment():
     assert launch_from_env({}) is None
     torchrun_env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "SLURM_PROCID": "0", "SLURM_NTASKS": "8"}
     assert launch_from_env(torchrun_env) == Launch(3, 8, 1, "torchrun", "env://")  # torchrun's variables win
-    slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "4242",
-             "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1",
+             "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu[07-08]"}
     assert launch_from_env(slurm) == Launch(5, 8, 1, "slurm", f"tcp://gpu07:{20000 + 4242}")
     assert launch_from_env({**slurm, "MASTER_ADDR": "head", "MASTER_PORT": "29500"}).init_method == "tcp://head:29500"
-    assert launch_from_env({**slurm, "SLURM_NTASKS": "1"}) is None  # one task per job: a single process
+    assert launch_from_env({**slurm, "SLURM_STEP_NUM_TASKS": "1"}) is None  # one task per job: a single process
+    batch_script = {k: v for k, v in slurm.items() if k != "SLURM_STEP_NUM_TASKS"} | {"SLURM_PROCID": "0"}
+    assert launch_from_env(batch_script) is None  # python train.py in an sbatch script, outside srun
     assert first_host("node[001,005-007],login2") == "node001" and first_host("a1") == "a1"
 
 
