@@ -13,6 +13,7 @@ from torch import nn
 from sat.data.loader import DeviceLoader
 from sat.data.stream import StreamLoader
 from sat.errors import UserError
+from sat.global_batch import WHOLE_BATCH, GlobalBatch
 from sat.methods.base import Method
 
 
@@ -37,11 +38,14 @@ class EpochStats:
 
     FIELDS = ("loss", "correct", "noisy_fit_given", "noisy_fit_true", "noisy", "clean_correct", "clean")
 
-    def __init__(self, device: torch.device, true_labels: torch.Tensor | None = None, per_sample: bool = False):
+    def __init__(self, device: torch.device, true_labels: torch.Tensor | None = None, per_sample: bool = False,
+                 batch: GlobalBatch = WHOLE_BATCH):
         """``per_sample``: also keep, per training sample, the model's probability of its
         given label and whether it predicts that label (as the training pass saw them),
-        so the model's own ranking of suspect labels can be scored."""
-        self.true_labels = true_labels
+        so the model's own ranking of suspect labels can be scored. ``batch``: under
+        DDP, each step's sums are summed over the processes and the per-sample values
+        gathered, so every process holds the statistics of the whole run."""
+        self.true_labels, self.batch = true_labels, batch
         self.sums = torch.zeros(len(self.FIELDS), device=device, dtype=torch.float64)
         n = len(true_labels) if (per_sample and true_labels is not None) else 0
         self.prob_given = torch.ones(n, device=device) if n else None
@@ -54,19 +58,25 @@ class EpochStats:
         loss = loss.detach()
         pred = logits.detach().argmax(dim=1)
         hit = pred == y
-        values = [loss * len(y), hit.sum()]
+        # ``loss`` is this process's share of the global batch's mean (all of it in
+        # one process): times total / world_size, summed over processes, the batch's sum
+        total = self.batch.total(len(y))
+        values = [loss * (total / self.batch.world_size), hit.sum()]
         if self.true_labels is not None:
             true = self.true_labels[index]
             noisy = y != true
             values += [(hit & noisy).sum(), ((pred == true) & noisy).sum(), noisy.sum(), (hit & ~noisy).sum(),
                        (~noisy).sum()]
-        self.sums[: len(values)] += torch.stack([v.to(torch.float64) for v in values])
+        sums = self.batch.sum(torch.stack([v.to(torch.float64) for v in values]))
+        self.sums[: len(values)] += sums
         if self.prob_given is not None:
-            self.prob_given[index] = logits.detach().float().softmax(dim=1).gather(1, y[:, None]).squeeze(1)
+            prob = logits.detach().float().softmax(dim=1).gather(1, y[:, None]).squeeze(1)
+            index, prob, hit = self.batch.gather(index, prob, hit)
+            self.prob_given[index] = prob
             self.predicts_given[index] = hit
-        bad = ~torch.isfinite(loss)
+        bad = ~torch.isfinite(sums[0])
         self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), self.steps, self.first_bad_step)
-        self.seen += len(y)
+        self.seen += total
         self.steps += 1
 
     def metrics(self, epoch: int) -> dict[str, float]:
@@ -114,17 +124,20 @@ def train_one_epoch(
     channels_last: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[int], None] | None = None,
+    step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> bool:
     """Train on the loader's (rest of the) epoch, adding to ``stats``. Returns True when
     the epoch is complete, False when ``should_stop()`` ended it after a step (the
-    loader and ``stats`` then hold where it stopped, for a checkpoint)."""
+    loader and ``stats`` then hold where it stopped, for a checkpoint). ``step(x, y,
+    index, epoch) -> (loss, logits)`` replaces ``method(model, ...)`` where the step is
+    wrapped (DDP: ``sat.ddp.DataParallelStep``)."""
     model.train()
     device = loader.device
     for x, y, index in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
-            loss, logits = method(model, x, y, index, epoch)
+            loss, logits = step(x, y, index, epoch) if step is not None else method(model, x, y, index, epoch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

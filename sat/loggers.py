@@ -183,3 +183,22 @@ class RunLogger:
         if self.tracker is not None:
             self.tracker.close()
         self.jsonl.close()
+
+
+class NullRunLogger:
+    """What the other processes of a distributed run log with: nothing (rank 0 writes)."""
+
+    def __enter__(self) -> "NullRunLogger":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def log_hparams(self, hparams: dict[str, HParam], results: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

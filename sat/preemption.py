@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -27,11 +28,18 @@ class Preempted(SystemExit):
 
 
 class Preemption:
-    """Records preemption signals while active (a context manager)."""
+    """Records preemption signals while active (a context manager).
 
-    def __init__(self) -> None:
+    ``agree`` (a distributed run's, ``Distributed.signal_agreement``: this process's
+    signal number, 0 for none, in; the processes' agreed one out) makes
+    :meth:`requested` a collective whose answer is the agreed one alone: a signal that
+    reached any process stops every process at the same step.
+    """
+
+    def __init__(self, agree: Callable[[int], int] | None = None) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._agree = agree
 
     def __enter__(self) -> "Preemption":
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
@@ -50,6 +58,11 @@ class Preemption:
         self.signum = signum
 
     def requested(self) -> bool:
+        if self._agree is not None:  # every process calls this at the same points
+            agreed = self._agree(self.signum or 0)
+            if agreed and self.signum is None:
+                self.signum = agreed  # the exit status of a process the signal did not reach
+            return agreed != 0
         return self.signum is not None
 
     def exit(self, where: str) -> None:

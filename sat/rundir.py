@@ -46,6 +46,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 class RunFolder:
     """``path``: the run's output folder (already created by :func:`prepare_output_dir`)."""
 
+    writable = True  # False for the other processes of a distributed run (ReadOnlyRunFolder)
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
@@ -152,3 +154,25 @@ class RunFolder:
                 f.write("".join(line + "\n" for line in kept))
             os.replace(tmp, self.metrics_file)
         return dropped
+
+
+class ReadOnlyRunFolder(RunFolder):
+    """The run folder as the other processes of a distributed run see it: they read it
+    (its checkpoints, to resume) and leave every write to rank 0's :class:`RunFolder`."""
+
+    writable = False
+
+    def lock(self) -> None:
+        pass
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        pass
+
+    def restore_hydra_files(self, files: dict[str, str] | None) -> None:
+        pass
+
+    def cut_metrics(self, epoch: int) -> int:
+        return 0

@@ -19,6 +19,12 @@ class DeviceLoader:
 
     Its state (generator, and mid-epoch the epoch's order and position) is saved in
     checkpoints, so a run stopped between two batches continues with the next one.
+
+    Under DDP (``world_size`` > 1) every process draws the same permutation and cuts the
+    same global batches of ``batch_size``; process ``rank`` gets one contiguous shard of
+    each (``shard_sizes`` says how the batch just handed out was split), so every sample
+    is seen once per epoch. Augmentation draws for the whole global batch, which keeps
+    the processes' generators in step (and the state rank 0 saves valid for all).
     """
 
     def __init__(
@@ -30,9 +36,13 @@ class DeviceLoader:
         augment: Augment | None = None,
         drop_last: bool = False,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.rank, self.world_size = rank, world_size
+        self.shard_sizes: list[int] = []  # of the global batch handed out last, by rank
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
         self.generator = torch.Generator(device=images.device).manual_seed(seed)
@@ -61,12 +71,26 @@ class DeviceLoader:
         while self._position < len(self):
             start = self._position * self.batch_size
             index = self._order[start : start + self.batch_size]
-            x = self.images[index]
-            if self.augment is not None:
-                x = self.augment(x, self.generator)
+            if self.world_size > 1:
+                index, x = self._shard(index)
+            else:
+                self.shard_sizes = [len(index)]
+                x = self.images[index]
+                if self.augment is not None:
+                    x = self.augment(x, self.generator)
             self._position += 1
             yield x.float().div_(255), self.labels[index], index
         self._order = None
+
+    def _shard(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's contiguous part of a global batch (its dataset indices and images)."""
+        parts = index.tensor_split(self.world_size)
+        self.shard_sizes = [len(p) for p in parts]
+        start = sum(self.shard_sizes[: self.rank])
+        stop = start + self.shard_sizes[self.rank]
+        if self.augment is None:
+            return parts[self.rank], self.images[parts[self.rank]]
+        return parts[self.rank], self.augment(self.images[index], self.generator)[start:stop]
 
     def state_dict(self) -> dict:
         mid_epoch = self._order is not None

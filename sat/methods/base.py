@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sat.global_batch import WHOLE_BATCH, GlobalBatch
+
 
 class Method(nn.Module):
     """A training objective, possibly with per-sample state.
@@ -18,6 +20,23 @@ class Method(nn.Module):
 
     # How the config names this method in messages (TRADES renames its natural loss).
     config_name: str = "method"
+    # The global batch this process's batch is part of: per-sample state is updated
+    # from ``global_batch.gather(index, ...)`` and batch-level quantities (SAT's weight
+    # normalisation) use the whole batch, so that under DDP every process keeps the same
+    # state and computes what a single process would. The identity in one process.
+    global_batch: GlobalBatch = WHOLE_BATCH
+
+    def use_global_batch(self, batch: GlobalBatch) -> None:
+        """Called under DDP before training; reaches the methods inside this one (TRADES' natural loss)."""
+        for module in self.modules():
+            if isinstance(module, Method):
+                module.global_batch = batch
+
+    def networks(self) -> list[nn.Module]:
+        """Networks of the method's own that train with the model (co-teaching's peer):
+        under DDP they are wrapped with the model, so their gradients are averaged too.
+        Default: none."""
+        return []
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         """Allocate per-sample state for ``labels`` (on their device). Default: none."""

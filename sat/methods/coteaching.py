@@ -52,6 +52,12 @@ def small_loss_indices(per_sample_loss: torch.Tensor, keep: int) -> torch.Tensor
     return torch.argsort(per_sample_loss.detach(), stable=True)[:keep]
 
 
+def _local(positions: torch.Tensor, mine: torch.Tensor) -> torch.Tensor:
+    """Of the global batch ``positions``, those of this process's samples (batch
+    positions ``mine``, contiguous), as positions in its own shard, in the same order."""
+    return positions[torch.isin(positions, mine)] - mine[0] if len(mine) else positions[:0]
+
+
 class CoTeaching(Method):
     def __init__(self, forget_rate: float | None = None, num_gradual: int = 10, exponent: float = 1.0):
         super().__init__()
@@ -73,6 +79,9 @@ class CoTeaching(Method):
         checkpoint."""
         self.peer = build()
 
+    def networks(self) -> list[nn.Module]:
+        return [self.peer] if self.peer is not None else []
+
     def forget_rate_at(self, epoch: int) -> float:
         return forget_rate_schedule(epoch, self.forget_rate, self.num_gradual, self.exponent)
 
@@ -82,10 +91,19 @@ class CoTeaching(Method):
         logits, peer_logits = logits.float(), peer_logits.float()
         loss = F.cross_entropy(logits, targets, reduction="none")
         peer_loss = F.cross_entropy(peer_logits, targets, reduction="none")
+        # The selection ranks the whole global batch (under DDP: every process's shard,
+        # gathered), so a DDP run keeps the samples a single process would.
+        size = self.global_batch.total(len(targets))
         # At least one sample, so a tiny last batch never gives an empty mean.
-        keep = max(1, int((1.0 - self.forget_rate_at(epoch)) * len(targets)))
-        kept_by_model, kept_by_peer = small_loss_indices(loss, keep), small_loss_indices(peer_loss, keep)
-        return loss[kept_by_peer].mean() + peer_loss[kept_by_model].mean()
+        keep = max(1, int((1.0 - self.forget_rate_at(epoch)) * size))
+        batch_loss, batch_peer_loss = self.global_batch.gather(loss, peer_loss)
+        mine = self.global_batch.local(torch.arange(size, device=loss.device))  # my samples' batch positions
+        kept_by_model, kept_by_peer = (_local(small_loss_indices(batch_loss, keep), mine),
+                                       _local(small_loss_indices(batch_peer_loss, keep), mine))
+        # Each term is the mean over the kept samples of the global batch; this
+        # process's part of it, as a mean over its own shard (as Method losses are).
+        share = size / len(targets)
+        return (loss[kept_by_peer].sum() / keep + peer_loss[kept_by_model].sum() / keep) * share
 
     def forward(self, model, x, y, index, epoch):
         if self.peer is None:

@@ -45,10 +45,13 @@ class EarlyLearningRegularization(Method):
         return self.targets
 
     def _update_targets(self, p: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        p = p.detach()
+        """Update the targets of the global batch's samples (under DDP: all processes'
+        shards, gathered, so every process keeps the same targets); returns this
+        process's rows."""
+        index, p = self.global_batch.gather(index, p)
         t = self.beta * self.targets[index] + (1.0 - self.beta) * (p / p.sum(dim=1, keepdim=True))
         self.targets[index] = t
-        return t
+        return self.global_batch.local(t)
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:
         logits = logits.float()

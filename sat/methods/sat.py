@@ -157,13 +157,18 @@ class SelfAdaptiveTraining(Method):
         return self.targets
 
     def _update_targets(self, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Move the targets of the global batch's samples (under DDP: every process's
+        shard, gathered, so all keep the same targets); returns them, one row per
+        sample of the global batch."""
         prob = logits.detach().float().softmax(dim=1)
+        index, prob = self.global_batch.gather(index, prob)
         t = self.alpha * self.targets[index] + (1.0 - self.alpha) * prob
         self.targets[index] = t
         return t
 
     @staticmethod
     def _weights(t: torch.Tensor) -> torch.Tensor:
+        """max_k t_ik, normalised so that the weights of the batch ``t`` sum to its size."""
         w = t.max(dim=1).values
         return w * (t.shape[0] / w.sum())
 
@@ -173,11 +178,13 @@ class SelfAdaptiveTraining(Method):
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:
         if self.changes is not None:
-            self.changes.update(index, logits.detach().argmax(dim=1))
+            self.changes.update(*self.global_batch.gather(index, logits.detach().argmax(dim=1)))
         if self.start_epoch is None or epoch < self.start_epoch:
             return F.cross_entropy(logits.float(), targets)
-        t = self._update_targets(logits, index)
-        return (self._weights(t) * self.target_loss(logits, t)).mean()
+        t_batch = self._update_targets(logits, index)
+        # weights normalised over the global batch; the loss over this process's samples
+        w, t = self.global_batch.local(self._weights(t_batch)), self.global_batch.local(t_batch)
+        return (w * self.target_loss(logits, t)).mean()
 
     def hparams(self):
         return {

@@ -145,9 +145,11 @@ class SelfAdaptiveSelective(_AbstainingMethod):
 
     def _update_targets(self, class_logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         prob = _at_least_fp32(class_logits.detach()).softmax(dim=1)
+        # over the global batch (under DDP: every process's shard), so all keep the same targets
+        index, prob = self.global_batch.gather(index, prob)
         t = self.momentum * self.targets[index] + (1.0 - self.momentum) * prob
         self.targets[index] = t
-        return t
+        return self.global_batch.local(t)
 
     def abstain_loss(self, logits, labels, index) -> torch.Tensor:
         t = self._update_targets(logits[:, : self.num_classes], index)

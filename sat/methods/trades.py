@@ -62,6 +62,9 @@ class TRADES(Method):
     def soft_labels(self) -> torch.Tensor | None:
         return self.natural.soft_labels()
 
+    def networks(self) -> list[nn.Module]:
+        return self.natural.networks()
+
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:
         """The natural part only (the KL term needs the model; see :meth:`forward`)."""
         return self.natural.loss(logits, targets, index, epoch)
@@ -73,7 +76,7 @@ class TRADES(Method):
             p = F.softmax(model(x).float(), dim=1)  # fixed during the attack: compute once
         # The reference leaves the noisy start unprojected; projecting it only matters
         # when steps == 0 or epsilon < 0.001, and keeps x_adv a valid image.
-        x_adv = project(x + 0.001 * torch.randn_like(x), x, self.epsilon)
+        x_adv = project(x + 0.001 * self.global_batch.randn_like(x), x, self.epsilon)
         for _ in range(self.steps):
             grad = input_grad(lambda xa: kl_sum(model(xa), p), x_adv)
             x_adv = project(x_adv + self.step_size * grad.sign(), x, self.epsilon)

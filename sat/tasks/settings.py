@@ -45,6 +45,7 @@ class TrainerSettings:
     progress: str
     eval_every: int
     async_checkpoint: bool
+    sync_batchnorm: bool = False
 
     @classmethod
     def from_config(cls, node: Any) -> "TrainerSettings":
@@ -66,6 +67,7 @@ class TrainerSettings:
             progress=validate.choice("trainer.progress", t.get("progress", "auto"), PROGRESS),
             eval_every=validate.positive_int("trainer.eval_every", t.get("eval_every", 1)),
             async_checkpoint=validate.flag("trainer.async_checkpoint", t.get("async_checkpoint", True)),
+            sync_batchnorm=validate.flag("trainer.sync_batchnorm", t.get("sync_batchnorm", False)),
         )
 
 

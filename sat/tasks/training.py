@@ -8,6 +8,7 @@ run's checkpoint in this folder instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from sat import distributed
 from sat.checkpoint import (CheckpointWriter, checkpoint_epoch, load_checkpoint, repair, rng_state,
                             set_rng_state)
 from sat.data.datasets import DataSource
@@ -26,14 +28,18 @@ from sat.data.folder import FolderDataset
 from sat.data.stream import make_stream_loader
 from sat.data.loader import DeviceLoader
 from sat.data.noise import Noise
+from sat.ddp import (DataParallelStep, check_batch_split, check_last_batch, check_sync_batchnorm, convert_sync_batchnorm,
+                     evaluate_sharded, has_batchnorm)
+from sat.distributed import SINGLE, Distributed, ShardedBatch
 from sat.engine import EpochStats, evaluate as evaluate_model, train_one_epoch
 from sat.errors import UserError
 from sat.eval_stream import evaluate_loader
-from sat.loggers import RunLogger
+from sat.global_batch import WHOLE_BATCH
+from sat.loggers import NullRunLogger, RunLogger
 from sat.methods.base import Method
 from sat.models import count_parameters
 from sat.preemption import Preempted, Preemption
-from sat.rundir import RunFolder, prepare_output_dir
+from sat.rundir import ReadOnlyRunFolder, RunFolder, prepare_output_dir
 from sat.tasks import settings as run_settings
 from sat.tasks.common import (apply_noise, build, build_model, choices, job_num, load_source, packages_used, plain,
                               resolve_device, resolve_precision, set_normalization)
@@ -89,9 +95,11 @@ def _checkpoint_names(done: int, is_best: bool, every: int, first: int) -> list[
     return names
 
 
-def _setup_torch(settings: TrainerSettings, device_name: Any, seed: int) -> tuple[torch.device, Any, bool]:
-    """Device, autocast dtype and memory format for this run; seeds PyTorch."""
-    device = resolve_device(device_name, job_num())
+def _setup_torch(settings: TrainerSettings, device_name: Any, seed: int,
+                 device: torch.device | None = None) -> tuple[torch.device, Any, bool]:
+    """Device (``device`` where the process group chose it), autocast dtype and memory
+    format for this run; seeds PyTorch."""
+    device = device or resolve_device(device_name, job_num())
     amp_dtype = resolve_precision(settings.precision, device)
     if settings.num_threads:  # parallel CPU jobs of a sweep must share the cores
         torch.set_num_threads(settings.num_threads)
@@ -136,10 +144,11 @@ class TrainingJob:
     config, then :meth:`fit` runs the epochs and :meth:`finish` writes the results."""
 
     def __init__(self, cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFolder,
-                 resumed: dict[str, Any] | None):
-        self.cfg, self.settings, self.seed, self.run = cfg, settings, seed, run
+                 resumed: dict[str, Any] | None, group: Distributed = SINGLE):
+        self.cfg, self.settings, self.seed, self.run, self.group = cfg, settings, seed, run, group
         self.config = plain(cfg)
-        self.device, self.amp_dtype, self.channels_last = _setup_torch(settings, read(cfg, "device"), seed)
+        check_batch_split(settings.batch_size, group.world_size)
+        self.device, self.amp_dtype, self.channels_last = _setup_torch(settings, read(cfg, "device"), seed, group.device)
         # the run's .hydra record as it was first written, kept with every checkpoint
         self.hydra_files = resumed.get("hydra_files") if resumed is not None else run.hydra_files()
 
@@ -194,9 +203,11 @@ class TrainingJob:
                               for split, files in (("val", nd.val), ("test", raw.test)) if files is not None}
         else:
             self.loader = DeviceLoader(nd.train.images.to(self.device), self.train_labels, settings.batch_size,
-                                       shuffle=True, augment=augment, seed=seed)
+                                       shuffle=True, augment=augment, seed=seed, rank=group.rank,
+                                       world_size=group.world_size)
             self.eval_sets = {"val": (nd.val.images.to(self.device), nd.val.labels.to(self.device)),
                               "test": (self.data.test.images.to(self.device), self.data.test.labels.to(self.device))}
+        self._check_distributed()
         self.params = count_parameters(self.model)
 
         self.writer = CheckpointWriter(background=settings.async_checkpoint)
@@ -204,6 +215,43 @@ class TrainingJob:
         self.partial: dict[str, Any] | None = None  # mid-epoch stats of a preempted run
         if resumed is not None:
             self._restore(resumed)
+        self.global_batch, self.step = WHOLE_BATCH, None  # a DDP run's: see _distribute
+
+    # --- distributed ------------------------------------------------------------------
+
+    def distribute(self) -> None:
+        """Under DDP (a collective, after the job is built on every process): SyncBatchNorm
+        if asked for, per-sample state through gathers, the networks wrapped in DDP."""
+        group, s = self.group, self.settings
+        if not group.enabled:
+            if s.sync_batchnorm:
+                log.info("trainer.sync_batchnorm=true has no effect in a single process")
+            return
+        networks = [self.model, *self.method.networks()]
+        if s.sync_batchnorm:
+            convert_sync_batchnorm(networks, self.device)
+        elif any(has_batchnorm(net) for net in networks):
+            log.info("BatchNorm normalises over each process's %d samples, not the global batch of %d "
+                     "(trainer.sync_batchnorm=true for global statistics)", s.batch_size // group.world_size,
+                     s.batch_size)
+        self.global_batch = ShardedBatch(group, lambda: self.loader.shard_sizes)
+        self.step = DataParallelStep(self.step_model, self.method, group, self.global_batch)
+
+    def _check_distributed(self) -> None:
+        """What a DDP run needs of the settings, checked before it starts."""
+        if self.group.enabled:
+            if not isinstance(self.loader, DeviceLoader):
+                raise UserError(f"dataset.loader={self.loader_kind} is not supported under DDP yet (its loader does not "
+                                "shard the epoch over the processes); accepted: dataset.loader=device")
+            check_last_batch(len(self.loader.labels), self.settings.batch_size, self.group.world_size)
+            if self.settings.sync_batchnorm:
+                check_sync_batchnorm(self.device)
+
+    def _evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        args = (self.amp_dtype, self.channels_last, self.data.num_classes)
+        if self.group.enabled:  # each process scores a part of the set
+            return evaluate_sharded(self.model, images, labels, self.settings.eval_batch_size, self.group, *args)
+        return evaluate_model(self.model, images, labels, self.settings.eval_batch_size, *args)
 
     # --- state --------------------------------------------------------------------------
 
@@ -229,7 +277,8 @@ class TrainingJob:
 
     def fit(self, logger: RunLogger) -> None:
         try:
-            with Preemption() as preemption:
+            # under DDP a signal to any process stops all of them at the same step
+            with Preemption(agree=self.group.signal_agreement()) as preemption:
                 while self.epoch < self.settings.epochs:
                     self._one_epoch(logger, preemption)
         finally:
@@ -238,33 +287,33 @@ class TrainingJob:
     def _one_epoch(self, logger: RunLogger, preemption: Preemption) -> None:
         s, epoch = self.settings, self.epoch
         tic = time.perf_counter()
-        stats = EpochStats(self.device, self.true_labels, per_sample=bool(self.noisy.any()))
+        stats = EpochStats(self.device, self.true_labels, per_sample=bool(self.noisy.any()), batch=self.global_batch)
         if self.partial is not None:  # continue a preempted epoch where it stopped
             stats.load_state_dict(self.partial["stats"])
             self.partial = None
         lr = self.optimizer.param_groups[0]["lr"]
-        bar = progress_bar(s.progress, len(self.loader), self.loader.position, f"epoch {epoch + 1}/{s.epochs}")
+        bar = progress_bar(s.progress if self.group.is_rank0 else "none", len(self.loader), self.loader.position, f"epoch {epoch + 1}/{s.epochs}")
         try:
             complete = train_one_epoch(self.step_model, self.method, self.loader, self.optimizer, epoch, stats,
                                        self.amp_dtype, self.channels_last, should_stop=preemption.requested,
-                                       on_step=(lambda _: bar.update()) if bar is not None else None)
+                                       on_step=(lambda _: bar.update()) if bar is not None else None,
+                                       step=self.step)
         finally:
             if bar is not None:
                 bar.close()
         if not complete:
             self._save(["last"], partial={"stats": stats.state_dict()})
-            self.writer.wait()
+            self._written()
             self.run.set_status("preempted", epochs_done=epoch)
             preemption.exit(f"checkpoint after {stats.steps} of {len(self.loader)} steps of epoch {epoch + 1}")
         metrics: dict[str, float] = {"lr": lr, **stats.metrics(epoch)}
         train_s = time.perf_counter() - tic
         self.scheduler.step()
+        self.group.broadcast_buffers(self.model)  # DDP: evaluate (and save) rank 0's BatchNorm statistics
         evaluate_now = (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs
         for split, evaluation in (self.eval_sets.items() if evaluate_now else ()):
             if isinstance(evaluation, tuple):
-                images, labels = evaluation
-                result = evaluate_model(self.model, images, labels, s.eval_batch_size, self.amp_dtype,
-                                        self.channels_last, self.data.num_classes)
+                result = self._evaluate(*evaluation)
             else:  # a streamed split
                 result = evaluate_loader(self.model, evaluation, self.amp_dtype, self.channels_last,
                                          self.data.num_classes)
@@ -289,12 +338,18 @@ class TrainingJob:
                         "time/checkpoint_s": time.perf_counter() - ckpt_tic, "time/epoch_s": time.perf_counter() - tic})
         logger.log_epoch(done, metrics)  # after the checkpoint: a logged epoch always has one
         if preemption.requested():
-            self.writer.wait()
+            self._written()
             self.run.set_status("preempted", epochs_done=done)
             preemption.exit(f"checkpoint after epoch {done}")
 
     def _save(self, names: list[str], partial: dict[str, Any] | None = None) -> None:
-        self.writer.save(self._state(partial), self.run.checkpoints, names)
+        if self.group.is_rank0:
+            self.writer.save(self._state(partial), self.run.checkpoints, names)
+
+    def _written(self) -> None:
+        """The checkpoint is on disk, and (DDP) no process exits before rank 0 has written it."""
+        self.writer.wait()
+        self.group.barrier()
 
     # --- results ------------------------------------------------------------------------
 
@@ -306,12 +361,14 @@ class TrainingJob:
             "wall_time_s": wall_time_s, "choices": choices(), "packages": packages_used(self.config),
             "deterministic": self.settings.deterministic, "method": self.method.hparams(),
             "noise": self.nd.noise_summary(), "final": self.metrics, "at_best_val": self.at_best_val,
+            "distributed": self.group.describe() | {"sync_batchnorm": self.settings.sync_batchnorm},
         }
 
     def finish(self, logger: RunLogger, wall_time_s: float) -> dict[str, Any]:
         summary = self.summary(wall_time_s)
-        files = [self.nd.train.file(i) for i in range(len(self.nd.train))] if isinstance(self.nd, StreamData) else None
-        write_soft_labels(self.run.path, self.method, self.train_labels, self.true_labels, self.nd.train.ids, files)
+        if self.run.writable:
+            files = [self.nd.train.file(i) for i in range(len(self.nd.train))] if isinstance(self.nd, StreamData) else None
+            write_soft_labels(self.run.path, self.method, self.train_labels, self.true_labels, self.nd.train.ids, files)
         logger.log_hparams(hparams_of(self.config, self.method.hparams()), results_of(self.metrics, self.params))
         self.run.write_summary(summary)
         return summary
@@ -326,13 +383,13 @@ def _resume_source(run: RunFolder, resume: str) -> Path | None:
     if resume == "auto":
         last = run.last_checkpoint()
         if last is None:
-            if (run.checkpoints / ".pending").is_dir():
+            if run.writable and (run.checkpoints / ".pending").is_dir():
                 repair(run.checkpoints, -1)  # only uncommitted files: drop them
             return None
         state_epoch = checkpoint_epoch(last)
         if state_epoch is None:
             load_checkpoint(last)  # raises the reason
-        for note in repair(run.checkpoints, state_epoch):
+        for note in repair(run.checkpoints, state_epoch) if run.writable else []:
             log.info("checkpoints: %s", note)
         return last
     path = Path(resume).expanduser()
@@ -347,7 +404,7 @@ def _fork_history(source: Path, run: RunFolder, state: dict[str, Any]) -> None:
     checkpoint's epoch and its best.pt (if it holds the recorded best epoch), so this
     folder holds the whole run."""
     src = source.resolve().parent.parent
-    if src == run.path.resolve():
+    if src == run.path.resolve() or not run.writable:
         return
     epoch, best = int(state["epoch"]), state.get("at_best_val")
     if (src / "metrics.jsonl").is_file() and not run.metrics_file.exists():
@@ -383,12 +440,14 @@ def _cut_logs(run: RunFolder, state: dict[str, Any] | None) -> tuple[int, bool]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one model as ``cfg`` describes; returns the run's summary."""
+    """Train one model as ``cfg`` describes; returns the run's summary. Under torchrun
+    (or Slurm with several tasks) every process runs this: one DDP run, whose folder
+    rank 0 alone writes."""
     wall_start = time.perf_counter()
-    run = RunFolder(prepare_output_dir(read(cfg, "paths.output_dir")))
-    run.lock()
+    group = distributed.setup(read(cfg, "device"))
+    run = _open_run_folder(group, read(cfg, "paths.output_dir"))
     fresh = run.last_checkpoint() is None
-    started = False
+    started = settled = False
     try:
         settings = TrainerSettings.from_config(read(cfg, "trainer"))
         seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
@@ -402,20 +461,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if resumed is not None and int(resumed["epoch"]) >= settings.epochs and previous \
                 and previous.get("status") == "finished" and source == run.last_checkpoint():
             log.info("run %s is already finished (%d epochs)", run.path, settings.epochs)
-            print_run_table(previous)
+            if run.writable:
+                print_run_table(previous)
             return previous
-        job = TrainingJob(cfg, settings, seed, run, resumed)
+        job = TrainingJob(cfg, settings, seed, run, resumed, group)
         if resumed is not None:
             _fork_history(source, run, resumed)
             log.info("continuing from %s after epoch %d%s", source, job.epoch,
                      f" (+{job.partial['stats']['steps']} steps)" if job.partial else "")
         purge_from, missing = _cut_logs(run, resumed)
-        job.nd.pattern.save(run.path / "noise.pt")
+        if run.writable:
+            job.nd.pattern.save(run.path / "noise.pt")
         _log_data(job)
         run.write_summary(job.summary(time.perf_counter() - wall_start))
+        settled = True  # (set first: a failure reported by another process is raised here)
+        group.settle()  # DDP: every process got this far, or all stop now
+        job.distribute()
         started = True
-        tracker = make_tracker(run.path, first_epoch=purge_from) if make_tracker is not None else None
-        with RunLogger(run.path, settings.epochs, tracker) as logger:
+        tracker = make_tracker(run.path, first_epoch=purge_from) if make_tracker is not None and run.writable else None
+        logger = RunLogger(run.path, settings.epochs, tracker) if run.writable else NullRunLogger()
+        with logger:
             if missing:
                 logger.log_epoch(job.epoch, dict(resumed["metrics"]))
             job.fit(logger)
@@ -423,6 +488,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except Preempted:
         raise
     except BaseException as e:
+        if not settled:
+            group.settle(e)
         if started or fresh:  # never mark an existing run failed for a refused continuation
             run.set_status("failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
         else:  # a refused command in a run's folder: Hydra has just overwritten the run's .hydra record
@@ -430,7 +497,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         run.unlock()
-    print_run_table(summary)
+    if run.writable:
+        print_run_table(summary)
     return summary
 
 
@@ -442,6 +510,36 @@ def _restore_hydra_record(run: RunFolder) -> None:
         return
     if state is not None:
         run.restore_hydra_files(state.get("hydra_files"))
+
+
+def _open_run_folder(group: Distributed, output_dir: Any) -> RunFolder:
+    """The run's folder, locked. Under DDP it is rank 0's (each process's Hydra names
+    a folder by the time it started, ``${now:...}``, which may differ by a second):
+    rank 0 writes it, the others only read it."""
+    path = Path(group.from_rank0(str(output_dir)))
+    try:
+        if group.is_rank0:
+            run = RunFolder(prepare_output_dir(path))
+            run.lock()
+        else:
+            _drop_own_folder(Path(output_dir), path)
+            run = ReadOnlyRunFolder(path)
+    except BaseException as e:
+        group.settle(e)
+        raise
+    group.settle()
+    return run
+
+
+def _drop_own_folder(own: Path, run: Path) -> None:
+    """A non-zero rank's Hydra folder that is not the run's holds only Hydra's record
+    (and log) of the same command: remove it, so one run leaves one folder."""
+    if not own.is_dir() or own.resolve() == run.resolve():
+        return
+    if all(p.name == ".hydra" or p.suffix == ".log" for p in own.iterdir()):
+        shutil.rmtree(own, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            own.parent.rmdir()  # the date folder, if that was all it held
 
 
 def _log_data(job: TrainingJob) -> None:

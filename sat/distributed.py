@@ -1,0 +1,303 @@
+"""Several processes, one run: the process group and the few collectives a run needs
+besides DDP's own gradient averaging.
+
+The group is set up from the launcher's environment: torchrun's (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or, where those are
+absent, srun's (``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS``, ``SLURM_LOCALID``, the first host of
+``SLURM_JOB_NODELIST``), so ``srun`` or Hydra's submitit launcher with several tasks
+per node starts a DDP run without torchrun. NCCL on CUDA (``LOCAL_RANK`` picks the
+GPU), gloo on the CPU. Without either environment (or with one task in the srun step,
+or in a batch script outside srun) a run is a single process and every collective here
+is the identity.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from sat.errors import UserError
+from sat.global_batch import GlobalBatch
+
+log = logging.getLogger("sat")
+
+
+# --- where the processes come from ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    """This process's place in a multi-process launch."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    launcher: str  # "torchrun" or "slurm"
+    init_method: str  # "env://" (torchrun's variables) or tcp://host:port (Slurm's)
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm host list (``gpu[07-09,12],cpu1`` -> ``gpu07``), as
+    ``scontrol show hostnames`` gives it; parsed here where scontrol is unavailable."""
+    try:
+        hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                               timeout=30, check=True).stdout.split()
+        if hosts:
+            return hosts[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    group = re.match(r"(?:[^,\[]|\[[^\]]*\])+", nodelist.strip())  # the first comma-separated group
+    if group is None:
+        raise UserError(f"SLURM_JOB_NODELIST={nodelist!r} is not a Slurm host list; accepted: e.g. gpu[01-02]")
+    # each [a-b,c] range contributes its first value
+    return re.sub(r"\[([^\],-]*)[^\]]*\]", r"\1", group.group(0))
+
+
+def _int_env(environ: Mapping[str, str], key: str) -> int:
+    try:
+        return int(environ[key])
+    except (KeyError, ValueError):
+        raise UserError(f"{key}={environ.get(key)!r} in the environment is not an integer; the launcher sets it "
+                        "(torchrun or srun)") from None
+
+
+def launch_from_env(environ: Mapping[str, str] = os.environ) -> Launch | None:
+    """The launch this process belongs to, or None for a single process."""
+    if "RANK" in environ and "WORLD_SIZE" in environ:  # torchrun (or any env:// launcher)
+        local = _int_env(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else 0
+        return Launch(_int_env(environ, "RANK"), _int_env(environ, "WORLD_SIZE"), local, "torchrun", "env://")
+    # srun's variables for the tasks of a step: a batch script itself also sees
+    # SLURM_PROCID=0 and the job's SLURM_NTASKS, but is one process
+    tasks_key = "SLURM_STEP_NUM_TASKS"
+    if "SLURM_PROCID" not in environ or tasks_key not in environ or _int_env(environ, tasks_key) <= 1:
+        return None  # one task (the plain slurm launcher, or a batch script): a single-process run
+    nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or ""
+    host = environ.get("MASTER_ADDR") or first_host(nodelist)
+    # a port every task derives alike from the job id (as submitit does), unless given
+    port = _int_env(environ, "MASTER_PORT") if "MASTER_PORT" in environ else \
+        20000 + _int_env(environ, "SLURM_JOB_ID") % 20000
+    return Launch(_int_env(environ, "SLURM_PROCID"), _int_env(environ, tasks_key),
+                  _int_env(environ, "SLURM_LOCALID") if "SLURM_LOCALID" in environ else 0, "slurm",
+                  f"tcp://{host}:{port}")
+
+
+def device_for(name: Any, launch: Launch) -> torch.device:
+    """This process's device: ``auto``/``cuda`` -> ``cuda:LOCAL_RANK`` (``cuda:0`` where
+    the launcher shows each task only its own GPU), ``cpu`` -> the CPU."""
+    if name not in ("auto", "cuda", "cpu"):
+        raise UserError(f"device={name!r} in a distributed run ({launch.world_size} processes); accepted: auto, cuda "
+                        "(each process takes the GPU of its LOCAL_RANK), cpu")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise UserError(f"device={name!r} but CUDA is not available here; accepted: auto, cpu")
+    if count == 1:
+        return torch.device("cuda", 0)
+    if launch.local_rank >= count:
+        raise UserError(f"process with LOCAL_RANK={launch.local_rank} but {count} GPUs are visible; accepted: at most "
+                        f"one process per GPU (torchrun --nproc_per_node <= {count}; Slurm tasks_per_node = "
+                        "gpus_per_node)")
+    return torch.device("cuda", launch.local_rank)
+
+
+# --- the run's view of the group ------------------------------------------------------------
+
+
+@dataclass
+class Distributed:
+    """A run's processes. ``Distributed()`` is the single process: rank 0 of 1, and
+    every collective is the identity. Every collective must be called by all
+    processes at the same point of the run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device | None = None  # None: the single process resolves its own
+    backend: str | None = None
+    launcher: str | None = None
+    # flags, objects and barriers go through gloo: CPU tensors, no device sync
+    control: Any = field(default=None, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.backend is not None
+
+    @property
+    def is_rank0(self) -> bool:
+        """Rank 0 alone writes the run folder (logs, TensorBoard, checkpoints, summary)."""
+        return self.rank == 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"world_size": self.world_size, "backend": self.backend, "launcher": self.launcher}
+
+    def from_rank0(self, value: Any) -> Any:
+        """Rank 0's ``value`` (a picklable object), on every process."""
+        if not self.enabled:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]
+
+    def signal_agreement(self) -> Callable[[int], int] | None:
+        """For :class:`sat.preemption.Preemption`: the processes' agreed signal (None in
+        one process)."""
+        return _SignalAgreement(self.control) if self.enabled else None
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier(group=self.control)
+
+    def settle(self, error: BaseException | None = None) -> None:
+        """Where the processes' setups meet: each says whether it failed (``error``).
+        A process that did not fail but finds that another did raises a one-line
+        UserError carrying that failure, so none waits in a later collective for a
+        process that has gone; a failed one goes on to raise its own error. Call it
+        once at that point on every process, failed or not."""
+        if not self.enabled:
+            return
+        mine = None if error is None else (str(error).splitlines()[0] if str(error) else type(error).__name__)
+        errors: list[Any] = [None] * self.world_size
+        dist.all_gather_object(errors, mine, group=self.control)
+        failed = [(rank, msg) for rank, msg in enumerate(errors) if msg is not None]
+        if error is None and failed:
+            rank, msg = failed[0]
+            raise UserError(f"{msg} (process {rank} of {self.world_size})")
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm's running statistics) on every process."""
+        if self.enabled:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
+
+class _SignalAgreement:
+    """The largest of the processes' signal numbers (0: none), agreed one call late:
+    each call starts a non-blocking all-reduce of this process's value and returns the
+    result of the previous call's. Every process sees the same results in the same
+    calls, so all stop at the same step (one step after the signal), and the reduction
+    runs during the step instead of stalling it."""
+
+    def __init__(self, group: Any):
+        self.group = group
+        self.pending: tuple[Any, torch.Tensor] | None = None
+
+    def __call__(self, signum: int) -> int:
+        agreed = 0
+        if self.pending is not None:
+            work, value = self.pending
+            work.wait()
+            agreed = int(value)
+        value = torch.tensor([signum], dtype=torch.int64)
+        self.pending = (dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.group, async_op=True), value)
+        return agreed
+
+
+SINGLE = Distributed()
+_current: Distributed | None = None  # a process joins one group, kept for its later runs (multirun jobs)
+
+
+def setup(device_name: Any, environ: Mapping[str, str] = os.environ) -> Distributed:
+    """Join the launcher's process group (once per process), or return the single process."""
+    global _current
+    launch = launch_from_env(environ)
+    if launch is None:
+        return SINGLE
+    device = device_for(device_name, launch)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if _current is not None:
+        if _current.backend != backend:
+            raise UserError(f"device={device_name!r} needs {backend}, but this process already runs a {_current.backend} "
+                            f"group; accepted: the same device for every job of a multirun")
+        return _current
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend, init_method=launch.init_method, rank=launch.rank,
+                                world_size=launch.world_size, device_id=device if device.type == "cuda" else None)
+        atexit.register(_leave)
+    control = dist.new_group(backend="gloo") if backend == "nccl" else None
+    _current = Distributed(launch.rank, launch.world_size, launch.local_rank, device, backend, launch.launcher, control)
+    if launch.rank != 0:  # one voice in the logs; the other processes report only trouble
+        logging.getLogger("sat").setLevel(logging.WARNING)
+    log.info("distributed: %d processes (%s, %s via %s)", launch.world_size, backend, device, launch.launcher)
+    return _current
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# --- the global batch across processes ----------------------------------------------------------
+
+
+class ShardedBatch(GlobalBatch):
+    """:class:`GlobalBatch` across the processes of ``group``: each holds the shard
+    ``sizes()[rank]`` of the current global batch (contiguous, in rank order), as the
+    loader reports it for the batch it handed out last."""
+
+    def __init__(self, group: Distributed, sizes: Callable[[], Sequence[int]]):
+        self.rank, self.world_size, self._sizes = group.rank, group.world_size, sizes
+
+    def total(self, local_size: int) -> int:
+        return sum(self._sizes())
+
+    def gather(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not tensors:
+            return ()
+        sizes = list(self._sizes())
+        mine = sizes[self.rank]
+        for t in tensors:
+            if len(t) != mine:
+                raise ValueError(f"gather: {len(t)} rows, but this process's shard has {mine} samples")
+        # One collective for all tensors: their rows as raw bytes side by side (exact
+        # for every dtype), padded to the largest shard (all_gather needs equal sizes).
+        rows = [t.detach().reshape(mine, -1).contiguous() for t in tensors]
+        raw = [r.view(torch.uint8) if r.dtype != torch.bool else r.to(torch.uint8) for r in rows]
+        packed = torch.cat(raw, dim=1)
+        cap = max(sizes)
+        if mine < cap:
+            packed = torch.cat([packed, packed.new_zeros(cap - mine, packed.shape[1])])
+        parts = [torch.empty_like(packed) for _ in range(self.world_size)]
+        dist.all_gather(parts, packed)
+        whole = torch.cat([part[:n] for part, n in zip(parts, sizes)])
+        out, col = [], 0
+        for t, r in zip(tensors, raw):
+            block = whole[:, col : col + r.shape[1]].contiguous()
+            col += r.shape[1]
+            value = block.bool() if t.dtype == torch.bool else block.view(t.dtype)
+            out.append(value.reshape(len(whole), *t.shape[1:]))
+        return tuple(out)
+
+    def local(self, rows: torch.Tensor) -> torch.Tensor:
+        sizes = self._sizes()
+        start = sum(sizes[: self.rank])
+        return rows[start : start + sizes[self.rank]]
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        values = values.detach().clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        return values
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        whole = torch.empty((sum(self._sizes()), *x.shape[1:]), dtype=x.dtype, device=x.device,
+                            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        return self.local(whole.normal_())
+
+
+def shard_sizes(batch: int, world_size: int) -> list[int]:
+    """How ``torch.tensor_split`` cuts a batch of ``batch`` samples into ``world_size``
+    contiguous shards (the first ``batch % world_size`` get one more)."""
+    q, r = divmod(batch, world_size)
+    return [q + 1 if i < r else q for i in range(world_size)]
