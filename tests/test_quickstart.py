@@ -11,8 +11,8 @@ def test_quickstart_sat_beats_ce(tmp_path):
     proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", f"hydra.sweep.dir={tmp_path}",
                      cwd=tmp_path)
     summaries = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")}
-    assert set(summaries) == {"method=ce,seed=0", "method=sat,seed=0"}, proc.stdout
-    ce, sat = summaries["method=ce,seed=0"], summaries["method=sat,seed=0"]
+    assert set(summaries) == {"method-ce+seed-0", "method-sat+seed-0"}, proc.stdout
+    ce, sat = summaries["method-ce+seed-0"], summaries["method-sat+seed-0"]
     assert ce["noise"]["realised_error"] > 0.3  # 40% redrawn uniformly over 10 classes: ~36% wrong
     ce_acc, sat_acc = ce["final"]["test/acc"], sat["final"]["test/acc"]
     assert sat_acc > 0.9 and sat_acc - ce_acc > 0.15, (ce_acc, sat_acc)
@@ -20,10 +20,10 @@ def test_quickstart_sat_beats_ce(tmp_path):
     assert ce["final"]["train/noisy_acc_given"] > 0.9
     assert sat["final"]["sat/label_recovery"] > 0.7
 
-    # evaluate.py on the digits checkpoint agrees and reports the memorisation (the path holds
-    # '=' and ',', so it is quoted for Hydra's override parser)
-    ce_run = tmp_path / "method=ce,seed=0"
-    proc = run_entry("evaluate.py", f"checkpoint='{ce_run}/checkpoints/last.pt'", f"hydra.run.dir={tmp_path / 'eval'}",
+    # evaluate.py on the digits checkpoint agrees and reports the memorisation (the sweep
+    # folder's path pastes unquoted)
+    ce_run = tmp_path / "method-ce+seed-0"
+    proc = run_entry("evaluate.py", f"checkpoint={ce_run}/checkpoints/last.pt", f"hydra.run.dir={tmp_path / 'eval'}",
                      cwd=tmp_path)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dataset"] == "digits" and result["test/acc"] == ce_acc

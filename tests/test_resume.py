@@ -108,7 +108,8 @@ def test_interrupted_publication_is_repaired(tmp_path, monkeypatch):
     """Killed after last.pt was replaced but before best.pt / epoch_N.pt: repair()
     publishes the rest of that epoch; files of an epoch last.pt never reached are dropped."""
     folder = tmp_path / "checkpoints"
-    state = {"epoch": 7, "model": {"w": torch.ones(2)}, "config": {}}
+    state = {"epoch": 7, "model": {"w": torch.ones(2)}, "config": {}, "noise_sha256": "0" * 64, "optimizer": {},
+             "method": {}}
     save_checkpoint(state, folder, ["last", "best", "epoch_7"])
     real_replace, calls = os.replace, []
 

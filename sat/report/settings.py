@@ -27,9 +27,10 @@ IGNORED_KEYS = frozenset({
 # The settings that repeat an experiment rather than define one: averaged over, never a group.
 SEED_KEYS = ("seed",)
 
-# ``${other.key}``: a value that only repeats another setting (``noise.seed: ${seed}``,
-# ``method.width: ${model.width}``). Resolver calls such as ``${oc.env:X}`` are not.
-_NODE_INTERPOLATION = re.compile(r"^\$\{[^${}:]+\}$")
+# ``${other.key}`` or ``${oc.select:other.key,default}``: a value that only repeats another
+# setting (``noise.seed: ${seed}``, ``method.width: ${model.width}``, co-teaching's
+# ``forget_rate: ${oc.select:noise.rate,null}``). Other resolvers (``${oc.env:X}``) are not.
+_NODE_INTERPOLATION = re.compile(r"^\$\{([^${}:]+|oc\.select:[^${},]+(,[^${}]*)?)\}$")
 
 
 def is_ignored(key: str, also: tuple[str, ...] = ()) -> bool:
