@@ -201,6 +201,13 @@ class _SignalAgreement:
         self.pending = (dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.group, async_op=True), value)
         return agreed
 
+    def close(self) -> None:
+        """Wait for the reduction still in flight: a process group torn down under one
+        aborts the process at exit ("terminate called without an active exception")."""
+        if self.pending is not None:
+            self.pending[0].wait()
+            self.pending = None
+
 
 SINGLE = Distributed()
 _current: Distributed | None = None  # a process joins one group, kept for its later runs (multirun jobs)

@@ -48,6 +48,9 @@ class Preemption:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        close = getattr(self._agree, "close", None)
+        if close is not None:  # every process leaves at the same point: finish the collective in flight
+            close()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
