@@ -55,6 +55,21 @@ class RunFolder:
         self.metrics_file = self.path / "metrics.jsonl"
         self._lock_fd: int | None = None
 
+    @staticmethod
+    def of_checkpoint(checkpoint: str | Path, record: bool = True) -> Path | None:
+        """The run folder a checkpoint file belongs to (``RUN/checkpoints/x.pt``), or None
+        when it does not lie in a run folder's ``checkpoints/`` (``record``: one with its
+        ``.hydra/`` record)."""
+        path = Path(checkpoint).resolve()
+        run = path.parent.parent
+        if record and not (path.parent.name == "checkpoints" and (run / ".hydra").is_dir()):
+            return None
+        return run
+
+    @property
+    def noise_file(self) -> Path:
+        return self.path / "noise.pt"
+
     # --- one writer -----------------------------------------------------------------------
 
     def lock(self) -> None:

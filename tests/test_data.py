@@ -93,10 +93,10 @@ def test_digits_is_embedded_and_split_fixed():
 
 def test_validation_split_is_the_tail():
     data = Synthetic(num_train=100, val_size=20).load()
-    train, val = data.train.split(20)
+    train, val = data.train.tail(20)
     assert len(train) == 80 and torch.equal(val.labels, data.train.labels[80:])
     with pytest.raises(UserError, match="val_size=100"):
-        data.train.split(100)
+        data.train.tail(100)
 
 
 def test_loader_covers_each_sample_once_per_epoch_with_its_index():

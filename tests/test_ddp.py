@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, run_entry
 from sat.checkpoint import load_checkpoint
-from sat.ddp import check_batch_split, check_last_batch
-from sat.distributed import Launch, first_host, launch_from_env
+from sat.parallel.step import check_batch_split, check_last_batch
+from sat.parallel.group import Launch, first_host, launch_from_env
 from sat.errors import UserError
 from sat.methods import TRADES, SelfAdaptiveTraining, SelfAdaptiveTrainingSCE
 from sat.methods.coteaching import CoTeaching
@@ -165,8 +165,8 @@ def _two_steps(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
     from torch import nn
 
-    from sat.ddp import DataParallelStep
-    from sat.distributed import Distributed, ShardedBatch
+    from sat.parallel.step import DataParallelStep
+    from sat.parallel import Distributed, ShardedBatch
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

@@ -7,18 +7,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig
 
 from sat import trust, validate
 from sat.engine import accuracy_and_loss, predict
-from sat.rundir import prepare_output_dir, write_json_atomic
+from sat.rundir import RunFolder, prepare_output_dir, write_json_atomic
 from sat.tasks.common import resolve_device, resolve_precision
 from sat.errors import UserError
 from sat.tasks.reports import checked_top, label_error_report, selective_calibration, selective_report
 from sat.tasks.restore import RestoredRun, restore_run
-from sat.tasks.streaming import StreamData
-from sat.data.stream import make_stream_loader
-from sat.eval_stream import evaluate_loader
 from sat.tasks.settings import read
 
 
@@ -38,8 +36,8 @@ def data_dir(cfg: DictConfig) -> str:
 def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any]) -> Path | None:
     """Also keep a result in the evaluated run's own folder (``RUN/evaluations/``), under
     a new name each time: an evaluation never overwrites another."""
-    run = checkpoint.resolve().parent.parent
-    if checkpoint.resolve().parent.name != "checkpoints" or not (run / ".hydra").is_dir():
+    run = RunFolder.of_checkpoint(checkpoint)
+    if run is None:
         return None
     folder = run / "evaluations"
     try:
@@ -84,7 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
     cache: dict = {}
     runs = [(c, restore_run(c, device, data_dir(cfg), trusted_packages(cfg), cache)) for c in checkpoints]
-    if report != "accuracy" and any(isinstance(r.data, StreamData) for _, r in runs):
+    if report != "accuracy" and any(r.data.loader_kind != "device" for _, r in runs):
         raise UserError(f"report={report} needs the run's images on the device; accepted: runs of datasets that fit "
                         "(dataset.loader=device), or report=accuracy")
     if report == "selective":
@@ -102,24 +100,20 @@ def accuracy_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size: i
     """Test accuracy of a checkpoint, and where its run had label noise, accuracy on
     the clean and on the noisy-labelled training samples (memorisation)."""
     nd, model, state = run.data, run.model, run.state
-    classes = nd.data.num_classes  # an abstaining model's extra output is not a class
-    if isinstance(nd, StreamData):
-        return _report_accuracy(checkpoint, run, out, {
-            "checkpoint": str(checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run.seed,
-            **{f"test/{k}": v for k, v in evaluate_loader(
-                model, make_stream_loader(nd.data, nd.data.test, batch_size, train=False, device=device), amp_dtype,
-                num_classes=classes).items()},
-            "noise": nd.noise_summary()})
-    test_logits = predict(model, nd.data.test.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()
-    test = accuracy_and_loss(test_logits, nd.data.test.labels)
+    classes = nd.num_classes  # an abstaining model's extra output is not a class
+
+    def logits_of(split) -> torch.Tensor:
+        return predict(model, split.loader(batch_size, device=device), amp_dtype)[0][:, :classes].cpu()
+
+    test = accuracy_and_loss(logits_of(nd.test), nd.test.labels)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run.seed,
         "test/acc": test["acc"], "test/loss": test["loss"], "noise": nd.noise_summary(),
     }
     given, true = nd.train.labels, nd.true_train_labels
-    noisy = given != true
+    noisy = given != true if true is not None else torch.zeros_like(given, dtype=torch.bool)
     if bool(noisy.any()):
-        logits = predict(model, nd.train.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()
+        logits = logits_of(nd.train)
         result["train_clean/acc"] = accuracy_and_loss(logits[~noisy], given[~noisy]).get("acc", math.nan)
         result["train_noisy/acc_given"] = accuracy_and_loss(logits[noisy], given[noisy])["acc"]
         result["train_noisy/acc_true"] = accuracy_and_loss(logits[noisy], true[noisy])["acc"]

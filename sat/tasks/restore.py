@@ -18,17 +18,16 @@ from sat import trust
 from sat.checkpoint import load_checkpoint
 from sat.data.noise import NoisePattern
 from sat.errors import UserError
+from sat.data.prepare import TrainingData, load, prepare
 from sat.models import with_normalization
-from sat.data.folder import FolderDataset
-from sat.tasks.common import NoisyData, apply_noise, load_source
-from sat.tasks.streaming import StreamData, as_tensors, loader_kind, stream_data
+from sat.rundir import RunFolder
 
 
 @dataclass
 class RestoredRun:
     state: dict[str, Any]  # the checkpoint (tensors and plain values)
     config: dict[str, Any]  # the run's stored config, as plain data
-    data: NoisyData | StreamData
+    data: TrainingData
     model: nn.Module  # in eval mode, on the requested device
 
     @property
@@ -55,17 +54,15 @@ def restore_run(
         raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
     source = trust.build(config.get("dataset"), "dataset", "dataset", trusted_packages=trusted_packages,
                          files={"root": data_dir})
-    noise_file = checkpoint.resolve().parent.parent / "noise.pt"
+    noise_file = RunFolder(RunFolder.of_checkpoint(checkpoint, record=False)).noise_file
     key = (repr(config.get("dataset")), str(data_dir), state["noise_sha256"])
     nd = (data_cache or {}).get(key)
     if nd is None:
-        data = load_source(source)
-        if isinstance(data, FolderDataset) and state.get("loader_kind", loader_kind(data, device)) == "device":
-            data = as_tensors(data)  # as the run itself saw it
         pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
         noise = None if pattern is not None else \
             trust.build(config.get("noise"), "noise", "noise", trusted_packages=trusted_packages)
-        nd = stream_data(data, noise, pattern) if isinstance(data, FolderDataset) else apply_noise(data, noise, pattern)
+        # the data as the run itself saw it: on the device, or streamed
+        nd = prepare(load(source), noise, device, pattern=pattern, loader_kind=state.get("loader_kind"))
         if data_cache is not None:
             data_cache[key] = nd
     if nd.pattern.sha256() != state["noise_sha256"]:

@@ -101,7 +101,7 @@ def attack(cfg: DictConfig) -> dict[str, Any]:
     for path in paths:
         torch.manual_seed(seed)  # the same random starts for every checkpoint
         run = restore_run(path, device, data_dir(cfg), trusted_packages(cfg), data_cache)
-        x, y = run.data.data.test.images, run.data.data.test.labels
+        x, y = run.data.test.images, run.data.test.labels
         if num_samples is not None:
             x, y = x[:num_samples], y[:num_samples]
         x = x.float().div_(255)
