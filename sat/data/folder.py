@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sat import validate
 from sat.data.datasets import DatasetSplits, DataSource
 from sat.data.prepare import LOADERS
 from sat.data.splits import FileReading, FileSplit
@@ -258,9 +259,7 @@ def _check_below_root(key: str, value: str | None) -> None:
 
 
 def _positive(key: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"dataset.{key}={value!r} is not supported; accepted: an integer >= {low}")
-    return value
+    return validate.number(f"dataset.{key}", value, lo=low, integer=True)
 
 
 LAYOUTS = ("auto", "class_folders", "lists")
@@ -369,26 +368,32 @@ class ImageFolderSource(DataSource):
         self.drop_other_classes, self.check_files, self.loader = bool(drop_other_classes), bool(check_files), loader
         self.layout = self._layout(layout, train, train_folder)
         if self.layout == "lists":
-            if train is None or test is None:
-                raise UserError("dataset.layout=lists needs dataset.train and dataset.test lists; accepted: "
-                                "{list: train.txt} and {list: test.txt}, or dataset.layout=class_folders")
-            self.train, self.val, self.test = _spec("train", train), _spec("val", val), _spec("test", test)
-            _check_below_root("classes", classes)
-            self.classes, self.classes_header = classes, int(classes_header)
-            if num_classes is None:
-                raise UserError("dataset.num_classes is required for dataset.layout=lists; accepted: "
-                                "dataset.num_classes=<the number of classes of the label lists>")
-            self.num_classes = _positive("num_classes", num_classes, low=2)
+            self._lists(num_classes, train, val, test, classes, classes_header)
         else:
-            for key, folder in (("train_folder", train_folder), ("test_folder", test_folder), ("val_folder", val_folder)):
-                _check_below_root(key, folder)
-            self.folders = {"train": train_folder, "test": test_folder, "val": val_folder}
-            self.class_names = class_folder_names(Path(self.root).expanduser() / train_folder)
-            found = len(self.class_names)
-            if num_classes is not None and num_classes != found:
-                raise UserError(f"dataset.num_classes={num_classes} but {self.root}/{train_folder} has {found} class "
-                                f"folders; accepted: dataset.num_classes=null (inferred) or {found}")
-            self.num_classes = _positive("num_classes (class folders found)", found, low=2)
+            self._class_folders(num_classes, train_folder, val_folder, test_folder)
+
+    def _lists(self, num_classes: Any, train: Any, val: Any, test: Any, classes: str | None, header: int) -> None:
+        if train is None or test is None:
+            raise UserError("dataset.layout=lists needs dataset.train and dataset.test lists; accepted: "
+                            "{list: train.txt} and {list: test.txt}, or dataset.layout=class_folders")
+        self.train, self.val, self.test = _spec("train", train), _spec("val", val), _spec("test", test)
+        _check_below_root("classes", classes)
+        self.classes, self.classes_header = classes, int(header)
+        if num_classes is None:
+            raise UserError("dataset.num_classes is required for dataset.layout=lists; accepted: "
+                            "dataset.num_classes=<the number of classes of the label lists>")
+        self.num_classes = _positive("num_classes", num_classes, low=2)
+
+    def _class_folders(self, num_classes: Any, train: str, val: str | None, test: str) -> None:
+        for key, folder in (("train_folder", train), ("test_folder", test), ("val_folder", val)):
+            _check_below_root(key, folder)
+        self.folders = {"train": train, "test": test, "val": val}
+        self.class_names = class_folder_names(Path(self.root).expanduser() / train)
+        found = len(self.class_names)
+        if num_classes is not None and num_classes != found:
+            raise UserError(f"dataset.num_classes={num_classes} but {self.root}/{train} has {found} class "
+                            f"folders; accepted: dataset.num_classes=null (inferred) or {found}")
+        self.num_classes = _positive("num_classes (class folders found)", found, low=2)
 
     def _layout(self, layout: str, train: Any, train_folder: str) -> str:
         """The layout named, or (``auto``) the one the root holds: one line if both or neither."""

@@ -170,6 +170,30 @@ class TrainingJob:
 
 # --- building ---------------------------------------------------------------------------
 
+CPU_HEAVY_TFLOP = 1.0  # training compute per epoch above which a CPU run gets a cost note
+
+
+def _note_cost(model: nn.Module, data: TrainingData, device: torch.device, settings: TrainerSettings) -> None:
+    """One line at start where a run is obviously heavy for its device (a CPU): the
+    model's compute per image (counted on one image), per epoch, and a smaller preset."""
+    if device.type != "cpu":
+        return
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, *data.train.sample_shape, device=device))
+    model.train(was_training)
+    per_epoch = 3 * counter.get_total_flops() * len(data.train) / 1e12  # forward + backward ~ 3x forward
+    if per_epoch > CPU_HEAVY_TFLOP:
+        c, h, w = data.train.sample_shape
+        log.warning("heavy for a CPU: %s at %dx%d px is %.2f GFLOP per image, %.1f TFLOP per training epoch of %d "
+                    "images (x %d epochs); for a CPU-sized run see experiment=image_folder_cpu (32 px, a small CNN)",
+                    type(model[-1] if isinstance(model, nn.Sequential) else model).__name__, h, w, counter.get_total_flops() / 1e9, per_epoch,
+                    len(data.train), settings.epochs)
+
 
 def setup_torch(settings: TrainerSettings, device_name: Any, seed: int,
                 device: torch.device | None = None) -> tuple[torch.device, Any, bool]:
@@ -267,6 +291,7 @@ def build_job(cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFol
     step_model = torch.compile(objects.model, mode=settings.compile_mode) if settings.compile else objects.model
     # the run's .hydra record as it was first written, kept with every checkpoint
     hydra_files = resumed.get("hydra_files") if resumed is not None else run.hydra_files()
+    _note_cost(objects.model, data, device, settings)
     job = TrainingJob(cfg, settings, seed, run, group, device, amp_dtype, channels_last, objects, data, loader,
                       eval_loaders, step_model, hydra_files, CheckpointWriter(background=settings.async_checkpoint))
     if resumed is not None:

@@ -7,9 +7,10 @@ the ones the user confirms now, never paths taken from the stored config.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -21,6 +22,16 @@ from sat.errors import UserError
 from sat.data.prepare import TrainingData, load, prepare
 from sat.models import with_normalization
 from sat.rundir import RunFolder
+
+
+@contextlib.contextmanager
+def _dataset_root_named() -> Iterator[None]:
+    """Dataset errors name the key that sets the root here: evaluate's and attack's
+    ``dataset_root=`` (a checkpoint's own ``dataset.root`` is never used)."""
+    try:
+        yield
+    except UserError as e:
+        raise UserError(str(e).replace("dataset.root=", "dataset_root=")) from None
 
 
 @dataclass
@@ -52,8 +63,9 @@ def restore_run(
     config = state["config"]
     if not isinstance(config, dict):
         raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
-    source = trust.build(config.get("dataset"), "dataset", "dataset", trusted_packages=trusted_packages,
-                         files={"root": data_dir})
+    with _dataset_root_named():
+        source = trust.build(config.get("dataset"), "dataset", "dataset", trusted_packages=trusted_packages,
+                             files={"root": data_dir})
     noise_file = RunFolder(RunFolder.of_checkpoint(checkpoint, record=False)).noise_file
     key = (repr(config.get("dataset")), str(data_dir), state["noise_sha256"])
     nd = (data_cache or {}).get(key)
@@ -62,7 +74,9 @@ def restore_run(
         noise = None if pattern is not None else \
             trust.build(config.get("noise"), "noise", "noise", trusted_packages=trusted_packages)
         # the data as the run itself saw it: on the device, or streamed
-        nd = prepare(load(source), noise, device, pattern=pattern, loader_kind=state.get("loader_kind"))
+        with _dataset_root_named():
+            data = load(source)
+        nd = prepare(data, noise, device, pattern=pattern, loader_kind=state.get("loader_kind"))
         if data_cache is not None:
             data_cache[key] = nd
     if nd.pattern.sha256() != state["noise_sha256"]:
