@@ -56,7 +56,8 @@ class EpochStats:
         # this process's per-sample values since the last reduce (row 0: prob, 1: hit, 2: seen)
         self._local = torch.zeros(3, n, device=device) if n and batch.world_size > 1 else None
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.int64)
-        self.steps = 0  # a host int: a device scalar per step would sync with the device
+        self.steps = 0  # host ints: a device scalar per step would sync with the device
+        self.seen = 0  # this process's samples
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> None:
         loss = loss.detach()
@@ -83,6 +84,7 @@ class EpochStats:
                 self._local[:, index] = torch.stack([prob, hit.float(), torch.ones_like(prob)])
         bad = ~torch.isfinite(loss)
         self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), self.steps, self.first_bad_step)
+        self.seen += len(y)
         self.steps += 1
 
     def reduce(self) -> None:

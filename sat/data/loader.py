@@ -33,6 +33,10 @@ class BatchSource(Protocol):
         """uint8 (len(r), C, H, W) images on ``device`` for each request ``r`` (split positions), in order."""
         ...
 
+    def close(self) -> None:
+        """Release what the source holds open (reader workers)."""
+        ...
+
 
 class MemoryBatches:
     """Images already on the device: a batch is a slice."""
@@ -44,6 +48,9 @@ class MemoryBatches:
 
     def batches(self, requests: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         return (self.images[r] for r in requests)
+
+    def close(self) -> None:
+        pass
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -137,6 +144,10 @@ class Loader:
         count = min(self.batch_size, len(self.labels) - start * self.batch_size)
         q, r = divmod(count, self.world_size)
         return [q + 1 if i < r else q for i in range(self.world_size)]
+
+    def close(self) -> None:
+        """Stop the source's reader workers, if any (a run does before it exits)."""
+        self.source.close()
 
     def state_dict(self) -> dict:
         mid_epoch = self._order is not None

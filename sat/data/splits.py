@@ -24,6 +24,9 @@ import torch
 from sat.errors import UserError
 
 
+HOLDOUT_SALT = 0x5EED_0F_7A11  # see Split.holdout
+
+
 def _positions(positions: torch.Tensor | Sequence[int]) -> torch.Tensor:
     return torch.as_tensor(positions, dtype=torch.int64)
 
@@ -65,11 +68,14 @@ class Split:
 
     def holdout(self, size: int, seed: int) -> tuple[Split, Split]:
         """A seeded random ``size`` samples held out, and the rest (both in their order):
-        for lists sorted by class, whose tail would be a few classes only."""
+        for lists sorted by class, whose tail would be a few classes only. The seed is
+        salted: noise drawn with the same seed picks its samples from ``randperm`` too, and
+        must not pick the validation samples."""
         if not 0 <= size < len(self):
             raise UserError(f"dataset.val_size={size} is out of range; accepted: 0 <= val_size < {len(self)}")
         chosen = torch.zeros(len(self), dtype=torch.bool)
-        chosen[torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]] = True
+        generator = torch.Generator().manual_seed((int(seed) ^ HOLDOUT_SALT) & (2**63 - 1))
+        chosen[torch.randperm(len(self), generator=generator)[:size]] = True
         positions = torch.arange(len(self))
         return self.subset(positions[~chosen]), self.subset(positions[chosen])
 

@@ -13,7 +13,7 @@ torchvision is imported here, on first use, not when ``sat`` is imported.
 
 from __future__ import annotations
 
-import signal
+import os
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -56,11 +56,12 @@ def _read(path: str) -> torch.Tensor:
         raise FileNotFoundError(f"could not read image {path}: {e}") from None
 
 
-def _ignore_stop_signals(_worker: int) -> None:
-    """A worker leaves preemption to the main process: a signal sent to the whole process
-    group (Slurm, ``kill -- -PID``) must not kill it mid-batch."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_IGN)
+def _own_process_group(_worker: int) -> None:
+    """A worker leaves preemption to the main process: in a process group of its own, a
+    signal sent to the job's group (Slurm, ``kill -- -PID``, Ctrl-C) does not kill it
+    mid-batch, while the main process can still stop it. (A worker whose main process
+    dies notices and exits: DataLoader's watchdog.)"""
+    os.setpgid(0, 0)
 
 
 class _BatchReader(Dataset):
@@ -139,7 +140,7 @@ class FileBatches:
             self._reader, batch_size=None, sampler=self._requests, num_workers=workers,
             pin_memory=self.device.type == "cuda", prefetch_factor=reading.prefetch_factor if workers > 0 else None,
             persistent_workers=reading.persistent_workers and workers > 0,
-            worker_init_fn=_ignore_stop_signals if workers > 0 else None,
+            worker_init_fn=_own_process_group if workers > 0 else None,
             # A private generator: DataLoader otherwise draws its worker base seed from the
             # global RNG at every epoch, which would shift model init and dropout.
             generator=torch.Generator(),
@@ -152,6 +153,13 @@ class FileBatches:
                 yield self._decode_on_device(images, request)
             else:
                 yield images.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """Stop persistent workers now (at exit they would be stopped anyway)."""
+        iterator = getattr(self._loader, "_iterator", None)  # the DataLoader's persistent worker pool, if any
+        if iterator is not None:
+            iterator._shutdown_workers()
+            self._loader._iterator = None
 
     def _decode_on_device(self, encoded: list[torch.Tensor], positions: list[int]) -> torch.Tensor:
         """nvJPEG for the batch's JPEGs (one call), the CPU for any other format; then the view on the device."""
@@ -185,7 +193,7 @@ def decode_all(split: FileSplit, batch_size: int = 256) -> torch.Tensor:
     requests.batches = [list(range(s, min(s + batch_size, len(split)))) for s in range(0, len(split), batch_size)]
     loader = DataLoader(_BatchReader(split, decode=True), batch_size=None, sampler=requests,
                         num_workers=reading.num_workers, generator=torch.Generator(),
-                        worker_init_fn=_ignore_stop_signals if reading.num_workers > 0 else None)
+                        worker_init_fn=_own_process_group if reading.num_workers > 0 else None)
     images = list(loader)
     if not images:
         return torch.empty(0, 3, reading.image_size, reading.image_size, dtype=torch.uint8)

@@ -48,6 +48,8 @@ def fit(job: TrainingJob, logger: RunLogger) -> None:
                 one_epoch(job, logger, preemption)
     finally:
         job.writer.wait()  # the last checkpoint is on disk before the run reports anything
+        for loader in (job.loader, *job.eval_loaders.values()):
+            loader.close()
 
 
 def train_pass(job: TrainingJob, preemption: Preemption) -> EpochStats:
