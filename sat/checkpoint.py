@@ -210,6 +210,9 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
         if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
             raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: its {key!r} is missing or not a "
                             f"{kind.__name__}")
+    if state["epoch"] < 0:
+        raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: epoch={state['epoch']} (a checkpoint holds "
+                        "the number of epochs done, 0 or more)")
     outputs = state.get("model_outputs")
     if outputs is not None and (not isinstance(outputs, int) or isinstance(outputs, bool) or not 1 <= outputs <= 10**6):
         raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: model_outputs={outputs!r} is not a "
