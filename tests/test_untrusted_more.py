@@ -256,3 +256,54 @@ def test_a_checkpoint_with_a_negative_epoch_is_refused(tmp_path):
         load_checkpoint(tmp_path / "last.pt")
     save_checkpoint(_minimal_state(epoch=0), tmp_path / "ok", ["last"])
     assert load_checkpoint(tmp_path / "ok" / "last.pt")["epoch"] == 0
+
+
+# --- item 7: crafted stored configs give one line, not a traceback --------------------------------
+
+
+@pytest.mark.parametrize("node,match", [
+    ({"_target_": "sat.models.SmallCNN", "bogus": 1}, r"model in the checkpoint's stored config does not fit "
+                                                      r"sat\.models\.SmallCNN .*bogus"),
+    ({"_target_": "sat.models.SmallCNN", "width": {"_target_": "sat.models.SmallCNN"}},
+     r"model\.width in the checkpoint's stored config is an object node"),
+    ({"_target_": "sat.models.SmallCNN", "width": "abc"}, r"model\.width='abc' is not supported"),
+])
+def test_a_crafted_model_node_is_one_line(node, match):
+    from sat import trust
+
+    with pytest.raises(UserError, match=match) as e:
+        trust.build(node, "model", "model", num_classes=4, input_shape=(3, 8, 8))
+    assert "\n" not in str(e.value)
+
+
+def test_a_crafted_dataset_node_with_a_private_argument_is_one_line():
+    from sat import trust
+
+    with pytest.raises(UserError, match=r"dataset in the checkpoint's stored config does not fit .*_foo"):
+        trust.build({"_target_": "sat.data.datasets.Synthetic", "_foo": 1}, "dataset", "dataset")
+
+
+def test_a_constructor_failing_on_a_crafted_value_is_one_line():
+    from sat import trust
+
+    class Fragile:
+        def __init__(self, n: int = 1):
+            [0][n]  # an IndexError for a crafted n
+
+    trust.register("tests.Fragile", Fragile, "component")
+    try:
+        with pytest.raises(UserError, match=r"component: tests\.Fragile cannot be built .*IndexError"):
+            trust.build({"_target_": "tests.Fragile", "n": 5}, "component", "component")
+    finally:
+        trust._registered.pop("tests.Fragile")
+
+
+@pytest.mark.parametrize("packages,match", [([".myplug"], "not a package name"), (["my plug"], "not a package name"),
+                                            (["torch"], "a library sat runs on"), (["os"], "a library sat runs on"),
+                                            (["torch.nn"], "a library sat runs on"), (["sat.models"], "sat's classes")])
+def test_trusted_packages_name_only_the_users_own_packages(packages, match):
+    from sat import trust
+
+    with pytest.raises(UserError, match=match):
+        trust.trusted_package_names(packages)
+    assert trust.trusted_package_names(["myplug", "lab.models"]) == ["myplug", "lab.models"]
