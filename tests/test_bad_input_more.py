@@ -75,3 +75,44 @@ def test_a_seed_torch_can_take_is_kept():
         seed = check_seed("seed", value)
         torch.manual_seed(seed)
         assert isinstance(seed, int)
+
+
+# --- item 8: the Python API -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ("method=nosuch", r"Could not find 'method/nosuch'; accepted: .*\bsat\b"),
+    ("nosuchkey=1", "Could not override 'nosuchkey'"),
+    ("method='sat", "cannot be split into settings"),
+])
+def test_the_api_refuses_what_it_cannot_compose_with_a_user_error(tmp_path, overrides, match):
+    import sat
+
+    with pytest.raises(UserError, match=match):
+        sat.train(overrides, output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "file", "under_a_file"])
+def test_the_api_refuses_an_output_dir_it_cannot_use(tmp_path, monkeypatch, kind):
+    import sat
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("")
+    out = {"empty": "", "file": tmp_path / "f", "under_a_file": tmp_path / "f" / "run"}[kind]
+    with pytest.raises(UserError, match="output"):
+        sat.train("experiment=quickstart", output_dir=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # nothing made in the current folder
+
+
+def test_the_api_locks_and_checks_the_folder_before_writing_its_record(tmp_path):
+    import sat
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").symlink_to(victim)
+    with pytest.raises(UserError, match="is a link"):
+        sat.train("experiment=quickstart", output_dir=run)
+    assert victim.read_text() == "precious\n"
