@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
+
 from sat.errors import UserError
 from sat.runfiles import check_no_links, open_append, write_atomic
 
@@ -117,6 +119,19 @@ class RunLogFile(logging.FileHandler):
         if self._folder is not None:
             release_lock(self._folder)
             self._folder = None
+
+
+class SweepFolderCheck(Callback):
+    """A Hydra callback (``hydra.callbacks``): before a sweep writes ``multirun.yaml``
+    and its jobs' folders, refuse a sweep folder holding links (a job folder that is a
+    link would be written through)."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        try:
+            check_no_links(Path(str(config.hydra.sweep.dir)))
+        except UserError as e:  # inside Hydra: a traceback would follow, so exit here (status 2)
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
 
 
 class RunFolder:

@@ -41,8 +41,8 @@ def _link_error(link: Path) -> UserError:
         target = f" -> {os.readlink(link)}"
     except OSError:
         target = ""
-    return UserError(f"run folder file {link}{target} is a link; sat never writes through links. Accepted: a run folder "
-                     "whose files are plain files and folders (replace the link by a copy, or use another folder)")
+    return UserError(f"{link}{target} is a link where sat writes, and sat never writes through links; accepted: a run "
+                     "folder of plain files and folders (replace the link by a copy, or use another folder)")
 
 
 def _refuse_link(path: Path) -> None:

@@ -255,3 +255,20 @@ def test_status_failed_on_a_full_disk_keeps_the_original_error(tmp_path, monkeyp
         run.set_status("failed", error="again")
     assert "could not record status failed" in caplog.text
 
+
+
+def test_a_sweep_folder_with_a_linked_job_folder_is_refused_before_hydra_writes(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from sat.rundir import SweepFolderCheck
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "method-ce+seed-0").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(SystemExit) as e:
+        SweepFolderCheck().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert e.value.code == 2 and "method-ce+seed-0 -> " in capsys.readouterr().err
+    (sweep / "method-ce+seed-0").unlink()
+    SweepFolderCheck().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
