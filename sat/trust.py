@@ -176,6 +176,7 @@ def build(
         if isinstance(value, Mapping) and "_target_" in value:
             # only methods hold objects: TRADES' natural loss (a method too) or SAT's start detector (a component)
             if kind not in ("method", "component"):
+                resolve(value["_target_"], kind, f"{what}.{key}", trusted_packages)  # a target not allowed: say so first
                 raise UserError(f"{what}.{key} in the checkpoint's stored config is an object node where {kind} "
                                 "arguments are plain values; accepted: plain values")
             nested = "component" if value["_target_"] in SAT_TARGETS["component"] else kind
