@@ -92,6 +92,14 @@ def _secondary_process() -> bool:
     return env.get("SLURM_STEP_NUM_TASKS", "1") not in ("0", "1") and env.get("SLURM_PROCID", "0") != "0"
 
 
+def _refuse_other_task(folder: Path, job: str) -> None:
+    """evaluate.py or attack.py pointed at a training run's folder would replace its
+    ``.hydra`` record with their own (and sat.report would no longer see the run)."""
+    if job != "train" and ((folder / "checkpoints").is_dir() or (folder / "train.log").exists()):
+        raise UserError(f"hydra.run.dir={folder} holds a training run; {job}.py writes its results into a folder of its "
+                        f"own (it also saves them beside the checkpoint); accepted: another hydra.run.dir, or none")
+
+
 class RunLogFile(logging.FileHandler):
     """Hydra's job log file (``hydra.job_logging.handlers.file``). Hydra sets up logging
     after creating the run folder and before writing ``.hydra/*.yaml`` into it, so this
@@ -105,6 +113,7 @@ class RunLogFile(logging.FileHandler):
             if _secondary_process():
                 self._folder = None
             else:
+                _refuse_other_task(self._folder, Path(filename).stem)
                 hold_lock(self._folder)
         except UserError as e:  # inside logging.config: a traceback would follow, so exit here (status 2)
             print(f"error: {e}", file=sys.stderr, flush=True)

@@ -272,3 +272,13 @@ def test_a_sweep_folder_with_a_linked_job_folder_is_refused_before_hydra_writes(
     assert e.value.code == 2 and "method-ce+seed-0 -> " in capsys.readouterr().err
     (sweep / "method-ce+seed-0").unlink()
     SweepFolderCheck().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+
+
+def test_evaluate_in_a_training_runs_folder_is_refused_before_its_record_is_replaced(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(SystemExit) as e:
+        RunLogFile(str(run / "evaluate.log"))
+    assert e.value.code == 2 and "holds a training run; evaluate.py writes" in capsys.readouterr().err
+    assert not (run / "evaluate.log").exists() and not (run / ".lock").exists()
+    RunLogFile(str(run / "train.log")).close()  # the training run itself continues there
