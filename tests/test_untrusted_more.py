@@ -307,3 +307,15 @@ def test_trusted_packages_name_only_the_users_own_packages(packages, match):
     with pytest.raises(UserError, match=match):
         trust.trusted_package_names(packages)
     assert trust.trusted_package_names(["myplug", "lab.models"]) == ["myplug", "lab.models"]
+
+
+def test_reading_settings_never_resolves_environment_variables(monkeypatch):
+    from sat.report.settings import read_settings
+
+    monkeypatch.setenv("SAT_TEST_SECRET", "hunter2")
+    cfg = OmegaConf.create({"seed": 1, "noise": {"seed": "${seed}"},
+                            "method": {"alpha": "${oc.env:SAT_TEST_SECRET}", "beta": "${ oc.env:SAT_TEST_SECRET,x}",
+                                       "rate": "${oc.select:noise.seed,0}"}})
+    settings, derived = read_settings(cfg)
+    assert settings["method.alpha"] == "${oc.env:SAT_TEST_SECRET}" and "hunter2" not in str(settings)
+    assert settings["noise.seed"] == 1 and settings["method.rate"] == 1 and derived == {"noise.seed", "method.rate"}

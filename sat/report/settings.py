@@ -81,6 +81,7 @@ def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str]]:
     text). ``derived``: the keys whose value is an interpolation of another setting; they
     never tell runs apart on their own (``noise.seed: ${seed}`` varies with the seed).
     """
+    cfg = OmegaConf.create(disarm(OmegaConf.to_container(cfg, resolve=False)))  # whoever calls: never ${oc.env:...}
     raw = flatten(OmegaConf.to_container(cfg, resolve=False))
     settings: dict[str, Any] = {}
     derived = set()
