@@ -67,7 +67,7 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     from omegaconf import OmegaConf, open_dict
 
     from sat.cli import register_resolvers
-    from sat.rundir import hold_lock, prepare_output_dir, release_lock
+    from sat.rundir import hold_lock, prepare_output_dir, refuse_other_task, release_lock
     from sat.runfiles import write_atomic
 
     if not CONF.is_dir():
@@ -76,6 +76,7 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     items = _overrides(overrides)
     cfg = _compose(config_name, items)
     out = prepare_output_dir(_output_dir(output_dir, cfg.hydra.run.dir))
+    refuse_other_task(out, config_name)
     hold_lock(out)  # (links where sat writes are refused here too)
     try:
         with open_dict(cfg):

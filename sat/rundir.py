@@ -92,7 +92,7 @@ def _secondary_process() -> bool:
     return env.get("SLURM_STEP_NUM_TASKS", "1") not in ("0", "1") and env.get("SLURM_PROCID", "0") != "0"
 
 
-def _refuse_other_task(folder: Path, job: str) -> None:
+def refuse_other_task(folder: Path, job: str) -> None:
     """evaluate.py or attack.py pointed at a training run's folder would replace its
     ``.hydra`` record with their own (and sat.report would no longer see the run)."""
     if job != "train" and ((folder / "checkpoints").is_dir() or (folder / "train.log").exists()):
@@ -113,7 +113,7 @@ class RunLogFile(logging.FileHandler):
             if _secondary_process():
                 self._folder = None
             else:
-                _refuse_other_task(self._folder, Path(filename).stem)
+                refuse_other_task(self._folder, Path(filename).stem)
                 hold_lock(self._folder)
         except UserError as e:  # inside logging.config: a traceback would follow, so exit here (status 2)
             print(f"error: {e}", file=sys.stderr, flush=True)

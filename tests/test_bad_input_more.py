@@ -116,3 +116,12 @@ def test_the_api_locks_and_checks_the_folder_before_writing_its_record(tmp_path)
     with pytest.raises(UserError, match="is a link"):
         sat.train("experiment=quickstart", output_dir=run)
     assert victim.read_text() == "precious\n"
+
+
+def test_the_api_refuses_evaluate_into_a_training_runs_folder(tmp_path):
+    import sat
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(UserError, match="holds a training run; evaluate.py writes its results into a folder of its own"):
+        sat.evaluate("checkpoint=x.pt", output_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / ".hydra").exists()
