@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import math
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
@@ -71,7 +72,7 @@ def _real(value: Any) -> bool:
 def accepts(hint: Any, value: Any) -> bool | None:
     """Whether ``value`` (plain config data) fits annotation ``hint``; None: cannot tell."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if origin in (Union, types.UnionType):
         answers = [accepts(a, value) for a in args]
         return True if True in answers else (None if None in answers else False)
     if origin is Literal:
@@ -99,7 +100,7 @@ def accepts(hint: Any, value: Any) -> bool | None:
 
 def describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if origin in (Union, types.UnionType):
         shown = [describe(a) for a in args if describe(a)]
         return " or ".join(dict.fromkeys(shown))
     if origin is Literal:
