@@ -26,11 +26,22 @@ log = logging.getLogger("sat")
 _task_started = False  # did Hydra get as far as calling the task?
 
 
-def sweep_subdir(override_dirname: str, seed: Any) -> str:
+# Settings left out of folder names because their values are paths, yet they choose the
+# data: jobs differing only in them get a short hash of their values instead.
+FILE_KEYS = ("paths.data_dir", "dataset.root", "noise.from_file", "resume")
+
+
+def sweep_subdir(override_dirname: str, seed: Any, overrides: Any = ()) -> str:
     """Sweep sub-folder: the job's overrides (seed excluded), then the seed, so seeds
-    of one setting sit side by side: ``method-sat+model.width-64+seed-2``. Neither
-    ``=`` nor ``,``: the path pastes unquoted into ``checkpoint=``."""
-    return f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
+    of one setting sit side by side: ``method-sat+model.width-64+seed-2``; then, if the
+    job sets one of :data:`FILE_KEYS`, ``+files-<hash of those overrides>``, so that
+    ``noise.from_file=A.pt,B.pt`` makes two folders. Neither ``=`` nor ``,``: the path
+    pastes unquoted into ``checkpoint=``."""
+    import hashlib
+
+    name = f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
+    files = sorted(str(o).lstrip("+~") for o in overrides if str(o).lstrip("+~").partition("=")[0] in FILE_KEYS)
+    return f"{name}+files-{hashlib.sha256(chr(10).join(files).encode()).hexdigest()[:8]}" if files else name
 
 
 def register_resolvers() -> None:

@@ -15,6 +15,7 @@ from sat.checkpoint import atomic_torch_save
 from sat.detection import detection_quality, soft_label_detection
 from sat.engine import EpochStats
 from sat.loggers import flatten
+from sat.runfiles import write_atomic, write_text_atomic
 from sat.tasks.common import choices
 
 
@@ -70,17 +71,20 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
     atomic_torch_save({"soft_labels": soft, "given_labels": given, "true_labels": true, "sample_ids": ids},
                       out / "soft_labels.pt")
     for name, array in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
-        np.save(out / f"{name}.npy", array.numpy())
+        write_atomic(out / f"{name}.npy", lambda f, a=array.numpy(): np.save(f, a))
     confidence, argmax = soft.max(dim=1)
     suspects = torch.nonzero(argmax != given).flatten()
     suspects = suspects[confidence[suspects].argsort(descending=True, stable=True)]
-    with open(out / "label_errors.csv", "w", newline="", encoding="utf-8") as f:
+
+    def table(f) -> None:
         w = csv.writer(f)
         w.writerow(["sample_id", "given_label", "soft_label_argmax", "confidence", "true_label"]
                    + (["file"] if files is not None else []))
         for i in suspects.tolist():
             w.writerow([int(ids[i]), int(given[i]), int(argmax[i]), f"{float(confidence[i]):.4f}", int(true[i])]
                        + ([files[i]] if files is not None else []))
+
+    write_text_atomic(out / "label_errors.csv", table)
 
 
 def print_run_table(s: dict[str, Any]) -> None:

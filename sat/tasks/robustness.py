@@ -24,21 +24,29 @@ from sat.tasks.settings import read
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
 
-def parse_epochs(spec: Any) -> set[int] | None:
-    """``71-100``, ``80``, ``[71, 80]`` or ``"71,80,90-95"`` -> a set of epochs; None: all."""
+class EpochRanges(tuple):
+    """Epoch ranges ``((lo, hi), ...)``, inclusive: membership without materialising them
+    (``epochs=1-99999999999`` is two numbers, not a set of 10**11)."""
+
+    def __contains__(self, epoch: object) -> bool:
+        return isinstance(epoch, int) and any(lo <= epoch <= hi for lo, hi in self)
+
+
+def parse_epochs(spec: Any) -> EpochRanges | None:
+    """``71-100``, ``80``, ``[71, 80]`` or ``"71,80,90-95"`` -> the epoch ranges; None: all."""
     if spec is None:
         return None
     parts = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else str(spec).split(",")
-    epochs: set[int] = set()
+    ranges = []
     for part in parts:
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(part))
-        if m is None:
+        if m is None or isinstance(part, bool):
             raise UserError(f"epochs={spec!r} is not an epoch range; accepted: 71-100, 80, [71,80] or 71,80,90-95")
         lo, hi = int(m[1]), int(m[2] or m[1])
         if hi < lo:
             raise UserError(f"epochs={spec!r} has the reversed range {lo}-{hi}; accepted: low-high, e.g. {hi}-{lo}")
-        epochs.update(range(lo, hi + 1))
-    return epochs
+        ranges.append((lo, hi))
+    return EpochRanges(ranges)
 
 
 def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: Any) -> list[Path]:
@@ -46,7 +54,11 @@ def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: 
     filtered by ``epochs`` and sorted by epoch."""
     if (checkpoint is None) == (checkpoints is None):
         raise UserError("give exactly one of checkpoint=FILE or checkpoints=RUN_DIR|GLOB")
+    wanted = parse_epochs(epochs)  # checked with checkpoint= too: a bad value is never silently ignored
     if checkpoint is not None:
+        if wanted is not None:
+            raise UserError(f"epochs={epochs!r} selects among a run's checkpoints, but checkpoint={checkpoint} is one "
+                            "file; accepted: checkpoints=RUN_DIR epochs=..., or checkpoint=FILE without epochs")
         return [Path(checkpoint)]
     root = Path(str(checkpoints)).expanduser()
     if root.is_dir():
@@ -54,7 +66,6 @@ def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: 
         paths = [Path(p) for p in glob.glob(str(folder / "epoch_*.pt"))]
     else:
         paths = [Path(p) for p in glob.glob(str(root))]
-    wanted = parse_epochs(epochs)
     numbered = []
     for p in paths:
         m = _EPOCH_FILE.search(p.name)
