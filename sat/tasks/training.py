@@ -41,6 +41,7 @@ from sat.models import count_parameters
 from sat.preemption import Preempted, Preemption
 from sat.rundir import ReadOnlyRunFolder, RunFolder, prepare_output_dir
 from sat.tasks import settings as run_settings
+from sat.tasks.continue_run import checkpoint_to_resume
 from sat.tasks.common import (apply_noise, build, build_model, choices, job_num, load_source, packages_used, plain,
                               resolve_device, resolve_precision, set_normalization)
 from sat.tasks.outputs import hparams_of, label_error_metrics, print_run_table, results_of, write_soft_labels
@@ -453,7 +454,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
         run_settings.objective(cfg)  # checked now, used when the run ends
         make_tracker = build(cfg.logger, "logger", object) if cfg.get("logger") is not None else None
-        source = _resume_source(run, resume)
+        source = _resume_source(run, checkpoint_to_resume(resume, run.path))
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:
             check_resumable(plain(cfg), resumed, source)
