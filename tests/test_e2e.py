@@ -105,7 +105,7 @@ def test_soft_labels_and_label_errors_name_samples_by_their_dataset_id(tmp_path)
     position = {int(i): p for p, i in enumerate(ids.tolist())}
     for r in rows:
         p = position[int(r["sample_id"])]
-        assert int(r["given_label"]) == int(given[p]) and int(r["soft_label_argmax"]) != int(r["given_label"])
+        assert int(r["given_label"]) == int(given[p]) and int(r["suggested_label"]) != int(r["given_label"])
         assert int(r["true_label"]) == int(sk.target[int(r["sample_id"])])  # the id is scikit-learn's index
 
 

@@ -91,8 +91,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         return selective_report(runs, out, batch_size, amp_dtype, *calibration)
     if report == "label_errors":
         result = label_error_report(*runs[0], out, batch_size, amp_dtype, top)
+        beside = save_next_to_run(checkpoints[0], "label_errors.json", result)
         print(json.dumps({k: v for k, v in result.items() if k != "noise"}, indent=2))
-        print("results: " + ", ".join(result["files"]), flush=True)
+        print("results: " + ", ".join(result["files"]) + (f" and {beside}" if beside else ""), flush=True)
         return result
     return accuracy_report(*runs[0], out, batch_size, amp_dtype, device)
 

@@ -3,7 +3,6 @@ labels, TensorBoard's HParams entry and the closing table."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from sat.checkpoint import atomic_torch_save
 from sat.detection import detection_quality, soft_label_detection
 from sat.engine import EpochStats
+from sat.label_errors import write_label_errors
 from sat.loggers import flatten
 from sat.tasks.common import choices
 
@@ -60,7 +60,7 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
                       files: list[str] | None = None) -> None:
     """SAT's refined labels (``soft_labels.pt`` and, for other tools such as cleanlab or
     pandas, ``.npy`` arrays aligned row by row), and the samples whose refined label
-    disagrees with the given one (suspected label errors, most confident first). Every
+    disagrees with the given one (suspected label errors, most suspect first). Every
     sample is named by its id in the dataset's original order."""
     soft = method.soft_labels()
     if soft is None or soft.numel() == 0:
@@ -71,16 +71,7 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
                       out / "soft_labels.pt")
     for name, array in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
         np.save(out / f"{name}.npy", array.numpy())
-    confidence, argmax = soft.max(dim=1)
-    suspects = torch.nonzero(argmax != given).flatten()
-    suspects = suspects[confidence[suspects].argsort(descending=True, stable=True)]
-    with open(out / "label_errors.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["sample_id", "given_label", "soft_label_argmax", "confidence", "true_label"]
-                   + (["file"] if files is not None else []))
-        for i in suspects.tolist():
-            w.writerow([int(ids[i]), int(given[i]), int(argmax[i]), f"{float(confidence[i]):.4f}", int(true[i])]
-                       + ([files[i]] if files is not None else []))
+    write_label_errors(out / "label_errors.csv", soft, given, ids, true, files)
 
 
 def print_run_table(s: dict[str, Any]) -> None:
