@@ -35,20 +35,21 @@ def data_dir(cfg: DictConfig) -> str:
     return str(read(cfg, "dataset_root") or read(cfg, "paths.data_dir"))
 
 
-def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any]) -> Path | None:
+def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any], stem: str | None = None) -> Path | None:
     """Also keep a result in the evaluated run's own folder (``RUN/evaluations/``), under
-    a new name each time: an evaluation never overwrites another."""
+    a new name each time: an evaluation never overwrites another. ``stem``: what the
+    result covers (default: the checkpoint's name, ``last``)."""
     run = checkpoint.resolve().parent.parent
     if checkpoint.resolve().parent.name != "checkpoints" or not (run / ".hydra").is_dir():
         return None
     folder = run / "evaluations"
     try:
         folder.mkdir(exist_ok=True)
-        path = folder / f"{checkpoint.stem}.{name}"
-        stem, suffix, n = path.stem, path.suffix, 1
+        path = folder / f"{stem or checkpoint.stem}.{name}"
+        base, suffix, n = path.stem, path.suffix, 1
         while path.exists():
             n += 1
-            path = folder / f"{stem}.{n}{suffix}"
+            path = folder / f"{base}.{n}{suffix}"
         write_json_atomic(path, result)
     except OSError:  # a run folder we may read but not write: the result is in the output folder anyway
         return None
