@@ -14,7 +14,7 @@ from sat.checkpoint import atomic_torch_save
 from sat.detection import detection_quality, soft_label_detection
 from sat.engine import EpochStats
 from sat.label_errors import write_label_errors
-from sat.loggers import flatten
+from sat.loggers import flatten, tracker_pointer
 from sat.tasks.common import choices
 
 
@@ -51,9 +51,12 @@ def hparams_of(config: dict[str, Any], effective: dict[str, Any]) -> dict[str, A
     return flat
 
 
-def results_of(metrics: dict[str, float], params: int) -> dict[str, float]:
+def results_of(metrics: dict[str, float], params: int, at_best_val: dict[str, Any] | None = None) -> dict[str, float]:
+    """The HParams-tab metrics: the final ones, and those of the best-validation epoch
+    (the test accuracy a paper reports)."""
     results = {f"final/{k}": v for k, v in metrics.items() if k.split("/")[0] in ("train", "val", "test", "sat")}
-    return {**results, "params": float(params)}
+    best = {f"at_best_val/{k}": float(v) for k, v in (at_best_val or {}).items()}
+    return {**results, **best, "params": float(params)}
 
 
 def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor | None, ids: torch.Tensor,
@@ -86,6 +89,7 @@ def print_run_table(s: dict[str, Any]) -> None:
     ]
     if "sat/label_recovery" in f:
         rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
-    rows += [("run folder", s["output_dir"]), ("tensorboard", f"tensorboard --logdir {s['output_dir']}")]
+    pointer = tracker_pointer((s.get("choices") or {}).get("logger"), s["output_dir"])
+    rows += [("run folder", s["output_dir"]), *([pointer] if pointer else [])]
     width = max(len(k) for k, _ in rows)
     print("\n".join(["", "=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]), flush=True)
