@@ -370,7 +370,7 @@ class TrainingJob:
         if self.run.writable:
             files = [self.nd.train.file(i) for i in range(len(self.nd.train))] if isinstance(self.nd, StreamData) else None
             write_soft_labels(self.run.path, self.method, self.train_labels, self.true_labels, self.nd.train.ids, files)
-        logger.log_hparams(hparams_of(self.config, self.method.hparams()), results_of(self.metrics, self.params))
+        logger.log_hparams(hparams_of(self.config, self.method.hparams()), results_of(self.metrics, self.params, self.at_best_val))
         self.run.write_summary(summary)
         return summary
 
