@@ -76,10 +76,25 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
             raise
         log.error("%s (run folder: %s)", user_error, out)
         print(f"error: {user_error}", file=sys.stderr, flush=True)
+        _drop_refused(out, user_error)
         raise SystemExit(2) from None
     except BaseException:
         log.exception("run stopped; run folder: %s", out)
         raise
+
+
+def _drop_refused(output_dir: Any, error: UserError) -> None:
+    """A run refused before it started leaves no folder (a sweep job: a line in the sweep's refused.log)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from sat.refused import drop_refused_run_folder
+    from sat.tasks.continue_run import is_rank0
+
+    if output_dir == "?" or not is_rank0():
+        return
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    sweep = str(hc.sweep.dir) if hc is not None and str(hc.mode) == "RunMode.MULTIRUN" else None
+    drop_refused_run_folder(output_dir, str(error), sweep)
 
 
 def _say_how_to_continue(output_dir: Any) -> None:
