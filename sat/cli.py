@@ -35,7 +35,7 @@ def sweep_subdir(override_dirname: str, seed: Any) -> str:
 
 def register_resolvers() -> None:
     """The resolvers the configs use; call before Hydra composes them."""
-    from sat.evaluation_sweep import job_name
+    from sat.tasks.evaluation_sweep import job_name
 
     OmegaConf.register_new_resolver("sat_subdir", sweep_subdir, replace=True)
     OmegaConf.register_new_resolver("sat_job", job_name, replace=True)

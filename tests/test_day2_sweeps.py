@@ -10,7 +10,7 @@ import json
 import pytest
 
 from conftest import TINY, run_entry
-from sat.evaluation_sweep import job_name
+from sat.tasks.evaluation_sweep import job_name
 from sat.tasks.robustness import _print_table
 
 
