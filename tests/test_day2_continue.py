@@ -103,3 +103,16 @@ def test_resume_names_itself_for_a_missing_path_or_a_folder_without_a_checkpoint
     empty = run_entry("train.py", *RUN, f"resume={tmp_path / 'empty'}", f"hydra.run.dir={tmp_path / 'b'}",
                       cwd=tmp_path, check=False)
     assert empty.returncode == 2 and "is a folder without checkpoints/last.pt" in empty.stderr
+
+
+def test_resume_run_dir_puts_the_run_s_overrides_back_and_keeps_what_is_typed(tmp_path):
+    from sat.tasks.continue_run import expand_resume
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra/overrides.yaml").write_text("- experiment=quickstart\n- device=cuda\n- resume=auto\n")
+    assert expand_resume([f"resume={tmp_path}", "device=cpu"]) == [
+        "experiment=quickstart", f"resume={tmp_path}", "device=cpu", f"hydra.run.dir={tmp_path}"]
+    elsewhere = [f"resume={tmp_path}", "hydra.run.dir=fork"]  # another folder asked for: continued there
+    assert expand_resume(elsewhere) == ["experiment=quickstart", "device=cuda", *elsewhere]
+    checkpoint = [f"resume={tmp_path}/checkpoints/last.pt"]  # a file, or a sweep: left as typed
+    assert expand_resume(checkpoint) == checkpoint and expand_resume(["-m", f"resume={tmp_path}"]) == ["-m", f"resume={tmp_path}"]
