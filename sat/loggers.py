@@ -147,6 +147,20 @@ class WandbLogger:
         self.run.finish()
 
 
+def tracker_pointer(logger: str | None, run_dir: str | Path) -> tuple[str, str] | None:
+    """Where the tracker chosen by ``logger=`` shows a run: the last line of the
+    end-of-run box (None for ``logger=none`` or a tracker of the user's own)."""
+    run = Path(run_dir)
+    if logger == "tensorboard":
+        return "tensorboard", f"tensorboard --logdir {run}"
+    if logger == "csv":
+        return "metrics", f"{run / 'metrics.csv'} (and hparams.csv)"
+    if logger == "wandb":
+        offline = sorted((run / "wandb").glob("offline-run-*"))
+        return "wandb", f"wandb sync {offline[-1]}" if offline else "the run's page on W&B (its URL is in the log)"
+    return None
+
+
 class RunLogger:
     """Writes one run's per-epoch metrics into ``out_dir``: ``metrics.jsonl``, the
     console line, and the chosen tracker."""

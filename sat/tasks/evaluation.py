@@ -33,20 +33,21 @@ def data_dir(cfg: DictConfig) -> str:
     return str(read(cfg, "dataset_root") or read(cfg, "paths.data_dir"))
 
 
-def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any]) -> Path | None:
+def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any], stem: str | None = None) -> Path | None:
     """Also keep a result in the evaluated run's own folder (``RUN/evaluations/``), under
-    a new name each time: an evaluation never overwrites another."""
+    a new name each time: an evaluation never overwrites another. ``stem``: what the
+    result covers (default: the checkpoint's name, ``last``)."""
     run = RunFolder.of_checkpoint(checkpoint)
     if run is None:
         return None
     folder = run / "evaluations"
     try:
         folder.mkdir(exist_ok=True)
-        path = folder / f"{checkpoint.stem}.{name}"
-        stem, suffix, n = path.stem, path.suffix, 1
+        path = folder / f"{stem or checkpoint.stem}.{name}"
+        base, suffix, n = path.stem, path.suffix, 1
         while path.exists():
             n += 1
-            path = folder / f"{stem}.{n}{suffix}"
+            path = folder / f"{base}.{n}{suffix}"
         write_json_atomic(path, result)
     except OSError:  # a run folder we may read but not write: the result is in the output folder anyway
         return None
@@ -89,8 +90,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         return selective_report(runs, out, batch_size, amp_dtype, *calibration)
     if report == "label_errors":
         result = label_error_report(*runs[0], out, batch_size, amp_dtype, top)
+        beside = save_next_to_run(checkpoints[0], "label_errors.json", result)
         print(json.dumps({k: v for k, v in result.items() if k != "noise"}, indent=2))
-        print("results: " + ", ".join(result["files"]), flush=True)
+        print("results: " + ", ".join(result["files"]) + (f" and {beside}" if beside else ""), flush=True)
         return result
     return accuracy_report(*runs[0], out, batch_size, amp_dtype, device)
 

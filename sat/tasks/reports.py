@@ -14,6 +14,7 @@ from sat.data.noise import NoisePattern
 from sat.detection import detection_quality, disagreement_with_given, flags_from_argmax
 from sat.engine import predict_images
 from sat.figures import pyplot, save
+from sat.label_errors import write_label_errors
 from sat.selective.evaluate import evaluate_model as selective_evaluation
 from sat.selective.outputs import plot_risk_coverage, write_csv
 from sat.selective.risk import SelectiveResult
@@ -95,16 +96,13 @@ def label_error_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size
     if bool(wrong.any()):
         result["detection"] = detection_quality(scores, wrong, flagged)
         result["label_recovery"] = float((suggested[wrong] == true[wrong]).float().mean())
+    write_label_errors(out / "label_errors.csv", distribution, given, ids, true)
     order = torch.argsort(scores, descending=True, stable=True)
-    with open(out / "label_errors.csv", "w", encoding="utf-8") as f:
-        f.write("sample_id,given_label,suggested_label,suspicion,true_label\n")
-        for i in order[flagged[order]].tolist():
-            f.write(f"{int(ids[i])},{int(given[i])},{int(suggested[i])},{float(scores[i]):.4f},{int(true[i])}\n")
     figure = suspects_grid(nd.train.images, given, suggested, true, ids, order[:top], out / "label_error_suspects")
     refined = refined_labels(nd, suggested)
     refined.save(out / "refined_labels.pt")
-    result["files"] = [str(out / "label_errors.csv"), *map(str, figure), str(out / "refined_labels.pt")]
-    result["test/acc"] = float("nan")
+    result["files"] = [str(out / name) for name in ("label_errors.json", "label_errors.csv")] \
+        + [*map(str, figure), str(out / "refined_labels.pt")]
     write_json_atomic(out / "label_errors.json", result)
     return result
 

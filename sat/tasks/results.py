@@ -31,6 +31,6 @@ def finish(job: TrainingJob, logger: RunLogger) -> dict[str, Any]:
     if job.run.writable:
         train = job.data.train
         write_soft_labels(job.run.path, job.method, job.train_labels, job.true_labels, train.ids, train.file_names())
-    logger.log_hparams(hparams_of(job.config, job.method.hparams()), results_of(job.metrics, job.params))
+    logger.log_hparams(hparams_of(job.config, job.method.hparams()), results_of(job.metrics, job.params, job.at_best_val))
     job.run.write_summary(result)
     return result

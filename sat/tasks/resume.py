@@ -16,6 +16,7 @@ from typing import Any
 from sat.checkpoint import checkpoint_epoch, load_checkpoint, repair
 from sat.errors import UserError
 from sat.rundir import RunFolder
+from sat.tasks.continue_run import checkpoint_to_resume
 
 log = logging.getLogger("sat")
 
@@ -59,7 +60,8 @@ def check_resumable(now: dict[str, Any], state: dict[str, Any], source: Path) ->
 
 def resume_source(run: RunFolder, resume: str) -> Path | None:
     """``auto``: this folder's last.pt if it has one (after finishing an interrupted
-    publication of its files); otherwise the given checkpoint."""
+    publication of its files); otherwise the given checkpoint (a run folder: its last.pt)."""
+    resume = checkpoint_to_resume(resume, run.path)
     if resume == "auto":
         last = run.last_checkpoint()
         if last is None:
@@ -73,9 +75,6 @@ def resume_source(run: RunFolder, resume: str) -> Path | None:
             log.info("checkpoints: %s", note)
         return last
     path = Path(resume).expanduser()
-    if not path.is_file():
-        raise UserError(f"resume={resume} is not a checkpoint file; accepted: resume=auto (this run folder's own), or "
-                        "resume=RUN/checkpoints/last.pt (another run's)")
     if run.last_checkpoint() is not None and path.resolve() != run.last_checkpoint().resolve():
         raise UserError(f"resume={resume} but run folder {run.path} already holds its own checkpoint; accepted: "
                         "resume=auto to continue it, or another run folder for a new run")

@@ -129,7 +129,7 @@ def attack(cfg: DictConfig) -> dict[str, Any]:
     _print_table(rows, best)
     summary = {"attack": attack_name, "attack_config": plain(cfg.attack), "rows": rows, "best": best}
     write_json_atomic(out / "robustness.json", summary)
-    beside = save_next_to_run(paths[0], f"robustness-{attack_name}.json", summary)
+    beside = save_next_to_run(paths[0], f"robustness-{attack_name}.json", summary, stem=_covered(rows))
     print(f"results: {out / 'robustness.csv'}" + "".join(f", {f}" for f in figures)
           + (f" and {beside}" if beside else ""), flush=True)
     return summary
@@ -143,12 +143,26 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+def _covered(rows: list[dict[str, Any]]) -> str | None:
+    """The name of a result over several checkpoints: the epochs it covers (``epochs_71-100``)."""
+    if len(rows) < 2:
+        return None
+    return "epochs_" + _ranges(sorted({int(r["epoch"]) for r in rows})).replace(", ", "_")
+
+
+_ROW_KEYS = ("checkpoint", "epoch", "dataset", "run_seed", "noise", "noise_rate", "attack", "samples", "natural",
+             "robust", "eps")
+
+
 def _print_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> None:
-    print(f"{'epoch':>6} {'natural':>8} {'robust':>8}  eps={rows[0]['eps']:.5g} ({rows[0]['attack']}, "
-          f"{rows[0]['samples']} test samples)")
+    # AutoAttack's accuracy left after each of its attacks, in the order they ran
+    stages = [k for k in rows[0] if k not in _ROW_KEYS and isinstance(rows[0][k], float)]
+    print(f"{'epoch':>6} {'natural':>8} " + "".join(f"{s:>9} " for s in stages) + f"{'robust':>8}  "
+          f"eps={rows[0]['eps']:.5g} ({rows[0]['attack']}, {rows[0]['samples']} test samples)")
     for r in rows:
         mark = "  <- best robust" if r is best and len(rows) > 1 else ""
-        print(f"{r['epoch']:>6} {100 * r['natural']:7.2f}% {100 * r['robust']:7.2f}%{mark}")
+        print(f"{r['epoch']:>6} {100 * r['natural']:7.2f}% " + "".join(f"{100 * r[s]:8.2f}% " for s in stages)
+              + f"{100 * r['robust']:7.2f}%{mark}")
 
 
 def _plot(rows: list[dict[str, Any]], best: dict[str, Any], stem: Path, attack_name: str) -> list[Path]:
