@@ -304,3 +304,28 @@ def test_class_folder_layout_errors_are_one_line(tmp_path, case, expected):
     with pytest.raises(UserError) as info:
         ImageFolderSource("x", str(tmp_path), **kwargs).load()
     assert expected in one_line(info)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"../../outside/secret.png 0\n", "lies outside dataset.root"),
+    (b"/etc/passwd 0\n", "lies outside dataset.root"),
+    (b"\xff\xfeimage 0\n", "is not UTF-8 text"),
+])
+def test_list_files_that_point_outside_the_root_or_are_not_text_are_one_line(tmp_path, content, expected):
+    (tmp_path / "l.txt").write_bytes(content)
+    with pytest.raises(UserError) as info:
+        read_split(tmp_path, {"list": "l.txt"}, num_classes=3, check_files=False)
+    assert expected in one_line(info)
+
+
+def test_a_byte_order_mark_is_dropped_and_odd_splits_are_named(tmp_path, caplog):
+    write_list_dataset(tmp_path, num_train=4, num_test=1)
+    lines = (tmp_path / "train.txt").read_text()
+    (tmp_path / "train.txt").write_bytes("\ufeff".encode() + (lines + lines.splitlines()[0] + "\n").encode())
+    (tmp_path / "test.txt").write_text((tmp_path / "train.txt").read_text(encoding="utf-8-sig"))
+    with caplog.at_level("WARNING", logger="sat"):
+        data = ImageFolderSource("x", str(tmp_path), 9, train={"list": "train.txt"}, test={"list": "test.txt"},
+                                 image_size=8, resize=8).load()
+    assert data.train.file(0) == lines.split()[0]  # the BOM is not part of the first path
+    text = caplog.text
+    assert "more than once" in text and "same images as the training split" in text and "have no training image" in text

@@ -127,7 +127,7 @@ def test_missing_file_at_read_time_names_it(tmp_path):
     root = write_list_dataset(tmp_path, num_train=3, num_test=1)
     small = read_split(root, {"list": "train.txt"}, num_classes=3).with_reading(FileReading(SIZE, SIZE))
     (root / small.file(1)).unlink()
-    with pytest.raises(FileNotFoundError, match="001.jpg"):
+    with pytest.raises(UserError, match="001.jpg could not be read"):
         list(small.loader(3))
 
 
@@ -137,6 +137,42 @@ def test_bad_reader_values_are_user_errors(split):
                            (FileReading(decode="cuda"), "dataset.decode=cuda")):
         with pytest.raises(UserError, match=value):
             FileBatches(split.with_reading(reading), "cpu")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_images_are_one_line_and_16_bit_pngs_are_scaled(tmp_path, workers):
+    """A damaged file, a decompression bomb (refused from its header), a BMP (which
+    torchvision cannot decode) are one-line errors from any reader worker; a 16-bit PNG
+    becomes the 8-bit image it shows, as an 8-bit one would."""
+    import zlib
+    from struct import pack
+
+    from image_folder_files import write_image
+
+    def png(width: int, height: int, depth: int, rows: bytes) -> bytes:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return pack(">I", len(data)) + kind + data + pack(">I", zlib.crc32(kind + data))
+        header = pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+    pixel16 = pack(">HHH", 65535, 32896, 0)  # white-ish red, half green, no blue
+    (tmp_path / "deep.png").write_bytes(png(2, 2, 16, (b"\x00" + pixel16 * 2) * 2))
+    write_image(tmp_path / "flat.png", torch.tensor([255, 128, 0], dtype=torch.uint8).view(3, 1, 1).expand(3, 2, 2)
+                .contiguous())
+    (tmp_path / "bomb.png").write_bytes(png(60000, 60000, 8, b"")[:33])
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 10)
+    (tmp_path / "image.bmp").write_bytes(b"BM" + pack("<IHHI", 70, 0, 0, 54) + pack("<IiiHH", 40, 2, 2, 1, 24)
+                                         + b"\x00" * 24)
+    for name in ("deep.png", "flat.png", "bomb.png", "broken.jpg", "image.bmp"):
+        (tmp_path / "l.txt").write_text(f"{name} 0\n")
+        split = read_split(tmp_path, {"list": "l.txt"}, num_classes=2).with_reading(FileReading(2, 2, workers))
+        if name.endswith("png") and name != "bomb.png":
+            x, _, _ = next(iter(split.loader(1)))
+            assert torch.equal((x[0, :, 0, 0] * 255).round(), torch.tensor([255.0, 128.0, 0.0]))
+            continue
+        with pytest.raises(UserError) as info:
+            list(split.loader(1))
+        assert "\n" not in str(info.value) and name in str(info.value), str(info.value)
 
 
 def test_random_resized_crop_draws_per_sample_from_the_loader_generator():

@@ -141,9 +141,11 @@ def _read_cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple
             images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(int(v) for v in batch[label_key])
             coarse.extend(int(v) for v in batch.get("coarse_labels", []))
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError) as e:
             raise UserError(f"{folder / name} is not a CIFAR batch file ({type(e).__name__}: {e})") from None
     x = torch.from_numpy(np.concatenate(images))
+    if any(not -2**63 <= v < 2**63 for v in labels):
+        raise UserError(f"{folder}: a label of {', '.join(files)} is out of any class range; is it a CIFAR batch?")
     y = torch.tensor(labels, dtype=torch.int64)
     if len(x) != len(y):
         raise UserError(f"{folder}: {len(x)} images but {len(y)} labels in {', '.join(files)}")

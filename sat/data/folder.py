@@ -15,6 +15,7 @@ layout is described by a :class:`ListSpec` (a plain dict in the config).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from sat.data.datasets import DatasetSplits, DataSource
 from sat.data.prepare import LOADERS
 from sat.data.splits import FileReading, FileSplit
 from sat.errors import UserError
+
+log = logging.getLogger("sat")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,9 +88,30 @@ def _example_line(spec: ListSpec) -> str:
 
 
 def _read_lines(path: Path, header: int) -> list[tuple[int, str]]:
-    """(0-based line number, stripped text) of the non-empty lines after the header."""
-    with open(path, encoding="utf-8") as f:
-        return [(n, line.strip()) for n, line in enumerate(f) if n >= header and line.strip()]
+    """(0-based line number, stripped text) of the non-empty lines after the header (a
+    UTF-8 byte-order mark is dropped)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return [(n, line.strip()) for n, line in enumerate(f) if n >= header and line.strip()]
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); accepted: a "
+                        "UTF-8 text file of one entry a line") from None
+
+
+def _check_listed_paths(spec: ListSpec, files: list[str], numbers: list[int]) -> None:
+    """Listed paths are relative and stay below the root (a list must not read other files)."""
+    for f, n in zip(files, numbers):
+        if os.path.isabs(f) or ".." in Path(f).parts:
+            raise UserError(f"{spec.list}:{n + 1}: {f!r} lies outside dataset.root; accepted: paths relative to the "
+                            "root, without '..'")
+
+
+def _warn_duplicates(spec: ListSpec, files: list[str]) -> None:
+    seen: set[str] = set()
+    repeated = [f for f in files if f in seen or seen.add(f)]
+    if repeated:
+        log.warning("%s lists %d image path(s) more than once, e.g. %s: each line is a sample of its own",
+                    spec.list, len(repeated), repeated[0])
 
 
 def _parse_label(text: str, where: str, example: str) -> int:
@@ -211,6 +235,8 @@ def read_split(
         table = _read_label_file(root, spec.clean_labels, "clean label file", layout)
         clean = torch.tensor([table.get(p, -1) for p in paths], dtype=torch.int64)
     files = [f"{spec.prefix}{p}{spec.suffix}" for p in paths]
+    _check_listed_paths(spec, files, numbers)
+    _warn_duplicates(spec, files)
     keep = torch.ones(len(files), dtype=torch.bool)
     if num_classes is not None and len(labels):
         outside = (labels < 0) | (labels >= num_classes)
@@ -303,6 +329,16 @@ def read_class_folders(root: Path, folder: str, classes: Sequence[str]) -> FileS
                     labels.append(index[name])
     array = np.array([f.encode() for f in files], dtype=np.bytes_) if files else np.array([], dtype="S1")
     return FileSplit(root, array, torch.tensor(labels, dtype=torch.int64), torch.arange(len(files)), folder)
+
+
+def _warn_about_splits(train: FileSplit, test: FileSplit, num_classes: int) -> None:
+    """Lines that say when a folder dataset is probably not what was meant."""
+    if len(train.files) == len(test.files) and bool((train.files == test.files).all()):
+        log.warning("the test split names the same images as the training split (%s, %s): test accuracy then "
+                    "measures memorisation, not generalisation", train.source, test.source)
+    empty = sorted(set(range(num_classes)) - set(train.labels.tolist()))
+    if empty:
+        log.warning("%d of the %d classes have no training image (e.g. class %d)", len(empty), num_classes, empty[0])
 
 
 class ImageFolderSource(DataSource):
@@ -428,6 +464,7 @@ class ImageFolderSource(DataSource):
         if len(train) == 0:
             raise UserError(f"dataset.root={self.root}: the training split {train.source} has no images"
                             f"{_layout_hint(self.layout_hint)}")
+        _warn_about_splits(train, test, self.num_classes)
         return DatasetSplits(
             self.name, train, test, self.num_classes, self.mean, self.std, self.val_size if val is None else 0,
             # c -> c + 1 (mod K): these datasets have no natural confusion map for synthetic asymmetric noise

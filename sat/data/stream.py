@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sat.data.image_checks import check_image_header
 from sat.data.splits import FileReading, FileSplit
 from sat.errors import UserError
 
@@ -26,15 +29,40 @@ DECODERS = ("auto", "cpu", "cuda")
 _JPEG_MAGIC = (0xFF, 0xD8)
 
 
-def decode_rgb(data: torch.Tensor, where: str) -> torch.Tensor:
-    """Encoded bytes -> uint8 RGB (3, H, W) on the CPU (grey and CMYK converted)."""
-    from torchvision.io import ImageReadMode, decode_image
+MAX_PIXELS = 178_956_970  # PIL's decompression-bomb limit: a larger image is refused from its header
+FORMATS = ("png", "jpeg", "gif", "webp")  # what torchvision decodes (BMP: convert it)
 
+
+def decode_rgb(data: torch.Tensor, where: str) -> torch.Tensor:
+    """Encoded bytes -> uint8 RGB (3, H, W) on the CPU: the header checked first (size,
+    format: a decompression bomb is refused before it is decoded), grey and CMYK
+    converted, 16-bit images scaled to 8 bits."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import to_dtype
+
+    check_image_header(data[:65536].numpy().tobytes(), where, MAX_PIXELS, formats=FORMATS)
     try:
         image = decode_image(data, mode=ImageReadMode.RGB)
     except RuntimeError as e:
-        raise RuntimeError(f"could not decode image {where}: {e}") from None
-    return image[0] if image.dim() == 4 else image  # an animated GIF: its first frame
+        raise UserError(f"image {where} could not be decoded ({str(e).splitlines()[0]}); accepted: whole "
+                        f"{', '.join(FORMATS)} files") from None
+    image = image[0] if image.dim() == 4 else image  # an animated GIF: its first frame
+    return image if image.dtype == torch.uint8 else to_dtype(image, torch.uint8, scale=True)
+
+
+@dataclass(frozen=True)
+class ReadFailure:
+    """What a reader worker answers for a batch it cannot read: the one-line reason,
+    raised in the main process (an exception raised in a worker comes back as a
+    traceback wrapped in another message)."""
+
+    message: str
+
+
+def _checked(item: Any) -> Any:
+    if isinstance(item, ReadFailure):
+        raise UserError(item.message)
+    return item
 
 
 def view(image: torch.Tensor, reading: FileReading) -> torch.Tensor:
@@ -53,7 +81,8 @@ def _read(path: str) -> torch.Tensor:
     try:
         return read_file(path)
     except RuntimeError as e:
-        raise FileNotFoundError(f"could not read image {path}: {e}") from None
+        raise UserError(f"image {path} could not be read ({str(e).splitlines()[0]}); accepted: the dataset's files "
+                        "as they were listed when the run started") from None
 
 
 def _own_process_group(_worker: int) -> None:
@@ -78,14 +107,18 @@ class _BatchReader(Dataset):
     def path(self, position: int) -> str:
         return f"{self.root}/{self.files[position].decode()}"
 
-    def __getitem__(self, positions: list[int]) -> torch.Tensor | list[torch.Tensor]:
-        encoded = [_read(self.path(p)) for p in positions]
-        if not self.decode:
-            return encoded
-        size = self.reading.image_size
-        if not positions:
-            return torch.empty(0, 3, size, size, dtype=torch.uint8)
-        return torch.stack([view(decode_rgb(data, self.path(p)), self.reading) for data, p in zip(encoded, positions)])
+    def __getitem__(self, positions: list[int]) -> torch.Tensor | list[torch.Tensor] | ReadFailure:
+        try:
+            encoded = [_read(self.path(p)) for p in positions]
+            if not self.decode:
+                return encoded
+            size = self.reading.image_size
+            if not positions:
+                return torch.empty(0, 3, size, size, dtype=torch.uint8)
+            return torch.stack([view(decode_rgb(data, self.path(p)), self.reading)
+                                for data, p in zip(encoded, positions)])
+        except UserError as e:
+            return ReadFailure(str(e))
 
 
 class _Requests(Sampler):
@@ -149,6 +182,7 @@ class FileBatches:
     def batches(self, requests: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         self._requests.batches = [r.tolist() for r in requests]
         for images, request in zip(self._loader, self._requests.batches):
+            images = _checked(images)
             if self.gpu_decode:
                 yield self._decode_on_device(images, request)
             else:
@@ -165,6 +199,8 @@ class FileBatches:
         """nvJPEG for the batch's JPEGs (one call), the CPU for any other format; then the view on the device."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
+        for data, p in zip(encoded, positions):
+            check_image_header(data[:65536].numpy().tobytes(), self._reader.path(p), MAX_PIXELS, formats=FORMATS)
         jpeg = [i for i, data in enumerate(encoded) if data.numel() > 2 and tuple(data[:2].tolist()) == _JPEG_MAGIC]
         decoded: list[torch.Tensor | None] = [None] * len(encoded)
         if jpeg:
@@ -194,7 +230,7 @@ def decode_all(split: FileSplit, batch_size: int = 256) -> torch.Tensor:
     loader = DataLoader(_BatchReader(split, decode=True), batch_size=None, sampler=requests,
                         num_workers=reading.num_workers, generator=torch.Generator(),
                         worker_init_fn=_own_process_group if reading.num_workers > 0 else None)
-    images = list(loader)
+    images = [_checked(batch) for batch in loader]
     if not images:
         return torch.empty(0, 3, reading.image_size, reading.image_size, dtype=torch.uint8)
     return torch.cat(images)

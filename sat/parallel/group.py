@@ -147,6 +147,14 @@ class Distributed:
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
+    def all_values(self, value: Any) -> list[Any]:
+        """Every process's ``value`` (a picklable object), in rank order, on every process."""
+        if not self.enabled:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value, group=self.control)
+        return values
+
     def signal_agreement(self) -> Callable[[int], int] | None:
         """For :class:`sat.preemption.Preemption`: the processes' agreed signal (None in
         one process)."""

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sat import validate
+from sat.budget import check_fits, check_source_size
 from sat.checkpoint import CheckpointWriter, rng_state, set_rng_state
 from sat.data.datasets import DataSource
 from sat.data.loader import Loader
@@ -33,6 +34,7 @@ from sat.rundir import RunFolder
 from sat.tasks.common import build, build_model, job_num, packages_used, plain, resolve_device, resolve_precision, \
     set_normalization
 from sat.tasks.settings import TrainerSettings, read
+from sat.tasks.value_checks import check_node
 
 log = logging.getLogger("sat")
 
@@ -223,14 +225,49 @@ def _fused(node: Any, device: torch.device) -> dict[str, Any]:
     return {"fused": True}
 
 
+def _check_model_fits(cfg: DictConfig, outputs: int, input_shape: tuple[int, ...], device: torch.device) -> None:
+    """A model too large for the device is refused with its parameter count before any
+    memory is allocated (counted on the meta device)."""
+    try:
+        with torch.device("meta"):
+            params = count_parameters(build_model(cfg.model, outputs, input_shape))
+    except UserError:
+        raise
+    except Exception:  # a model that cannot be built on the meta device: its real build reports any error
+        return
+    check_fits(f"model with {params:,} parameters", 16 * params, device,  # weights, gradients, 2 optimizer buffers
+               "a smaller model (model.width, model.depth)")
+
+
+def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
+    """Build the optimizer and scheduler again on one throwaway parameter and step them
+    through every epoch, so a value that acts late (``scheduler.gamma=abc`` at the first
+    milestone) fails now, not after hours of training."""
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = make_optimizer([param])
+    scheduler = make_scheduler(optimizer)
+    for epoch in range(epochs):
+        param.grad = torch.zeros_like(param)
+        try:
+            optimizer.step()
+            scheduler.step()
+        except (ValueError, TypeError, ZeroDivisionError) as e:
+            raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]} (at epoch {epoch + 1} of a dry run "
+                            f"before training)") from None
+
+
 def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device) -> Objects:
     """Every object the config names, so every value is checked before data is read."""
+    for group in ("dataset", "noise", "method", "model", "optimizer", "scheduler"):
+        check_node(cfg.get(group), group)  # each value against its constructor's annotations
     source = build(cfg.dataset, "dataset", DataSource)
+    check_source_size(source, device)
     noise = build(cfg.noise, "noise", Noise)
     method = build(cfg.method, "method", Method)
     method.schedule(settings.epochs)
     augment = build(cfg.augment, "augment", object) if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
+    _check_model_fits(cfg, outputs, source.input_shape, device)
     model = build_model(cfg.model, outputs, source.input_shape)
     # A method with a network of its own (co-teaching's peer) gets the same
     # architecture; the optimizer then trains both.
@@ -239,9 +276,11 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
         if key in cfg.optimizer:
             validate.number(f"optimizer.{key}", cfg.optimizer[key], lo=0.0)
     try:
+        make_optimizer, make_scheduler = build(cfg.optimizer, "optimizer", object), build(cfg.scheduler, "scheduler", object)
+        dry_run(make_optimizer, make_scheduler, settings.epochs)
         params = list(model.parameters()) + list(method.parameters())
-        optimizer = build(cfg.optimizer, "optimizer", object)(params, **_fused(cfg.optimizer, device))
-        scheduler = build(cfg.scheduler, "scheduler", object)(optimizer)
+        optimizer = make_optimizer(params, **_fused(cfg.optimizer, device))
+        scheduler = make_scheduler(optimizer)
     except (ValueError, TypeError) as e:
         raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None
     return Objects(source, noise, method, augment, model, optimizer, scheduler, outputs)

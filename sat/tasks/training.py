@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from sat.checkpoint import load_checkpoint
 from sat.errors import UserError
+from sat.fingerprint import check_fingerprints, check_same_run, config_fingerprint
 from sat.loggers import NullRunLogger, RunLogger
 from sat.parallel import group as parallel
 from sat.parallel.group import Distributed
@@ -48,6 +49,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fresh = run.last_checkpoint() is None
     job = None
     try:
+        _same_settings_everywhere(group, cfg)
         settings = TrainerSettings.from_config(read(cfg, "trainer"))
         seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
         run_settings.objective(cfg)  # checked now, used when the run ends
@@ -56,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:
             check_resumable(plain(cfg), resumed, source)
-        if _finished(run, settings, source, resumed):
+        if _finished(cfg, run, settings, source, resumed):
             return run.read_summary()
         job = _begin(build_job(cfg, settings, seed, run, resumed, group), source, resumed, wall_start)
         group.settle()  # DDP: every process got this far, or all stop now
@@ -79,12 +81,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _finished(run: RunFolder, settings: TrainerSettings, source: Path | None, resumed: dict[str, Any] | None) -> bool:
-    """This folder's run is finished already (a rerun of its command): report it again."""
+def _same_settings_everywhere(group: Distributed, cfg: DictConfig) -> None:
+    """DDP: every process was started with the same settings, or all refuse at once
+    (ranks with another seed or lr would train something else, another noise.rate hang)."""
+    try:
+        mine = config_fingerprint(plain(cfg))
+    except Exception as e:  # unresolvable: the error surfaces where the value is read
+        mine = f"unresolvable: {type(e).__name__}"
+    check_fingerprints(group.all_values(mine))
+
+
+def _finished(cfg: DictConfig, run: RunFolder, settings: TrainerSettings, source: Path | None,
+              resumed: dict[str, Any] | None) -> bool:
+    """This folder's run is finished already (a rerun of its command): report it again,
+    if it is this command's run (a finished run of other settings never is)."""
     previous = run.read_summary()
     done = resumed is not None and int(resumed["epoch"]) >= settings.epochs and bool(previous) \
         and previous.get("status") == "finished" and source == run.last_checkpoint()
     if done:
+        check_same_run(plain(cfg), resumed["config"], run.path)
         log.info("run %s is already finished (%d epochs)", run.path, settings.epochs)
         if run.writable:
             print_run_table(previous)
