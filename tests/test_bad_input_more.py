@@ -4,7 +4,6 @@ promises."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf

@@ -17,7 +17,6 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sat.checkpoint import load_checkpoint
-from sat.errors import UserError
 from sat.fingerprint import check_fingerprints, check_same_run, config_fingerprint
 from sat.loggers import NullRunLogger, RunLogger
 from sat.parallel import group as parallel
