@@ -21,7 +21,15 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _overrides(overrides: str | Sequence[str]) -> list[str]:
-    return shlex.split(overrides) if isinstance(overrides, str) else [str(o) for o in overrides]
+    from sat.errors import UserError
+
+    if not isinstance(overrides, str):
+        return [str(o) for o in overrides]
+    try:
+        return shlex.split(overrides)
+    except ValueError as e:  # "No closing quotation"
+        raise UserError(f"cannot split the overrides {overrides!r} ({e}); accepted: key=value items, "
+                        "quoted as a whole where a value has spaces") from None
 
 
 def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str | Sequence[str],
@@ -34,15 +42,23 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     from hydra.core.utils import configure_log
     from omegaconf import OmegaConf, open_dict
 
-    from sat.cli import register_resolvers
+    from sat.cli import register_config
+    from sat.tasks.keys import check_keys, composition_error
 
     if not CONF.is_dir():
         raise FileNotFoundError(f"{CONF} is missing: the API reads the configs of a source checkout (pip install -e .)")
-    register_resolvers()
+    register_config()
     items = _overrides(overrides)
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=config_name):
-        cfg = compose(config_name=config_name, overrides=items, return_hydra_config=True)
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=config_name):
+            cfg = compose(config_name=config_name, overrides=items, return_hydra_config=True)
+    except Exception as e:
+        error = composition_error(e)
+        if error is None:
+            raise
+        raise error from None
+    check_keys(cfg)
     out = Path(output_dir if output_dir is not None else cfg.hydra.run.dir).expanduser().resolve()
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(out)

@@ -9,6 +9,7 @@ continue); 1 anything else (with its traceback in the log).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,9 +34,16 @@ def sweep_subdir(override_dirname: str, seed: Any) -> str:
     return f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
 
 
-def register_resolvers() -> None:
-    """The resolvers the configs use; call before Hydra composes them."""
+def register_config() -> None:
+    """The resolvers and the schemas (sat/tasks/settings.py) the configs use; call
+    before Hydra composes them."""
+    from sat.tasks import settings
+
     OmegaConf.register_new_resolver("sat_subdir", sweep_subdir, replace=True)
+    settings.register()
+
+
+register_resolvers = register_config  # the name tests/conftest.py calls
 
 
 def _user_error_in(e: BaseException | None) -> UserError | None:
@@ -58,10 +66,13 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
     """Run a task for an entry point: bad input ends with its one-line message (exit
     status 2), any other failure is logged with its traceback, and the run's output
     folder is always named, so a failed job of a sweep can still be found."""
+    from sat.tasks import keys
+
     global _task_started
     _task_started = True
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
+        keys.check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
         return task(cfg)
     except Preempted:
         raise
@@ -110,14 +121,25 @@ def _check_output_dirs(argv: list[str]) -> None:
 
 
 def main(hydra_main: Callable[[], Any]) -> None:
-    """Call an entry point's ``@hydra.main`` function. Hydra exits with status 1 for a
-    config it cannot compose (an unknown group, option or key, a malformed override):
-    that is bad input too, so it becomes status 2."""
-    register_resolvers()
+    """Call an entry point's ``@hydra.main`` function. A config Hydra cannot compose (an
+    unknown option or key, a wrong type, a malformed override) is bad input: one
+    ``error:`` line (:func:`sat.tasks.keys.composition_error`) and status 2, where Hydra
+    would print its own 7 to 26 lines and exit with 1."""
+    from sat.tasks.keys import composition_error
+
+    register_config()
     _check_output_dirs(sys.argv[1:])
+    wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose (instead of printing it)
     try:
         hydra_main()
     except SystemExit as e:
         if e.code == 1 and not _task_started:
             raise SystemExit(2) from None
         raise
+    except Exception as e:
+        error = None if wants_trace else composition_error(e)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

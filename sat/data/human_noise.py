@@ -28,7 +28,7 @@ class HumanLabelNoise(Noise):
         super().__init__(rate=0.0, seed=0, from_file=from_file)
         spec = human_label_file(self.dataset)
         if label not in spec.label_keys:
-            raise UserError(f"noise.label={label!r} is not a {spec.title} label set; "
+            raise UserError(f"label={label!r} is not a {spec.title} label set; "
                             f"accepted: {'|'.join(spec.label_keys)}")
         self.label, self.path, self.download = label, str(path), bool(download)
 

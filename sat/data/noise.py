@@ -175,8 +175,8 @@ class Noise:
     file_args: ClassVar[tuple[str, ...]] = ("from_file",)
 
     def __init__(self, rate: float = 0.0, seed: int = 0, from_file: str | None = None):
-        self.rate = validate.number("noise.rate", rate, lo=0.0, hi=1.0)
-        self.seed = validate.number("noise.seed", seed, integer=True)
+        self.rate = validate.number("rate", rate, lo=0.0, hi=1.0)
+        self.seed = validate.number("seed", seed, integer=True)
         self.from_file = None if from_file is None else str(from_file)
 
     def __repr__(self) -> str:

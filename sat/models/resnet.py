@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat.errors import UserError
-from sat.models._checks import image_shape, positive_int
+from sat.models._checks import image_shape
+from sat.validate import positive_int
 
 # Blocks per stage for each supported depth (BasicBlock only).
 _BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -27,7 +28,7 @@ def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 def _stage_blocks(depth: int) -> tuple[int, ...]:
     if depth not in _BLOCKS:
         accepted = ", ".join(str(d) for d in _BLOCKS)
-        raise UserError(f"model.depth={depth} is not supported; accepted: {accepted}")
+        raise UserError(f"depth={depth} is not supported; accepted: {accepted}")
     return _BLOCKS[depth]
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sat.models._checks import image_shape, positive_int
+from sat.models._checks import image_shape
+from sat.validate import positive_int
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
