@@ -156,7 +156,8 @@ class TrainingJob:
         source = build(cfg.dataset, "dataset", DataSource)
         noise = build(cfg.noise, "noise", Noise)
         self.method = build(cfg.method, "method", Method)
-        self.method.schedule(settings.epochs)
+        with validate.argument("method", self.method):  # its refusals name method.<argument>
+            self.method.schedule(settings.epochs)
         augment = build(cfg.augment, "augment", object) if cfg.get("augment") is not None else None
         self.model_outputs = source.num_classes + int(getattr(self.method, "extra_outputs", 0))
         model = build_model(cfg.model, self.model_outputs, source.input_shape)
@@ -321,7 +322,8 @@ class TrainingJob:
         for split in ("train", "val", "test"):  # error curves are what double-descent plots show
             if f"{split}/acc" in metrics:
                 metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
-        metrics.update(self.method.end_epoch(epoch + 1, metrics))
+        with validate.argument("method", self.method):
+            metrics.update(self.method.end_epoch(epoch + 1, metrics))
         if self.true_labels is not None:
             metrics.update(label_error_metrics(self.method.soft_labels(), self.train_labels, self.true_labels,
                                                self.noisy, stats))
