@@ -69,7 +69,7 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     OmegaConf.save(task_cfg, out / ".hydra" / "config.yaml")
     OmegaConf.save(cfg.hydra, out / ".hydra" / "hydra.yaml")
     OmegaConf.save(OmegaConf.create(items), out / ".hydra" / "overrides.yaml")
-    log_cfg = OmegaConf.to_container(cfg.hydra.job_logging, resolve=False)
+    log_cfg = OmegaConf.to_container(cfg.hydra.job_logging, resolve=True)
     log_cfg["handlers"]["file"]["filename"] = str(out / f"{config_name}.log")
     configure_log(OmegaConf.create(log_cfg), cfg.hydra.verbose)
     return task(task_cfg)

@@ -34,12 +34,49 @@ def sweep_subdir(override_dirname: str, seed: Any) -> str:
     return f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
 
 
+SWEPT_KEYS = "SAT_SWEPT_KEYS"  # the keys a command line sweeps, for the jobs (also in launcher processes)
+
+
+def sweep_job(hydra: Any) -> str:
+    """What names a sweep job in its log lines and end-of-run box, from Hydra's node:
+    `` [job 3 model.width=8 seed=1]`` (its number and the values of the swept keys, from
+    the command line or ``hydra.sweeper.params``); nothing outside a sweep."""
+    if not str(OmegaConf.select(hydra, "mode", default="")).endswith("MULTIRUN"):
+        return ""
+    params = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
+    swept = set(params) | set(filter(None, os.environ.get(SWEPT_KEYS, "").split(",")))
+    values = [o for o in OmegaConf.select(hydra, "overrides.task", default=[]) or []
+              if o.lstrip("+~").partition("=")[0] in swept]
+    return f" [job {OmegaConf.select(hydra, 'job.num')}{''.join(' ' + v for v in values)}]"
+
+
+def current_sweep_job() -> str:
+    """:func:`sweep_job` of the job running now (nothing outside Hydra or a sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return sweep_job(HydraConfig.get()) if HydraConfig.initialized() else ""
+
+
+def _note_swept_keys(argv: list[str]) -> None:
+    """Remember which keys ``-m`` sweeps (``method=ce,sat``) for :func:`sweep_job`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not {"-m", "--multirun"} & set(argv):
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001  (Hydra reports a malformed override itself)
+        return
+    os.environ[SWEPT_KEYS] = ",".join(o.key_or_group for o in parsed if o.is_sweep_override())
+
+
 def register_config() -> None:
     """The resolvers and the schemas (sat/tasks/settings.py) the configs use; call
     before Hydra composes them."""
     from sat.tasks import settings
 
     OmegaConf.register_new_resolver("sat_subdir", sweep_subdir, replace=True)
+    OmegaConf.register_new_resolver("sat_job", lambda *, _root_: sweep_job(_root_.hydra), replace=True)
     settings.register()
 
 
@@ -129,6 +166,7 @@ def main(hydra_main: Callable[[], Any]) -> None:
 
     register_config()
     _check_output_dirs(sys.argv[1:])
+    _note_swept_keys(sys.argv[1:])
     wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose (instead of printing it)
     try:

@@ -33,7 +33,7 @@ def test_every_experiment_composes(compose_cfg, experiment):
 
 def test_defaults_are_the_paper_cifar10_setting(compose_cfg):
     cfg = compose_cfg("train", ["paths.output_dir=/tmp/x"])
-    assert cfg.dataset.name == "cifar10" and cfg.model._target_ == "sat.models.ResNet" and cfg.model.depth == 34
+    assert cfg.dataset.name == "cifar10" and cfg.model._target_ == "sat.models.resnet.ResNet" and cfg.model.depth == 34
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.9, 5e-4)
     assert cfg.trainer.batch_size == 256 and cfg.trainer.epochs == 200
     assert cfg.scheduler._target_.endswith("CosineAnnealingLR") and cfg.scheduler.T_max == 200

@@ -39,8 +39,10 @@ from typing import Any
 import torch
 
 from sat.errors import UserError
+from sat.trust import trusted
 
 
+@trusted("component")
 class AutoStartEpoch:
     """Decides SAT's start epoch from a per-epoch signal; see the module docstring."""
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
 class _Bootstrapping(Method):
@@ -31,6 +32,7 @@ class _Bootstrapping(Method):
         return {"beta": self.beta}
 
 
+@trusted("method")
 class SoftBootstrapping(_Bootstrapping):
     def __init__(self, beta: float = 0.95):
         super().__init__(beta)
@@ -42,6 +44,7 @@ class SoftBootstrapping(_Bootstrapping):
         return self.beta * ce + (1.0 - self.beta) * entropy
 
 
+@trusted("method")
 class HardBootstrapping(_Bootstrapping):
     def __init__(self, beta: float = 0.8):
         super().__init__(beta)

@@ -7,8 +7,10 @@ import torch.nn.functional as F
 
 from sat import validate
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
+@trusted("method", "sat.methods.CrossEntropy")
 class CrossEntropy(Method):
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()

@@ -34,6 +34,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
 def forget_rate_schedule(epoch: int, forget_rate: float, num_gradual: int, exponent: float) -> float:
@@ -58,6 +59,7 @@ def _local(positions: torch.Tensor, mine: torch.Tensor) -> torch.Tensor:
     return positions[torch.isin(positions, mine)] - mine[0] if len(mine) else positions[:0]
 
 
+@trusted("method")
 class CoTeaching(Method):
     def __init__(self, forget_rate: float | None = None, num_gradual: int = 10, exponent: float = 1.0):
         super().__init__()

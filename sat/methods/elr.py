@@ -24,10 +24,12 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 PROB_CLAMP = 1e-4
 
 
+@trusted("method")
 class EarlyLearningRegularization(Method):
     def __init__(self, beta: float = 0.7, lam: float = 3.0):
         super().__init__()

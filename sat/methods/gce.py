@@ -15,8 +15,10 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
+@trusted("method")
 class GeneralizedCrossEntropy(Method):
     def __init__(self, q: float = 0.7):
         super().__init__()

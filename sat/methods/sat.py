@@ -21,6 +21,7 @@ from sat import validate
 from sat.errors import UserError
 from sat.methods.auto_start import AutoStartEpoch, PredictionChanges
 from sat.methods.base import Method
+from sat.trust import trusted
 
 log = logging.getLogger("sat")
 
@@ -35,6 +36,7 @@ def scale_for_width(alpha: float, start_epoch: int, width: int, reference_width:
     return alpha ** (width / reference_width), int(start_epoch * reference_width / width)
 
 
+@trusted("method", "sat.methods.SelfAdaptiveTraining")
 class SelfAdaptiveTraining(Method):
     """SAT with the cross-entropy target loss.
 
@@ -198,6 +200,7 @@ class SelfAdaptiveTraining(Method):
         }
 
 
+@trusted("method", "sat.methods.SelfAdaptiveTrainingSCE")
 class SelfAdaptiveTrainingSCE(SelfAdaptiveTraining):
     """SAT with the symmetric cross-entropy target loss, exactly as the reference
     computes it: ``-ce_weight * sum t log p - rce_weight * sum p log t``, unclamped.

@@ -19,8 +19,10 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
+@trusted("method")
 class SymmetricCrossEntropy(Method):
     def __init__(self, alpha: float = 0.1, beta: float = 1.0, log_zero: float = -4.0):
         super().__init__()

@@ -31,6 +31,7 @@ from torch import nn
 from sat import validate
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
 def _check_pretrain(pretrain: int) -> int:
@@ -122,6 +123,7 @@ class _AbstainingMethod(Method):
         return self.loss(logits, y, index, epoch), logits[:, : self.num_classes]
 
 
+@trusted("method")
 class SelfAdaptiveSelective(_AbstainingMethod):
     """SAT for selective classification (``method=sat_selective``).
 
@@ -161,6 +163,7 @@ class SelfAdaptiveSelective(_AbstainingMethod):
         return {"momentum": self.momentum, "pretrain": self.pretrain, "extra_outputs": self.extra_outputs}
 
 
+@trusted("method")
 class DeepGamblers(_AbstainingMethod):
     """The Deep Gamblers loss (``method=gambler``) with reward ``o``, ``1 < o <= K``.
 

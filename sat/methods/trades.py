@@ -21,6 +21,7 @@ from sat.attacks.base import input_grad, parse_eps, project
 from sat.errors import UserError
 from sat.methods.base import Method
 from sat.methods.ce import CrossEntropy
+from sat.trust import trusted
 
 
 def kl_sum(logits_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -28,6 +29,7 @@ def kl_sum(logits_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(logits_q.float(), dim=1), p, reduction="sum")
 
 
+@trusted("method", "sat.methods.TRADES")
 class TRADES(Method):
     def __init__(
         self,
@@ -46,7 +48,7 @@ class TRADES(Method):
         self.natural = natural if natural is not None else CrossEntropy()
         if not isinstance(self.natural, Method):
             raise UserError(f"natural={type(self.natural).__name__} is not a training method; accepted: a "
-                            "sat.methods.Method such as sat.methods.CrossEntropy or sat.methods.SelfAdaptiveTraining")
+                            "sat.methods.base.Method such as sat.methods.ce.CrossEntropy or sat.methods.sat.SelfAdaptiveTraining")
         self.beta, self.epsilon, self.step_size, self.steps = float(beta), float(epsilon), float(step_size), int(steps)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
+from sat.trust import trusted
 from sat.validate import positive_int
 
 # Blocks per stage for each supported depth (BasicBlock only).
@@ -84,6 +85,7 @@ def _make_stages(block: type[nn.Module], blocks: Sequence[int], width: int) -> t
     return nn.Sequential(*layers), c_in
 
 
+@trusted("model", "sat.models.ResNet")
 class ResNet(nn.Module):
     """CIFAR ResNet-18/34; ``width`` is the first stage's channel count (64 standard)."""
 
@@ -103,6 +105,7 @@ class ResNet(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
+@trusted("model", "sat.models.PreActResNet")
 class PreActResNet(nn.Module):
     """Pre-activation CIFAR ResNet-18/34 (kuangliu layout: no BN-ReLU after the last block)."""
 

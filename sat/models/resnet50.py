@@ -22,6 +22,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
+from sat.trust import trusted
 from sat.validate import positive_int
 
 BLOCKS = (3, 4, 6, 3)
@@ -29,6 +30,7 @@ BLOCKS = (3, 4, 6, 3)
 HUB_FILES = tuple(os.path.basename(w.url) for w in (ResNet50_Weights.IMAGENET1K_V1, ResNet50_Weights.IMAGENET1K_V2))
 
 
+@trusted("model")
 class ResNet50(ResNet):
     """ResNet-50 for ``num_classes``; takes (N, C, H, W) inputs of any size >= 32.
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
+from sat.trust import trusted
 from sat.validate import positive_int
 
 # Convolutions per stage for each depth (Simonyan & Zisserman configurations A, B, D, E).
@@ -37,6 +38,7 @@ def _stage_convs(depth: int) -> tuple[int, ...]:
     return _CONVS[depth]
 
 
+@trusted("model")
 class VGG(nn.Module):
     """VGG-``depth`` with BN for inputs of any size >= 1x1; ``width`` = channels of the
     first stage (64 standard; 15.0M parameters at depth 16 with 10 classes)."""

@@ -16,6 +16,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
+from sat.trust import trusted
 from sat.validate import positive_int
 
 
@@ -42,6 +43,7 @@ class WideBlock(nn.Module):
         return self.conv2(out) + shortcut
 
 
+@trusted("model", "sat.models.WideResNet")
 class WideResNet(nn.Module):
     """WRN-``depth``-``width``: e.g. WRN-28-10 (36.5M params) and WRN-34-10 (46.2M)."""
 

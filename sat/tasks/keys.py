@@ -142,7 +142,7 @@ def composition_error(e: BaseException) -> UserError | None:
             return _wrong_type(cause)
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
             parent = cause.parent_node
-            valid = [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
+            valid = [str(k) for k in parent.keys() if k not in HYDRA_KEYS] if isinstance(parent, DictConfig) else []
             root = parent._get_root() if isinstance(parent, DictConfig) else None
             return unknown_key(cause.full_key, valid, _leaves(root) if root is not None else [])
         detail = _first_line(e) + (f" ({_first_line(cause)})" if cause is not None else "")

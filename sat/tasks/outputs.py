@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from sat.checkpoint import atomic_torch_save
+from sat.cli import current_sweep_job
 from sat.detection import detection_quality, soft_label_detection
 from sat.engine import EpochStats
 from sat.loggers import flatten
@@ -97,4 +98,6 @@ def print_run_table(s: dict[str, Any]) -> None:
         rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
     rows += [("run folder", s["output_dir"]), ("tensorboard", f"tensorboard --logdir {s['output_dir']}")]
     width = max(len(k) for k, _ in rows)
-    print("\n".join(["", "=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]), flush=True)
+    job = current_sweep_job().strip()  # in a sweep every line says which job it is
+    lines = ["=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]
+    print("\n".join([""] + [f"{job} {line}" if job else line for line in lines]), flush=True)

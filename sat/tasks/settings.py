@@ -173,6 +173,9 @@ def register() -> None:
         store.store(name=name, node=schema)
 
 
+register()  # on import, as Hydra's structured configs are: any @hydra.main on conf/ that imports sat.tasks finds them
+
+
 def seed(cfg: DictConfig, key: str = "seed") -> int:
     return validate.number(key, read(cfg, key), integer=True)
 
