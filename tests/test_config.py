@@ -89,7 +89,9 @@ def test_evaluate_config_defaults_and_required_checkpoint(compose_cfg, monkeypat
     with pytest.raises(MissingMandatoryValue):
         cfg.checkpoint  # noqa: B018  (there is no default checkpoint)
     assert cfg.paths.data_dir == "/datasets" and cfg.dataset_root is None and list(cfg.trusted_packages) == []
-    assert (cfg.device, cfg.precision, cfg.batch_size) == ("auto", "auto", 1024)
+    # the same keys as training's for the same things
+    assert (cfg.device, cfg.trainer.precision, cfg.trainer.eval_batch_size) == ("auto", "auto", 1024)
+    assert compose_cfg("attack", ["paths.output_dir=/tmp/x"]).trainer.eval_batch_size == 256
 
 
 def test_sweep_subdir_is_pasteable_and_leaves_out_settings_that_change_nothing(compose_cfg):
@@ -107,33 +109,73 @@ def test_sweep_subdir_is_pasteable_and_leaves_out_settings_that_change_nothing(c
     assert OmegaConf.select(alone, "hydra.sweep.subdir") == "seed-1"
 
 
+# Where each method's behaviour starts later than epoch 0 (its per-sample branch: soft
+# targets, abstention); the others run theirs from the first step.
+DELAYED_START = {"sat": ["start_epoch"], "sat_sce": ["start_epoch"], "trades_sat": ["natural.start_epoch"],
+                 "sat_selective": ["start_epoch", "pretrain"], "gambler": ["start_epoch", "pretrain"]}
+DELAY_NAMES = ("start_epoch", "pretrain")
+
+
+def test_every_method_is_listed_with_its_start():
+    assert set(DELAYED_START) <= set(options("method"))
+
+
 @pytest.mark.parametrize("method", options("method"))
 def test_debug_fast_reaches_every_method_s_per_sample_branch(compose_cfg, method):
     """debug=fast's two epochs must exercise what the full run does: any start epoch of
-    the method (also width-scaled, also nested as TRADES' natural loss) lies inside them."""
-    for experiment in ["null", *options("experiment")]:
-        try:
-            cfg = compose_cfg("train", [f"experiment={experiment}", f"method={method}", "debug=fast",
-                                        "paths.output_dir=/tmp/x"])
-        except Exception:  # an experiment may not combine with every method (e.g. selective ones)
-            continue
+    the method (also width-scaled, also nested as TRADES' natural loss) lies inside them,
+    under every experiment."""
+    for experiment in [None, *options("experiment")]:
+        chosen = [f"experiment={experiment}"] if experiment else []
+        cfg = compose_cfg("train", [*chosen, f"method={method}", "debug=fast", "paths.output_dir=/tmp/x"])
         m = instantiate(cfg.method)
         m.schedule(cfg.trainer.epochs)
-        for sub in [m, *m.modules()]:
-            if hasattr(sub, "start_epoch"):
-                assert sub.start_epoch < cfg.trainer.epochs, (experiment, method, sub.start_epoch)
+        starts = {f"{name}.{attr}".lstrip("."): getattr(sub, attr) for name, sub in m.named_modules()
+                  for attr in DELAY_NAMES if hasattr(sub, attr)}
+        assert sorted(starts) == sorted(DELAYED_START.get(method, [])), (experiment, method, starts)
+        for key, start in starts.items():
+            assert start < cfg.trainer.epochs, (experiment, method, key, start)
 
 
 def test_every_target_a_checkpoint_may_name_is_registered():
     """evaluate/attack rebuild only registered classes: each sat config option must be one."""
-    from sat.trust import SAT_TARGETS
+    from sat.trust import project_targets
 
-    for group, kind in [("model", "model"), ("dataset", "dataset"), ("noise", "noise"), ("method", "method")]:
+    for group, kind in [("model", "model"), ("dataset", "dataset"), ("noise", "noise"), ("method", "method"),
+                        ("auto_start", "component")]:
         for option in options(group):
             node = OmegaConf.load(CONF / group / f"{option}.yaml")
-            assert node._target_ in SAT_TARGETS[kind], f"{group}/{option}: {node._target_}"
+            assert node._target_ in project_targets(kind), f"{group}/{option}: {node._target_}"
             for key in node:
                 value = node._get_node(key)
                 if OmegaConf.is_dict(value) and "_target_" in value:
-                    allowed = SAT_TARGETS[kind] | SAT_TARGETS["component"]
+                    allowed = project_targets(kind) | project_targets("component")
                     assert value._target_ in allowed, f"{group}/{option}: nested {value._target_}"
+
+
+def _targets(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            yield node["_target_"]
+        for value in node.values():
+            yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
+
+
+def test_every_yaml_target_names_its_class_s_defining_module():
+    """One path convention for the project's classes: sat.methods.sat.SelfAdaptiveTraining, not
+    the package's re-export (others' classes by their public path: torch.optim.SGD)."""
+    from hydra.utils import get_object
+
+    found = {}
+    for path in CONF.rglob("*.yaml"):
+        for target in _targets(OmegaConf.to_container(OmegaConf.load(path))):
+            found[target] = path.relative_to(CONF)
+    assert len(found) > 40
+    for target, path in found.items():
+        if not target.startswith("sat."):
+            continue
+        obj = get_object(target)
+        assert f"{obj.__module__}.{obj.__qualname__}" == target, f"{path}: {target}"
