@@ -107,7 +107,7 @@ class AutoStartEpoch:
                                f"(patience {self.patience})")
         elif self.max_epoch is not None and epoch >= self.max_epoch:
             self._start(epoch, f"{self._describe_signal()} was still improving or undecided at "
-                               f"max_epoch={self.max_epoch} (best {self.best} at epoch {self.best_epoch})")
+                               f"auto_start.max_epoch={self.max_epoch} (best {self.best} at epoch {self.best_epoch})")
         return self.started
 
     def _start(self, epoch: int, why: str) -> None:
