@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from sat import validate
 from sat.errors import UserError
 from sat.trust import trusted
 
@@ -50,12 +51,8 @@ class AutoStartEpoch:
                  smoothing: int = 3, min_epoch: int = 0, max_epoch: int | None = None):
         if mode not in ("max", "min"):
             raise UserError(f"mode={mode!r} is not accepted; accepted: max (accuracy) | min (loss, changes)")
-        if patience < 1:
-            raise UserError(f"patience={patience} is out of range; accepted: an integer >= 1")
-        if not min_delta >= 0:
-            raise UserError(f"min_delta={min_delta} is out of range; accepted: min_delta >= 0")
-        if smoothing < 1:
-            raise UserError(f"smoothing={smoothing} is out of range; accepted: an integer >= 1 (epochs)")
+        patience, smoothing = validate.positive_int("patience", patience), validate.positive_int("smoothing", smoothing)
+        min_delta = validate.number("min_delta", min_delta, lo=0.0)
         if min_epoch < 0 or (max_epoch is not None and max_epoch < max(min_epoch, 1)):
             raise UserError(f"min_epoch={min_epoch}, max_epoch={max_epoch} are invalid; "
                             f"accepted: 0 <= min_epoch <= max_epoch, max_epoch >= 1 or null")
