@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF
+from sat.tasks.keys import check_keys
 
 GROUPS = ["dataset", "model", "noise", "method", "optimizer", "scheduler", "augment", "debug"]
 
@@ -18,6 +19,7 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes(compose_cfg, group, option):
     cfg = compose_cfg("train", [f"{group}={option}", "paths.output_dir=/tmp/x"])
+    check_keys(cfg)  # every key is one the schema or the constructor takes
     container = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     node = container.get(group)
     if group != "debug":  # debug options are _global_ deltas, not object nodes
@@ -27,8 +29,16 @@ def test_every_group_option_composes(compose_cfg, group, option):
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(compose_cfg, experiment):
     cfg = compose_cfg("train", [f"experiment={experiment}", "paths.output_dir=/tmp/x"])
+    check_keys(cfg)
     OmegaConf.to_container(cfg, resolve=True)
     assert cfg.name == experiment
+
+
+@pytest.mark.parametrize("option", options("attack"))
+def test_every_attack_option_composes_with_known_keys(compose_cfg, option):
+    cfg = compose_cfg("attack", [f"attack={option}", "checkpoint=x.pt", "paths.output_dir=/tmp/x"])
+    check_keys(cfg)
+    assert "_target_" in cfg.attack
 
 
 def test_defaults_are_the_paper_cifar10_setting(compose_cfg):

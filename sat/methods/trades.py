@@ -48,7 +48,8 @@ class TRADES(Method):
         self.natural = natural if natural is not None else CrossEntropy()
         if not isinstance(self.natural, Method):
             raise UserError(f"natural={type(self.natural).__name__} is not a training method; accepted: a "
-                            "sat.methods.base.Method such as sat.methods.ce.CrossEntropy or sat.methods.sat.SelfAdaptiveTraining")
+                            "sat.methods.base.Method such as sat.methods.ce.CrossEntropy or "
+                            "sat.methods.sat.SelfAdaptiveTraining")
         self.beta, self.epsilon, self.step_size, self.steps = float(beta), float(epsilon), float(step_size), int(steps)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:

@@ -123,7 +123,7 @@ def _wrong_type(e: ValidationError) -> UserError:
     if with_schema is not None and e.key is not None:
         hint = typing.get_type_hints(with_schema).get(str(e.key))
     accepted = _type_name(hint) if hint is not None else str(e.msg).splitlines()[0]
-    return UserError(f"{key}={e.value!r} is not {accepted}; accepted: {accepted}")
+    return UserError(f"{key}={e.value!r} is not {accepted} (its type in the schema, sat/tasks/settings.py)")
 
 
 def composition_error(e: BaseException) -> UserError | None:
@@ -134,8 +134,9 @@ def composition_error(e: BaseException) -> UserError | None:
     if isinstance(e, MissingConfigException):
         return _missing_option(e)
     if isinstance(e, OverrideParseException):
-        return UserError(f"cannot parse the override {_first_line(e).partition(': ')[2] or _first_line(e)!r} "
-                         "(an unbalanced quote or bracket?); accepted: key=value, quoted as a whole where it has spaces")
+        override = _first_line(e).partition(": ")[2] or _first_line(e)
+        return UserError(f"cannot parse the override {override!r} (an unbalanced quote or bracket?); "
+                         "accepted: key=value, quoted as a whole where it has spaces")
     cause = e.__cause__
     if isinstance(e, ConfigCompositionException):
         if isinstance(cause, ValidationError):
@@ -162,9 +163,12 @@ def _missing_option(e: Any) -> UserError:
     if not group or not options and "Could not find" not in str(e):
         return UserError(_first_line(e))
     close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(f'{group}={o}' for o in close)}? " if close else ""
-    return UserError(f"{group}={option} is not an option; {hint}(the options are the files in conf/{group}/: "
-                     f"{', '.join(options) or 'none'})")
+    if close:
+        guesses = " or ".join(f"{group}={o}" for o in close)
+        return UserError(f"{group}={option} is not an option; did you mean {guesses}? (the options are the files in "
+                         f"conf/{group}/)")
+    return UserError(f"{group}={option} is not an option; accepted: the files in conf/{group}/: "
+                     f"{', '.join(options) or 'none'}")
 
 
 # --- a constructor's refusal, named by the node it was built from ---------------------------
