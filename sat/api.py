@@ -37,18 +37,20 @@ def _compose(config_name: str, items: list[str]) -> Any:
     override) is bad input, as on the command line."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+
+    from sat.tasks.keys import check_keys, composition_error
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=config_name):
-            return compose(config_name=config_name, overrides=items, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as e:
-        first, *rest = str(e).strip().splitlines() or [type(e).__name__]
-        options = [line.strip() for line in rest if line.startswith(("\t", "  "))]  # Hydra lists the options
-        accepted = f"; accepted: {', '.join(options)}" if options else ""
-        raise UserError(f"{config_name} {' '.join(items)}: {first.strip()}{accepted}") from None
+            cfg = compose(config_name=config_name, overrides=items, return_hydra_config=True)
+    except Exception as e:
+        error = composition_error(e)
+        if error is None:
+            raise
+        raise error from None
+    check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
+    return cfg
 
 
 def _output_dir(output_dir: str | Path | None, default: Any) -> Path:
@@ -66,13 +68,13 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     from hydra.core.utils import configure_log
     from omegaconf import OmegaConf, open_dict
 
-    from sat.cli import register_resolvers
+    from sat.cli import register_config
     from sat.rundir import hold_lock, prepare_output_dir, refuse_other_task, release_lock
     from sat.runfiles import write_atomic
 
     if not CONF.is_dir():
         raise FileNotFoundError(f"{CONF} is missing: the API reads the configs of a source checkout (pip install -e .)")
-    register_resolvers()
+    register_config()
     items = _overrides(overrides)
     cfg = _compose(config_name, items)
     out = prepare_output_dir(_output_dir(output_dir, cfg.hydra.run.dir))
@@ -88,7 +90,7 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
         for name, node in (("config.yaml", task_cfg), ("hydra.yaml", cfg.hydra), ("overrides.yaml", items)):
             write_atomic(out / ".hydra" / name, OmegaConf.to_yaml(OmegaConf.create(node) if name == "overrides.yaml"
                                                                    else node))
-        log_cfg = OmegaConf.to_container(cfg.hydra.job_logging, resolve=False)
+        log_cfg = OmegaConf.to_container(cfg.hydra.job_logging, resolve=True)
         log_cfg["handlers"]["file"]["filename"] = str(out / f"{config_name}.log")
         configure_log(OmegaConf.create(log_cfg), cfg.hydra.verbose)
         return task(task_cfg)

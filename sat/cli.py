@@ -9,6 +9,7 @@ continues it is printed); 1 anything else (with its traceback in the log).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -44,12 +45,56 @@ def sweep_subdir(override_dirname: str, seed: Any, overrides: Any = ()) -> str:
     return f"{name}+files-{hashlib.sha256(chr(10).join(files).encode()).hexdigest()[:8]}" if files else name
 
 
-def register_resolvers() -> None:
-    """The resolvers the configs use; call before Hydra composes them."""
+SWEPT_KEYS = "SAT_SWEPT_KEYS"  # the keys a command line sweeps, for the jobs (also in launcher processes)
+
+
+def sweep_job(hydra: Any) -> str:
+    """What names a sweep job in its log lines and end-of-run box, from Hydra's node:
+    `` [job 3 model.width=8 seed=1]`` (its number and the values of the swept keys, from
+    the command line or ``hydra.sweeper.params``); nothing outside a sweep."""
+    if not str(OmegaConf.select(hydra, "mode", default="")).endswith("MULTIRUN"):
+        return ""
+    params = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
+    swept = set(params) | set(filter(None, os.environ.get(SWEPT_KEYS, "").split(",")))
+    values = [o for o in OmegaConf.select(hydra, "overrides.task", default=[]) or []
+              if o.lstrip("+~").partition("=")[0] in swept]
+    return f" [job {OmegaConf.select(hydra, 'job.num')}{''.join(' ' + v for v in values)}]"
+
+
+def current_sweep_job() -> str:
+    """:func:`sweep_job` of the job running now (nothing outside Hydra or a sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return sweep_job(HydraConfig.get()) if HydraConfig.initialized() else ""
+
+
+def _note_swept_keys(argv: list[str]) -> None:
+    """Remember which keys ``-m`` sweeps (``method=ce,sat``) for :func:`sweep_job`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not {"-m", "--multirun"} & set(argv):
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001  (Hydra reports a malformed override itself)
+        return
+    os.environ[SWEPT_KEYS] = ",".join(o.key_or_group for o in parsed if o.is_sweep_override())
+
+
+def register_config() -> None:
+    """The resolvers and the schemas (sat/tasks/settings.py) the configs use; call
+    before Hydra composes them."""
+    from sat.tasks import settings
+
     from sat.tasks.evaluation_sweep import job_name
 
     OmegaConf.register_new_resolver("sat_subdir", sweep_subdir, replace=True)
-    OmegaConf.register_new_resolver("sat_job", job_name, replace=True)
+    OmegaConf.register_new_resolver("sat_job", job_name, replace=True)  # evaluate/attack sweep job folders
+    OmegaConf.register_new_resolver("sat_job_label", lambda *, _root_: sweep_job(_root_.hydra), replace=True)
+    settings.register()
+
+
+register_resolvers = register_config  # the name tests/conftest.py calls
 
 
 def _user_error_in(e: BaseException | None) -> UserError | None:
@@ -72,10 +117,13 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
     """Run a task for an entry point: bad input ends with its one-line message (exit
     status 2), any other failure is logged with its traceback, and the run's output
     folder is always named, so a failed job of a sweep can still be found."""
+    from sat.tasks import keys
+
     global _task_started
     _task_started = True
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
+        keys.check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
         return task(cfg)
     except Preempted:
         _say_how_to_continue(out)
@@ -153,19 +201,30 @@ def _check_output_dirs(argv: list[str]) -> None:
 
 
 def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
-    """Call an entry point's ``@hydra.main`` function. Hydra exits with status 1 for a
-    config it cannot compose (an unknown group, option or key, a malformed override):
-    that is bad input too, so it becomes status 2. ``resumable``: the entry point takes
-    ``resume=RUN_DIR`` (train.py), which becomes that run's own command, in its folder."""
+    """Call an entry point's ``@hydra.main`` function. A config Hydra cannot compose (an
+    unknown option or key, a wrong type, a malformed override) is bad input: one
+    ``error:`` line (:func:`sat.tasks.keys.composition_error`) and status 2, where Hydra
+    would print its own 7 to 26 lines and exit with 1. ``resumable``: the entry point
+    takes ``resume=RUN_DIR`` (train.py), which becomes that run's own command, in its folder."""
     from sat.tasks.continue_run import expand_resume
+    from sat.tasks.keys import composition_error
 
-    register_resolvers()
+    register_config()
     if resumable:
         sys.argv[1:] = expand_resume(sys.argv[1:])
     _check_output_dirs(sys.argv[1:])
+    _note_swept_keys(sys.argv[1:])
+    wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose (instead of printing it)
     try:
         hydra_main()
     except SystemExit as e:
         if e.code == 1 and not _task_started:
             raise SystemExit(2) from None
         raise
+    except Exception as e:
+        error = None if wants_trace else composition_error(e)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -5,8 +5,8 @@ At train time the user's own config may name any importable ``_target_`` (Hydra'
 it is only data. :func:`build` turns such a stored node into an object through an
 explicit registry instead:
 
-- a ``_target_`` is either one of the project's classes listed in :data:`SAT_TARGETS`
-  (exact names: ``sat.checkpoint.os.system`` is not one), one registered with
+- a ``_target_`` is either one of the project's classes marked :func:`trusted` where
+  they are defined (exact names: ``sat.checkpoint.os.system`` is not one), one registered with
   :func:`register`, or a class defined inside a package the user names
   (``trusted_packages=[myplug]``) that subclasses the kind's base class;
 - nested nodes with a ``_target_`` must themselves pass that check, and no other
@@ -18,37 +18,63 @@ explicit registry instead:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import pkgutil
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 from sat.errors import UserError
 
-# The project's classes a stored config may name, by kind.
-SAT_TARGETS: dict[str, frozenset[str]] = {
-    "model": frozenset({
-        "sat.models.ResNet", "sat.models.PreActResNet", "sat.models.WideResNet", "sat.models.SmallCNN",
-        "sat.models.MLP", "sat.models.vgg.VGG", "sat.models.resnet50.ResNet50",
-    }),
-    "dataset": frozenset({"sat.data.datasets.CIFAR", "sat.data.datasets.Digits", "sat.data.datasets.Synthetic",
-                         "sat.data.svhn.SVHN", "sat.data.folder.ImageFolderSource"}),
-    "noise": frozenset({
-        "sat.data.noise.UniformLabelNoise", "sat.data.noise.FlipLabelNoise", "sat.data.noise.AsymmetricLabelNoise",
-        "sat.data.noise.GaussianImageNoise", "sat.data.noise.RandomPixelsNoise", "sat.data.noise.ShuffledPixelsNoise",
-        "sat.data.noise.RefinedLabels", "sat.data.human_noise.CIFAR10NLabelNoise", "sat.data.human_noise.CIFAR100NLabelNoise",
-    }),
-    "method": frozenset({
-        "sat.methods.CrossEntropy", "sat.methods.SelfAdaptiveTraining", "sat.methods.SelfAdaptiveTrainingSCE",
-        "sat.methods.TRADES", "sat.methods.gce.GeneralizedCrossEntropy", "sat.methods.sce.SymmetricCrossEntropy",
-        "sat.methods.bootstrapping.SoftBootstrapping", "sat.methods.bootstrapping.HardBootstrapping",
-        "sat.methods.elr.EarlyLearningRegularization", "sat.methods.coteaching.CoTeaching",
-        "sat.methods.selective.SelfAdaptiveSelective", "sat.methods.selective.DeepGamblers",
-    }),
-    # parts of the above (a method's start-epoch detector)
-    "component": frozenset({"sat.methods.auto_start.AutoStartEpoch"}),
-}
+KINDS = ("model", "dataset", "noise", "method", "component")  # component: a part of the above (SAT's start detector)
+
+# The project's classes a stored config may name, by kind: filled by :func:`trusted` as
+# their modules are imported (:func:`project_targets` imports them all), so the list is
+# the class definitions themselves and cannot drift from them.
+SAT_TARGETS: dict[str, set[str]] = {kind: set() for kind in KINDS}
+_classes: dict[str, tuple[str, type]] = {}  # every name above -> (kind, class)
+
+# Where the project's trusted classes are defined: importing these packages' modules
+# runs every @trusted line.
+_PROJECT_PACKAGES = ("sat.models", "sat.methods", "sat.data")
+
+def trusted(kind: str, *aliases: str) -> Callable[[type], type]:
+    """Class decorator: stored configs may name this class as a ``kind`` node, by its
+    defining module's path (``sat.methods.sat.SelfAdaptiveTraining``, the convention of
+    every ``_target_`` in conf/) or by an older name given as an alias (the package
+    path ``sat.methods.SelfAdaptiveTraining``, which checkpoints from before still hold)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; accepted: {', '.join(KINDS)}")
+
+    def mark(cls: type) -> type:
+        for name in (f"{cls.__module__}.{cls.__qualname__}", *aliases):
+            SAT_TARGETS[kind].add(name)
+            _classes[name] = (kind, cls)
+        return cls
+
+    return mark
+
+
+def _trusted_class(target: str) -> tuple[str, type] | None:
+    """(kind, class) of one of the project's trusted classes, importing the module the
+    name points into if needed (only ever a module of sat: the project's own code)."""
+    if target not in _classes and target.startswith("sat."):
+        module = target.rpartition(".")[0]
+        with contextlib.suppress(ImportError, ValueError):
+            importlib.import_module(module)
+    return _classes.get(target)
+
+
+def project_targets(kind: str) -> set[str]:
+    """Every name of the project's trusted classes of ``kind`` (imports the packages that define them)."""
+    for package in _PROJECT_PACKAGES:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, package + "."):
+            importlib.import_module(info.name)
+    return set(SAT_TARGETS[kind])
+
 
 _registered: dict[str, tuple[str, Callable[..., Any]]] = {}
 
@@ -77,9 +103,15 @@ def _base_class(kind: str) -> type:
 def register(target: str, obj: Callable[..., Any], kind: str) -> None:
     """Let stored configs name ``target`` (built by calling ``obj``) as a ``kind`` node:
     for a user's class that lives outside a package they want to trust as a whole."""
-    if kind not in SAT_TARGETS:
+    if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; accepted: {', '.join(SAT_TARGETS)}")
     _registered[target] = (kind, obj)
+
+
+def _canonical(name: str) -> str:
+    """A trusted class's name by its defining module (aliases map to it)."""
+    cls = _classes[name][1] if name in _classes else None
+    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else name
 
 
 def _import(target: str) -> Any:
@@ -107,7 +139,7 @@ def trusted_package_names(packages: Iterable[str] | None) -> list[str]:
         top = name.split(".", 1)[0]
         if top == "sat":
             raise UserError(f"trusted_packages={names} names {name!r}; accepted: your own packages (sat's classes are "
-                            "trusted one by one through sat.trust.SAT_TARGETS)")
+                            "trusted one by one, marked @sat.trust.trusted)")
         if top in UNTRUSTABLE or top in sys.stdlib_module_names:
             raise UserError(f"trusted_packages={names} names {name!r}, a library sat runs on, not a package of "
                             "yours; accepted: your own packages (or sat.trust.register for one class)")
@@ -118,8 +150,9 @@ def resolve(target: Any, kind: str, what: str, trusted_packages: Iterable[str] |
     """The class behind a stored ``_target_``, or a UserError naming it and what is accepted."""
     if not isinstance(target, str):
         raise UserError(f"{what}._target_={target!r} is not a class name; accepted: one of sat's classes")
-    if target in SAT_TARGETS[kind]:
-        return _import(target)
+    found = _trusted_class(target)
+    if found is not None and found[0] == kind:
+        return found[1]
     if target in _registered and _registered[target][0] == kind:
         return _registered[target][1]
     packages = trusted_package_names(trusted_packages)
@@ -134,7 +167,7 @@ def resolve(target: Any, kind: str, what: str, trusted_packages: Iterable[str] |
             return obj
         raise UserError(f"{what}._target_={target!r} is not a {kind} class defined in trusted package {owner!r}; "
                         f"accepted: a subclass of {_base_class(kind).__name__} defined there")
-    accepted = ", ".join(sorted(SAT_TARGETS[kind]))
+    accepted = ", ".join(sorted(n for n in project_targets(kind) if n == _canonical(n)))
     hint = " or a class of a package you trust (trusted_packages=[pkg])"
     raise UserError(f"{what}._target_={target!r} in the checkpoint's stored config is not allowed; "
                     f"accepted: {accepted}{hint}")
@@ -179,7 +212,8 @@ def build(
                 resolve(value["_target_"], kind, f"{what}.{key}", trusted_packages)  # a target not allowed: say so first
                 raise UserError(f"{what}.{key} in the checkpoint's stored config is an object node where {kind} "
                                 "arguments are plain values; accepted: plain values")
-            nested = "component" if value["_target_"] in SAT_TARGETS["component"] else kind
+            found = _trusted_class(str(value["_target_"]))
+            nested = "component" if found is not None and found[0] == "component" else kind
             value = build(value, nested, f"{what}.{key}", trusted_packages=trusted_packages)
         else:
             _check_plain(value, f"{what}.{key}")

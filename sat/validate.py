@@ -1,15 +1,21 @@
-"""Checks of config values: each bad value becomes a one-line :class:`UserError` that
-names the setting as the user typed it (``trainer.batch_size=0``) and what is accepted.
+"""Checks of values: each bad value becomes a one-line :class:`UserError` that names it
+and what is accepted.
 
-Constructors and tasks call these before any data is loaded, so a typo costs no
+Constructors name their own argument (``alpha=1.5``), never a config path: the task
+layer that built the object from a config node puts the node's path before it
+(:func:`within`: ``method.natural.alpha=1.5``). Tasks name the setting as the user typed
+it (``trainer.batch_size=0``). Both check before any data is loaded, so a typo costs no
 minutes of loading and leaves no half-made run behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import numbers
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sat.errors import UserError
@@ -50,6 +56,7 @@ def number(
 
 
 def positive_int(name: str, value: Any) -> int:
+    """The one positive-integer check: ``name=0`` is out of range; accepted: an integer >= 1."""
     return number(name, value, lo=1, integer=True)
 
 
@@ -64,3 +71,45 @@ def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise UserError(f"{name}={value!r} is not a boolean; accepted: true, false")
     return value
+
+
+# --- naming arguments by the config key they came from --------------------------------------
+
+
+def argument_names(obj: Any) -> set[str] | None:
+    """The keyword arguments of a function or class, following ``**kwargs`` up the base
+    classes' ``__init__``; None where that ends open (anything may be accepted)."""
+    functions = [obj] if not inspect.isclass(obj) else \
+        [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__ and c is not object]
+    names: set[str] = set()
+    for function in functions:
+        try:
+            params = list(inspect.signature(function).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
+def within(error: UserError, path: str, names: Iterable[str] | None) -> UserError:
+    """``error``, raised by an object built from the config node at ``path``, with the
+    argument names it mentions as config keys: ``alpha=1.5`` -> ``method.natural.alpha=1.5``
+    (``names``: the object's arguments; None: the message is left as it is)."""
+    if not names or not path:
+        return error
+    pattern = re.compile(rf"(?<![\w.])({'|'.join(map(re.escape, sorted(names, key=len, reverse=True)))})"
+                         r"(?=\s*[=<>]|\.[A-Za-z_])")
+    message = pattern.sub(lambda m: f"{path}.{m.group(1)}", str(error))
+    return error if message == str(error) else type(error)(message)
+
+
+@contextlib.contextmanager
+def argument(name: str, obj: Any) -> Iterator[None]:
+    """Errors raised inside by ``obj``, a part given to its owner as argument ``name``
+    (TRADES' ``natural``), name its arguments through it: ``natural.start_epoch=70``."""
+    try:
+        yield
+    except UserError as e:
+        raise within(e, name, argument_names(type(obj))) from None

@@ -177,14 +177,14 @@ def test_loss_is_float32_for_bf16_logits(cls):
 
 
 @pytest.mark.parametrize("cls,kwargs,bad", [
-    (GeneralizedCrossEntropy, {"q": 0.0}, "method.q=0.0"),
-    (GeneralizedCrossEntropy, {"q": 1.5}, "method.q=1.5"),
-    (SymmetricCrossEntropy, {"alpha": -1.0}, "method.alpha=-1.0"),
-    (SymmetricCrossEntropy, {"log_zero": 4.0}, "method.log_zero=4.0"),
-    (SoftBootstrapping, {"beta": 1.2}, "method.beta=1.2"),
-    (HardBootstrapping, {"beta": -0.1}, "method.beta=-0.1"),
-    (EarlyLearningRegularization, {"beta": 1.0}, "method.beta=1.0"),
-    (EarlyLearningRegularization, {"lam": -3.0}, "method.lam=-3.0"),
+    (GeneralizedCrossEntropy, {"q": 0.0}, "^q=0.0"),
+    (GeneralizedCrossEntropy, {"q": 1.5}, "^q=1.5"),
+    (SymmetricCrossEntropy, {"alpha": -1.0}, "^alpha=-1.0"),
+    (SymmetricCrossEntropy, {"log_zero": 4.0}, "^log_zero=4.0"),
+    (SoftBootstrapping, {"beta": 1.2}, "^beta=1.2"),
+    (HardBootstrapping, {"beta": -0.1}, "^beta=-0.1"),
+    (EarlyLearningRegularization, {"beta": 1.0}, "^beta=1.0"),
+    (EarlyLearningRegularization, {"lam": -3.0}, "^lam=-3.0"),
 ])
 def test_bad_hyper_parameters_name_the_value(cls, kwargs, bad):
     with pytest.raises(UserError, match=bad.replace(".", r"\.")):

@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF
+from sat.tasks.keys import check_keys
 
 GROUPS = ["dataset", "model", "noise", "method", "optimizer", "scheduler", "augment", "debug"]
 
@@ -18,6 +19,7 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes(compose_cfg, group, option):
     cfg = compose_cfg("train", [f"{group}={option}", "paths.output_dir=/tmp/x"])
+    check_keys(cfg)  # every key is one the schema or the constructor takes
     container = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     node = container.get(group)
     if group != "debug":  # debug options are _global_ deltas, not object nodes
@@ -27,13 +29,21 @@ def test_every_group_option_composes(compose_cfg, group, option):
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(compose_cfg, experiment):
     cfg = compose_cfg("train", [f"experiment={experiment}", "paths.output_dir=/tmp/x"])
+    check_keys(cfg)
     OmegaConf.to_container(cfg, resolve=True)
     assert cfg.name == experiment
 
 
+@pytest.mark.parametrize("option", options("attack"))
+def test_every_attack_option_composes_with_known_keys(compose_cfg, option):
+    cfg = compose_cfg("attack", [f"attack={option}", "checkpoint=x.pt", "paths.output_dir=/tmp/x"])
+    check_keys(cfg)
+    assert "_target_" in cfg.attack
+
+
 def test_defaults_are_the_paper_cifar10_setting(compose_cfg):
     cfg = compose_cfg("train", ["paths.output_dir=/tmp/x"])
-    assert cfg.dataset.name == "cifar10" and cfg.model._target_ == "sat.models.ResNet" and cfg.model.depth == 34
+    assert cfg.dataset.name == "cifar10" and cfg.model._target_ == "sat.models.resnet.ResNet" and cfg.model.depth == 34
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.9, 5e-4)
     assert cfg.trainer.batch_size == 256 and cfg.trainer.epochs == 200
     assert cfg.scheduler._target_.endswith("CosineAnnealingLR") and cfg.scheduler.T_max == 200
@@ -89,7 +99,9 @@ def test_evaluate_config_defaults_and_required_checkpoint(compose_cfg, monkeypat
     with pytest.raises(MissingMandatoryValue):
         cfg.checkpoint  # noqa: B018  (there is no default checkpoint)
     assert cfg.paths.data_dir == "/datasets" and cfg.dataset_root is None and list(cfg.trusted_packages) == []
-    assert (cfg.device, cfg.precision, cfg.batch_size) == ("auto", "auto", 1024)
+    # the same keys as training's for the same things
+    assert (cfg.device, cfg.trainer.precision, cfg.trainer.eval_batch_size) == ("auto", "auto", 1024)
+    assert compose_cfg("attack", ["paths.output_dir=/tmp/x"]).trainer.eval_batch_size == 256
 
 
 def test_sweep_subdir_is_pasteable_and_leaves_out_settings_that_change_nothing(compose_cfg):
@@ -107,33 +119,73 @@ def test_sweep_subdir_is_pasteable_and_leaves_out_settings_that_change_nothing(c
     assert OmegaConf.select(alone, "hydra.sweep.subdir") == "seed-1"
 
 
+# Where each method's behaviour starts later than epoch 0 (its per-sample branch: soft
+# targets, abstention); the others run theirs from the first step.
+DELAYED_START = {"sat": ["start_epoch"], "sat_sce": ["start_epoch"], "trades_sat": ["natural.start_epoch"],
+                 "sat_selective": ["start_epoch", "pretrain"], "gambler": ["start_epoch", "pretrain"]}
+DELAY_NAMES = ("start_epoch", "pretrain")
+
+
+def test_every_method_is_listed_with_its_start():
+    assert set(DELAYED_START) <= set(options("method"))
+
+
 @pytest.mark.parametrize("method", options("method"))
 def test_debug_fast_reaches_every_method_s_per_sample_branch(compose_cfg, method):
     """debug=fast's two epochs must exercise what the full run does: any start epoch of
-    the method (also width-scaled, also nested as TRADES' natural loss) lies inside them."""
-    for experiment in ["null", *options("experiment")]:
-        try:
-            cfg = compose_cfg("train", [f"experiment={experiment}", f"method={method}", "debug=fast",
-                                        "paths.output_dir=/tmp/x"])
-        except Exception:  # an experiment may not combine with every method (e.g. selective ones)
-            continue
+    the method (also width-scaled, also nested as TRADES' natural loss) lies inside them,
+    under every experiment."""
+    for experiment in [None, *options("experiment")]:
+        chosen = [f"experiment={experiment}"] if experiment else []
+        cfg = compose_cfg("train", [*chosen, f"method={method}", "debug=fast", "paths.output_dir=/tmp/x"])
         m = instantiate(cfg.method)
         m.schedule(cfg.trainer.epochs)
-        for sub in [m, *m.modules()]:
-            if hasattr(sub, "start_epoch"):
-                assert sub.start_epoch < cfg.trainer.epochs, (experiment, method, sub.start_epoch)
+        starts = {f"{name}.{attr}".lstrip("."): getattr(sub, attr) for name, sub in m.named_modules()
+                  for attr in DELAY_NAMES if hasattr(sub, attr)}
+        assert sorted(starts) == sorted(DELAYED_START.get(method, [])), (experiment, method, starts)
+        for key, start in starts.items():
+            assert start < cfg.trainer.epochs, (experiment, method, key, start)
 
 
 def test_every_target_a_checkpoint_may_name_is_registered():
     """evaluate/attack rebuild only registered classes: each sat config option must be one."""
-    from sat.trust import SAT_TARGETS
+    from sat.trust import project_targets
 
-    for group, kind in [("model", "model"), ("dataset", "dataset"), ("noise", "noise"), ("method", "method")]:
+    for group, kind in [("model", "model"), ("dataset", "dataset"), ("noise", "noise"), ("method", "method"),
+                        ("auto_start", "component")]:
         for option in options(group):
             node = OmegaConf.load(CONF / group / f"{option}.yaml")
-            assert node._target_ in SAT_TARGETS[kind], f"{group}/{option}: {node._target_}"
+            assert node._target_ in project_targets(kind), f"{group}/{option}: {node._target_}"
             for key in node:
                 value = node._get_node(key)
                 if OmegaConf.is_dict(value) and "_target_" in value:
-                    allowed = SAT_TARGETS[kind] | SAT_TARGETS["component"]
+                    allowed = project_targets(kind) | project_targets("component")
                     assert value._target_ in allowed, f"{group}/{option}: nested {value._target_}"
+
+
+def _targets(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            yield node["_target_"]
+        for value in node.values():
+            yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
+
+
+def test_every_yaml_target_names_its_class_s_defining_module():
+    """One path convention for the project's classes: sat.methods.sat.SelfAdaptiveTraining, not
+    the package's re-export (others' classes by their public path: torch.optim.SGD)."""
+    from hydra.utils import get_object
+
+    found = {}
+    for path in CONF.rglob("*.yaml"):
+        for target in _targets(OmegaConf.to_container(OmegaConf.load(path))):
+            found[target] = path.relative_to(CONF)
+    assert len(found) > 40
+    for target, path in found.items():
+        if not target.startswith("sat."):
+            continue
+        obj = get_object(target)
+        assert f"{obj.__module__}.{obj.__qualname__}" == target, f"{path}: {target}"

@@ -43,7 +43,7 @@ def test_resnet18_sweep_is_the_papers_setting(compose_cfg):
     for method in ("ce", "sat"):
         cfg = compose_cfg("train", ["experiment=dd_resnet18_cifar10", f"method={method}", OUT])
         assert cfg.name == "dd_resnet18_cifar10" and cfg.dataset.name == "cifar10" and cfg.dataset.val_size == 0
-        assert (cfg.model._target_, cfg.model.depth) == ("sat.models.ResNet", 18)
+        assert (cfg.model._target_, cfg.model.depth) == ("sat.models.resnet.ResNet", 18)
         assert cfg.optimizer._target_ == "torch.optim.Adam"
         assert (cfg.optimizer.lr, cfg.optimizer.weight_decay) == (1e-4, 0.0)
         assert cfg.scheduler._target_.endswith("ConstantLR")
@@ -98,7 +98,7 @@ def test_a_real_multirun_makes_the_declared_digits_grid(tmp_path):
     assert proc.returncode == 0, proc.stderr
     jobs = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("JOB ")]
     assert [j["width"] for j in jobs] == [8, 16, 32, 64, 128, 256, 512, 1024]
-    assert {j["seed"] for j in jobs} == {0} and {j["method"] for j in jobs} == {"sat.methods.CrossEntropy"}
+    assert {j["seed"] for j in jobs} == {0} and {j["method"] for j in jobs} == {"sat.methods.ce.CrossEntropy"}
     assert all(f"model.width={j['width']}" in j["overrides"] for j in jobs)
 
 
@@ -108,7 +108,7 @@ def test_digits_sweep_grid_and_settings(compose_cfg):
     assert len(jobs) == 2 * len(widths) * 3
     assert values(jobs, "model.width") == [str(w) for w in widths] and values(jobs, "seed") == ["0", "1", "2"]
     cfg = compose_cfg("train", ["experiment=dd_digits", OUT])
-    assert cfg.model._target_ == "sat.models.MLP" and cfg.dataset._target_.endswith("Digits")
+    assert cfg.model._target_ == "sat.models.small.MLP" and cfg.dataset._target_.endswith("Digits")
     assert cfg.noise._target_.endswith("FlipLabelNoise") and cfg.noise.rate == 0.2
     assert cfg.trainer.num_threads == 1  # parallel CPU jobs must not oversubscribe the cores
 

@@ -116,7 +116,7 @@ def test_checkpoints_load_safely_and_hold_the_full_state(sat_run):
                 "noise_sha256", "checksum"]:
         assert key in state, key
     assert state["epoch"] == 3 and state["method"]["targets"].shape[1] == 4
-    assert state["config"]["model"]["_target_"] == "sat.models.SmallCNN"
+    assert state["config"]["model"]["_target_"] == "sat.models.small.SmallCNN"
 
 
 def test_evaluate_reproduces_the_training_test_accuracy(sat_run, tmp_path):

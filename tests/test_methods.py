@@ -161,7 +161,7 @@ def test_label_error_detection_metrics_by_hand():
 
 def test_start_epoch_beyond_the_run_is_refused():
     m = SelfAdaptiveTraining(alpha=0.9, start_epoch=60)
-    with pytest.raises(UserError, match=r"method.start_epoch=60 >= trainer.epochs=50, so SAT would never start"):
+    with pytest.raises(UserError, match=r"^start_epoch=60 >= trainer.epochs=50, so SAT would never start"):
         m.schedule(50)
     SelfAdaptiveTraining(alpha=0.9, start_epoch=49).schedule(50)  # starts in the last epoch
 
@@ -173,7 +173,7 @@ def test_width_scaled_start_beyond_the_run_names_the_scaling_and_what_works():
         m.schedule(600)
     msg = str(e.value)
     assert "becomes 640 by width scaling (width 8, reference_width 128) >= trainer.epochs=600" in msg
-    assert "trainer.epochs > 640" in msg and "method.start_epoch <= 37" in msg and "max_start_fraction" in msg
+    assert "trainer.epochs > 640" in msg and "start_epoch <= 37" in msg and "max_start_fraction" in msg
     ok = SelfAdaptiveTraining(alpha=0.9, start_epoch=37, width_scaling=True, width=8, reference_width=128)
     ok.schedule(600)  # int(37 * 128 / 8) = 592 < 600: the largest start that works, as the message says
     assert SelfAdaptiveTraining(alpha=0.9, start_epoch=38, width_scaling=True, width=8,
@@ -192,10 +192,10 @@ def test_max_start_fraction_caps_a_width_scaled_start():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"alpha": "abc"}, "method.alpha='abc' is not a number"),
-    ({"start_epoch": 1.5}, "method.start_epoch=1.5 is not an integer"),
-    ({"max_start_fraction": 1.5}, "method.max_start_fraction=1.5 is out of range"),
+    ({"alpha": "abc"}, "alpha='abc' is not a number"),
+    ({"start_epoch": 1.5}, "start_epoch=1.5 is not an integer"),
+    ({"max_start_fraction": 1.5}, "max_start_fraction=1.5 is out of range"),
 ])
 def test_bad_values_are_one_line_errors(kwargs, message):
-    with pytest.raises(UserError, match=re.escape(message)):
+    with pytest.raises(UserError, match="^" + re.escape(message)):
         SelfAdaptiveTraining(**kwargs)

@@ -77,13 +77,13 @@ def test_parameters_grow_with_width(name):
 @pytest.mark.parametrize(
     "cls, args, value",
     [
-        (ResNet, dict(depth=20), "model.depth=20"),
-        (PreActResNet, dict(depth=50), "model.depth=50"),
-        (WideResNet, dict(depth=30), "model.depth=30"),
-        (WideResNet, dict(depth=4), "model.depth=4"),
-        (MLP, dict(depth=0), "model.depth=0"),
-        (MLP, dict(width=0), "model.width=0"),
-        (SmallCNN, dict(width=-3), "model.width=-3"),
+        (ResNet, dict(depth=20), "^depth=20"),
+        (PreActResNet, dict(depth=50), "^depth=50"),
+        (WideResNet, dict(depth=30), "^depth=30"),
+        (WideResNet, dict(depth=4), "^depth=4"),
+        (MLP, dict(depth=0), "^depth=0"),
+        (MLP, dict(width=0), "^width=0"),
+        (SmallCNN, dict(width=-3), "^width=-3"),
     ],
 )
 def test_bad_arguments_raise_user_error(cls, args, value):

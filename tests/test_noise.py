@@ -209,7 +209,7 @@ def test_apply_returns_new_tensors_and_checks_size(labels):
 @pytest.mark.parametrize("rate,problem", [(1.5, "is out of range"), (-0.1, "is out of range"),
                                           (float("nan"), "is not a number"), ("abc", "is not a number")])
 def test_rate_out_of_range(rate, problem):
-    with pytest.raises(UserError, match=re.escape(f"noise.rate={rate!r} {problem}; accepted: a number >= 0 and <= 1")):
+    with pytest.raises(UserError, match="^" + re.escape(f"rate={rate!r} {problem}; accepted: a number >= 0 and <= 1")):
         UniformLabelNoise(rate=rate)
 
 

@@ -116,11 +116,11 @@ def test_gambler_loss_stays_finite_where_both_probabilities_underflow():
 @pytest.mark.parametrize(
     "build, bad",
     [
-        (lambda: SelfAdaptiveSelective(momentum=1.0), "method.momentum=1.0"),
-        (lambda: SelfAdaptiveSelective(pretrain=-1), "method.pretrain=-1"),
-        (lambda: SelfAdaptiveSelective(pretrain=1.5), "method.pretrain=1.5"),
-        (lambda: DeepGamblers(reward=1.0), "method.reward=1.0"),
-        (lambda: DeepGamblers(reward=12.0).setup(torch.tensor([0]), 10), "method.reward=12.0"),
+        (lambda: SelfAdaptiveSelective(momentum=1.0), "^momentum=1.0"),
+        (lambda: SelfAdaptiveSelective(pretrain=-1), "^pretrain=-1"),
+        (lambda: SelfAdaptiveSelective(pretrain=1.5), "^pretrain=1.5"),
+        (lambda: DeepGamblers(reward=1.0), "^reward=1.0"),
+        (lambda: DeepGamblers(reward=12.0).setup(torch.tensor([0]), 10), "^reward=12.0"),
     ],
 )
 def test_bad_hyper_parameters_name_the_value(build, bad):

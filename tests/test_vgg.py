@@ -66,8 +66,8 @@ def test_pools_stop_at_one_pixel():
     assert sum(isinstance(m, nn.MaxPool2d) for m in VGG(10, (1, 1, 1), width=2).features) == 0
 
 
-@pytest.mark.parametrize("args, value", [(dict(depth=15), "model.depth=15"), (dict(width=0), "model.width=0"),
-                                         (dict(width=2.5), "model.width=2.5")])
+@pytest.mark.parametrize("args, value", [(dict(depth=15), "^depth=15"), (dict(width=0), "^width=0"),
+                                         (dict(width=2.5), "^width=2.5")])
 def test_bad_arguments_raise_user_error(args, value):
     with pytest.raises(UserError, match=value) as info:
         VGG(10, (3, 32, 32), **args)

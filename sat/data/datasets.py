@@ -22,6 +22,7 @@ from sat import validate
 from sat.data.class_maps import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
 from sat.data.splits import ImageSet, Split  # ImageSet: re-exported for dataset plugins
 from sat.errors import UserError
+from sat.trust import trusted
 
 
 @dataclass
@@ -163,6 +164,7 @@ def _download_cifar(name: str, root: Path) -> None:
         raise UserError(f"could not download {name} into {root}: {e}") from e
 
 
+@trusted("dataset")
 class CIFAR(DataSource):
     """CIFAR-10/100 from the python pickle batches torchvision downloads."""
 
@@ -204,6 +206,7 @@ class CIFAR(DataSource):
 # --- scikit-learn digits (embedded, no download) ------------------------------------
 
 
+@trusted("dataset")
 class Digits(DataSource):
     """The 1,797 8x8 grey-scale digits bundled with scikit-learn, as 1x8x8 uint8 images.
 
@@ -237,6 +240,7 @@ class Digits(DataSource):
 # --- synthetic (tests, smoke runs) --------------------------------------------------
 
 
+@trusted("dataset")
 class Synthetic(DataSource):
     """Learnable random data: each class is a fixed random template plus pixel noise."""
 

@@ -30,6 +30,7 @@ from sat.data.datasets import DatasetSplits, DataSource
 from sat.data.prepare import LOADERS
 from sat.data.splits import FileReading, FileSplit
 from sat.errors import UserError
+from sat.trust import trusted
 
 log = logging.getLogger("sat")
 
@@ -341,6 +342,7 @@ def _warn_about_splits(train: FileSplit, test: FileSplit, num_classes: int) -> N
         log.warning("%d of the %d classes have no training image (e.g. class %d)", len(empty), num_classes, empty[0])
 
 
+@trusted("dataset")
 class ImageFolderSource(DataSource):
     """The Hydra node of a folder dataset. The constructor checks every value (a list
     layout without touching a file; a class-folder layout lists its class folders, to

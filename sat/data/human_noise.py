@@ -16,6 +16,7 @@ import torch
 from sat.data.cifar_n import download_human_labels, human_label_file, load_human_labels
 from sat.data.noise import Noise, NoisePattern
 from sat.errors import UserError
+from sat.trust import trusted
 
 
 class HumanLabelNoise(Noise):
@@ -28,7 +29,7 @@ class HumanLabelNoise(Noise):
         super().__init__(rate=0.0, seed=0, from_file=from_file)
         spec = human_label_file(self.dataset)
         if label not in spec.label_keys:
-            raise UserError(f"noise.label={label!r} is not a {spec.title} label set; "
+            raise UserError(f"label={label!r} is not a {spec.title} label set; "
                             f"accepted: {'|'.join(spec.label_keys)}")
         self.label, self.path, self.download = label, str(path), bool(download)
 
@@ -51,6 +52,7 @@ class HumanLabelNoise(Noise):
         return NoisePattern(self.kind, rate, self.seed, changed, noisy, None, dataset)
 
 
+@trusted("noise")
 class CIFAR10NLabelNoise(HumanLabelNoise):
     """CIFAR-10N: ``label`` worse | aggre | random1 | random2 | random3."""
 
@@ -62,6 +64,7 @@ class CIFAR10NLabelNoise(HumanLabelNoise):
         super().__init__(label, path, download, from_file)
 
 
+@trusted("noise")
 class CIFAR100NLabelNoise(HumanLabelNoise):
     """CIFAR-100N: ``label`` noisy (the only set)."""
 

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from sat import validate
 from sat.errors import UserError
+from sat.trust import trusted
 
 __all__ = [
     "AsymmetricLabelNoise",
@@ -175,8 +176,8 @@ class Noise:
     file_args: ClassVar[tuple[str, ...]] = ("from_file",)
 
     def __init__(self, rate: float = 0.0, seed: int = 0, from_file: str | None = None):
-        self.rate = validate.number("noise.rate", rate, lo=0.0, hi=1.0)
-        self.seed = validate.number("noise.seed", seed, integer=True)
+        self.rate = validate.number("rate", rate, lo=0.0, hi=1.0)
+        self.seed = validate.number("seed", seed, integer=True)
         self.from_file = None if from_file is None else str(from_file)
 
     def __repr__(self) -> str:
@@ -241,6 +242,7 @@ class Noise:
         raise NotImplementedError
 
 
+@trusted("noise")
 class UniformLabelNoise(Noise):
     """SAT's ``corrupted_label``: redraw chosen labels over all K classes (may stay correct)."""
 
@@ -253,6 +255,7 @@ class UniformLabelNoise(Noise):
         return chosen, labels, None
 
 
+@trusted("noise")
 class FlipLabelNoise(Noise):
     """Nakkiran et al.: chosen labels move to a uniformly random *different* class."""
 
@@ -269,6 +272,7 @@ class FlipLabelNoise(Noise):
         return chosen, labels, None
 
 
+@trusted("noise")
 class AsymmetricLabelNoise(Noise):
     """Class-conditional noise: int(rate * n_c) samples of each mapped class c -> class_map[c]."""
 
@@ -305,6 +309,7 @@ class _ImageNoise(Noise):
     corrupts_images = True
 
 
+@trusted("noise")
 class GaussianImageNoise(_ImageNoise):
     """Chosen images become Gaussian noise with the dataset's per-channel mean/std."""
 
@@ -334,6 +339,7 @@ def _permute_pixels(images: Tensor, perms: Tensor) -> Tensor:
     return out.view_as(images)
 
 
+@trusted("noise")
 class RandomPixelsNoise(_ImageNoise):
     """Each chosen image gets its own random permutation of its pixels."""
 
@@ -347,6 +353,7 @@ class RandomPixelsNoise(_ImageNoise):
         return chosen, labels.clone(), _permute_pixels(images[chosen], perms)
 
 
+@trusted("noise")
 class ShuffledPixelsNoise(_ImageNoise):
     """All chosen images share one random permutation of pixel positions."""
 
@@ -359,6 +366,7 @@ class ShuffledPixelsNoise(_ImageNoise):
         return chosen, labels.clone(), _permute_pixels(images[chosen], perm.expand(len(chosen), hw))
 
 
+@trusted("noise")
 class RefinedLabels(Noise):
     """Labels refined by a trained run (``evaluate.py checkpoint=... report=label_errors``
     writes them as ``refined_labels.pt``), replayed from that file: ``noise=refined

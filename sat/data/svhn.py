@@ -17,6 +17,7 @@ from sat import validate
 from sat.data.class_maps import MNIST_ASYMMETRIC
 from sat.data.datasets import DataSource, DatasetSplits, ImageSet
 from sat.errors import UserError
+from sat.trust import trusted
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
@@ -63,6 +64,7 @@ def _download(root: Path) -> None:
         raise UserError(f"could not download svhn into {root}: {e}") from e
 
 
+@trusted("dataset")
 class SVHN(DataSource):
     """SVHN's 73,257 training and 26,032 test images (the ``extra`` set is not used).
     ``root`` is the folder holding the ``.mat`` files (torchvision's ``SVHN(root)``).

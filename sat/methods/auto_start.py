@@ -38,24 +38,23 @@ from typing import Any
 
 import torch
 
+from sat import validate
 from sat.errors import UserError
+from sat.trust import trusted
 
 
+@trusted("component")
 class AutoStartEpoch:
     """Decides SAT's start epoch from a per-epoch signal; see the module docstring."""
 
     def __init__(self, signal: str = "val/acc", mode: str = "max", patience: int = 5, min_delta: float = 0.001,
                  smoothing: int = 3, min_epoch: int = 0, max_epoch: int | None = None):
         if mode not in ("max", "min"):
-            raise UserError(f"auto_start.mode={mode!r} is not accepted; accepted: max (accuracy) | min (loss, changes)")
-        if patience < 1:
-            raise UserError(f"auto_start.patience={patience} is out of range; accepted: an integer >= 1")
-        if not min_delta >= 0:
-            raise UserError(f"auto_start.min_delta={min_delta} is out of range; accepted: min_delta >= 0")
-        if smoothing < 1:
-            raise UserError(f"auto_start.smoothing={smoothing} is out of range; accepted: an integer >= 1 (epochs)")
+            raise UserError(f"mode={mode!r} is not accepted; accepted: max (accuracy) | min (loss, changes)")
+        patience, smoothing = validate.positive_int("patience", patience), validate.positive_int("smoothing", smoothing)
+        min_delta = validate.number("min_delta", min_delta, lo=0.0)
         if min_epoch < 0 or (max_epoch is not None and max_epoch < max(min_epoch, 1)):
-            raise UserError(f"auto_start.min_epoch={min_epoch}, auto_start.max_epoch={max_epoch} are invalid; "
+            raise UserError(f"min_epoch={min_epoch}, max_epoch={max_epoch} are invalid; "
                             f"accepted: 0 <= min_epoch <= max_epoch, max_epoch >= 1 or null")
         self.signal, self.mode, self.patience, self.min_delta = signal, mode, int(patience), float(min_delta)
         self.smoothing, self.min_epoch, self.max_epoch = int(smoothing), int(min_epoch), max_epoch
@@ -89,7 +88,7 @@ class AutoStartEpoch:
         if self.last_epoch is not None and epoch <= self.last_epoch:
             raise ValueError(f"auto start: epoch {epoch} after epoch {self.last_epoch}; epochs must increase")
         if self.signal not in metrics:
-            raise UserError(f"auto_start.signal={self.signal!r} is not among the epoch's metrics "
+            raise UserError(f"signal={self.signal!r} is not among the epoch's metrics "
                             f"({', '.join(sorted(metrics))}); val/acc needs dataset.val_size > 0")
         self.last_epoch = epoch
         value = float(metrics[self.signal])

@@ -20,8 +20,6 @@ class Method(nn.Module):
 
     # Outputs the model needs beyond one per class (selective classification's "abstain").
     extra_outputs: int = 0
-    # How the config names this method in messages (TRADES renames its natural loss).
-    config_name: str = "method"
     # The global batch this process's batch is part of: per-sample state is updated
     # from ``global_batch.gather(index, ...)`` and batch-level quantities (SAT's weight
     # normalisation) use the whole batch, so that under DDP every process keeps the same

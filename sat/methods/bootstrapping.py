@@ -18,19 +18,21 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
 class _Bootstrapping(Method):
     def __init__(self, beta: float):
         super().__init__()
         if not 0.0 <= beta <= 1.0:
-            raise UserError(f"method.beta={beta} is out of range; accepted: 0 <= beta <= 1")
+            raise UserError(f"beta={beta} is out of range; accepted: 0 <= beta <= 1")
         self.beta = beta
 
     def hparams(self):
         return {"beta": self.beta}
 
 
+@trusted("method")
 class SoftBootstrapping(_Bootstrapping):
     def __init__(self, beta: float = 0.95):
         super().__init__(beta)
@@ -42,6 +44,7 @@ class SoftBootstrapping(_Bootstrapping):
         return self.beta * ce + (1.0 - self.beta) * entropy
 
 
+@trusted("method")
 class HardBootstrapping(_Bootstrapping):
     def __init__(self, beta: float = 0.8):
         super().__init__(beta)

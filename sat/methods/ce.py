@@ -7,12 +7,14 @@ import torch.nn.functional as F
 
 from sat import validate
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
+@trusted("method", "sat.methods.CrossEntropy")
 class CrossEntropy(Method):
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
-        self.label_smoothing = validate.number("method.label_smoothing", label_smoothing, lo=0.0, hi=1.0, hi_open=True)
+        self.label_smoothing = validate.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0, hi_open=True)
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:
         return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)

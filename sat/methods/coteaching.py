@@ -34,6 +34,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
 def forget_rate_schedule(epoch: int, forget_rate: float, num_gradual: int, exponent: float) -> float:
@@ -58,18 +59,19 @@ def _local(positions: torch.Tensor, mine: torch.Tensor) -> torch.Tensor:
     return positions[torch.isin(positions, mine)] - mine[0] if len(mine) else positions[:0]
 
 
+@trusted("method")
 class CoTeaching(Method):
     def __init__(self, forget_rate: float | None = None, num_gradual: int = 10, exponent: float = 1.0):
         super().__init__()
         if forget_rate is None:
-            raise UserError("method.forget_rate=null; accepted: a number in [0, 1), usually the noise rate "
+            raise UserError("forget_rate=null; accepted: a number in [0, 1), usually the noise rate "
                             "(the default ${noise.rate} is missing for this noise)")
         if not 0.0 <= forget_rate < 1.0:
-            raise UserError(f"method.forget_rate={forget_rate} is out of range; accepted: 0 <= forget_rate < 1")
+            raise UserError(f"forget_rate={forget_rate} is out of range; accepted: 0 <= forget_rate < 1")
         if num_gradual < 0:
-            raise UserError(f"method.num_gradual={num_gradual} is out of range; accepted: an integer >= 0")
+            raise UserError(f"num_gradual={num_gradual} is out of range; accepted: an integer >= 0")
         if exponent <= 0:
-            raise UserError(f"method.exponent={exponent} is out of range; accepted: exponent > 0")
+            raise UserError(f"exponent={exponent} is out of range; accepted: exponent > 0")
         self.forget_rate, self.num_gradual, self.exponent = float(forget_rate), int(num_gradual), float(exponent)
         self.peer: nn.Module | None = None
 

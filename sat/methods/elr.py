@@ -24,17 +24,19 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 PROB_CLAMP = 1e-4
 
 
+@trusted("method")
 class EarlyLearningRegularization(Method):
     def __init__(self, beta: float = 0.7, lam: float = 3.0):
         super().__init__()
         if not 0.0 <= beta < 1.0:
-            raise UserError(f"method.beta={beta} is out of range; accepted: 0 <= beta < 1")
+            raise UserError(f"beta={beta} is out of range; accepted: 0 <= beta < 1")
         if lam < 0:
-            raise UserError(f"method.lam={lam} is out of range; accepted: lam >= 0 (the regulariser's weight)")
+            raise UserError(f"lam={lam} is out of range; accepted: lam >= 0 (the regulariser's weight)")
         self.beta, self.lam = beta, lam
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
 

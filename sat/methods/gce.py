@@ -15,13 +15,15 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
+@trusted("method")
 class GeneralizedCrossEntropy(Method):
     def __init__(self, q: float = 0.7):
         super().__init__()
         if not 0.0 < q <= 1.0:
-            raise UserError(f"method.q={q} is out of range; accepted: 0 < q <= 1")
+            raise UserError(f"q={q} is out of range; accepted: 0 < q <= 1")
         self.q = q
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:

@@ -21,6 +21,7 @@ from sat import validate
 from sat.errors import UserError
 from sat.methods.auto_start import AutoStartEpoch, PredictionChanges
 from sat.methods.base import Method
+from sat.trust import trusted
 
 log = logging.getLogger("sat")
 
@@ -35,6 +36,7 @@ def scale_for_width(alpha: float, start_epoch: int, width: int, reference_width:
     return alpha ** (width / reference_width), int(start_epoch * reference_width / width)
 
 
+@trusted("method", "sat.methods.SelfAdaptiveTraining")
 class SelfAdaptiveTraining(Method):
     """SAT with the cross-entropy target loss.
 
@@ -55,25 +57,25 @@ class SelfAdaptiveTraining(Method):
         auto_start: AutoStartEpoch | None = None,
     ):
         super().__init__()
-        alpha = validate.number("method.alpha", alpha, lo=0.0, hi=1.0, hi_open=True)
+        alpha = validate.number("alpha", alpha, lo=0.0, hi=1.0, hi_open=True)
         # start_epoch=auto: the detector decides during the run (from label-free signals)
         self.auto_start = auto_start if start_epoch == "auto" else None
         if start_epoch == "auto":
             if auto_start is None:
-                raise UserError("method.start_epoch=auto needs method.auto_start (a detector); accepted: "
-                                "auto_start@method.auto_start=val_acc|prediction_changes")
+                raise UserError("start_epoch=auto needs auto_start (a detector); accepted: one of "
+                                "conf/auto_start/ (val_acc, prediction_changes) as this method's auto_start")
             start_epoch = 0
-        start_epoch = validate.number("method.start_epoch", start_epoch, lo=0, integer=True)
-        self.width_scaling = validate.flag("method.width_scaling", width_scaling)
+        start_epoch = validate.number("start_epoch", start_epoch, lo=0, integer=True)
+        self.width_scaling = validate.flag("width_scaling", width_scaling)
         self.max_start_fraction = None if max_start_fraction is None else validate.number(
-            "method.max_start_fraction", max_start_fraction, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+            "max_start_fraction", max_start_fraction, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         self.base_alpha, self.base_start_epoch = alpha, start_epoch
         self.width, self.reference_width = width, reference_width
         if width_scaling:
             if width is None:
-                raise UserError("method.width_scaling=true needs method.width (the model's width); got null")
-            width = validate.positive_int("method.width", width)
-            reference_width = validate.positive_int("method.reference_width", reference_width)
+                raise UserError("width_scaling=true needs width= (the model's width); got null")
+            width = validate.positive_int("width", width)
+            reference_width = validate.positive_int("reference_width", reference_width)
             alpha, start_epoch = scale_for_width(alpha, start_epoch, width, reference_width)
         self.alpha, self.start_epoch = alpha, start_epoch
         self.scaled_start_epoch = start_epoch  # before any cap; logged
@@ -91,29 +93,28 @@ class SelfAdaptiveTraining(Method):
             if latest is None:
                 self.auto_start.max_epoch = max(1, epochs // 2)
             elif latest >= epochs:
-                raise UserError(f"{self.config_name}.auto_start.max_epoch={latest} >= trainer.epochs={epochs}, so SAT "
+                raise UserError(f"auto_start.max_epoch={latest} >= trainer.epochs={epochs}, so SAT "
                                 f"might never start; accepted: max_epoch < {epochs} (null: half the run)")
             return
         if self.max_start_fraction is not None:
             cap = int(self.max_start_fraction * epochs)
             if self.scaled_start_epoch > cap:
-                log.info("%s: start epoch %d capped at %d (max_start_fraction %g of %d epochs)", self.config_name,
+                log.info("%s: start epoch %d capped at %d (max_start_fraction %g of %d epochs)", type(self).__name__,
                          self.scaled_start_epoch, cap, self.max_start_fraction, epochs)
             self.start_epoch = min(self.scaled_start_epoch, cap)
         if self.start_epoch < epochs:
             return
-        name = self.config_name
         if self.width_scaling and self.start_epoch != self.base_start_epoch:
             # int(E * ref / w) < epochs  <=>  E < epochs * w / ref
             largest = math.ceil(epochs * self.width / self.reference_width) - 1
             raise UserError(
-                f"{name}.start_epoch={self.base_start_epoch} becomes {self.start_epoch} by width scaling "
+                f"start_epoch={self.base_start_epoch} becomes {self.start_epoch} by width scaling "
                 f"(width {self.width}, reference_width {self.reference_width}) >= trainer.epochs={epochs}, so SAT "
-                f"would never start; accepted: trainer.epochs > {self.start_epoch}, {name}.start_epoch <= "
-                f"{largest}, or {name}.max_start_fraction=0.5 (starts at epoch {int(0.5 * epochs)})")
+                f"would never start; accepted: trainer.epochs > {self.start_epoch}, start_epoch <= "
+                f"{largest}, or max_start_fraction=0.5 (starts at epoch {int(0.5 * epochs)})")
         raise UserError(
-            f"{name}.start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so SAT would never start; accepted: "
-            f"{name}.start_epoch < {epochs} (or more trainer.epochs)")
+            f"start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so SAT would never start; accepted: "
+            f"start_epoch < {epochs} (or more trainer.epochs)")
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.targets = F.one_hot(labels.long(), num_classes).float()
@@ -134,7 +135,7 @@ class SelfAdaptiveTraining(Method):
         extra = {} if self.changes is None else {"train/prediction_changes": self.changes.compute()}
         if self.start_epoch is None and self.auto_start.update(epoch, {**metrics, **extra}):
             self.start_epoch = self.scaled_start_epoch = self.auto_start.start_epoch
-            log.info("%s: %s", self.config_name, self.auto_start.reason)
+            log.info("%s: %s", type(self).__name__, self.auto_start.reason)
         return extra
 
     def get_extra_state(self) -> dict:
@@ -199,6 +200,7 @@ class SelfAdaptiveTraining(Method):
         }
 
 
+@trusted("method", "sat.methods.SelfAdaptiveTrainingSCE")
 class SelfAdaptiveTrainingSCE(SelfAdaptiveTraining):
     """SAT with the symmetric cross-entropy target loss, exactly as the reference
     computes it: ``-ce_weight * sum t log p - rce_weight * sum p log t``, unclamped.
@@ -207,8 +209,8 @@ class SelfAdaptiveTrainingSCE(SelfAdaptiveTraining):
 
     def __init__(self, alpha: float = 0.9, start_epoch: int = 60, ce_weight: float = 1.0, rce_weight: float = 0.3, **kwargs):
         super().__init__(alpha, start_epoch, **kwargs)
-        self.ce_weight = validate.number("method.ce_weight", ce_weight, lo=0.0)
-        self.rce_weight = validate.number("method.rce_weight", rce_weight, lo=0.0)
+        self.ce_weight = validate.number("ce_weight", ce_weight, lo=0.0)
+        self.rce_weight = validate.number("rce_weight", rce_weight, lo=0.0)
 
     def target_loss(self, logits, t):
         ce = super().target_loss(logits, t)

@@ -19,15 +19,17 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
+@trusted("method")
 class SymmetricCrossEntropy(Method):
     def __init__(self, alpha: float = 0.1, beta: float = 1.0, log_zero: float = -4.0):
         super().__init__()
         if alpha < 0 or beta < 0 or alpha + beta == 0:
-            raise UserError(f"method.alpha={alpha}, method.beta={beta} are invalid; accepted: both >= 0, not both 0")
+            raise UserError(f"alpha={alpha}, beta={beta} are invalid; accepted: both >= 0, not both 0")
         if not log_zero < 0:
-            raise UserError(f"method.log_zero={log_zero} is out of range; accepted: a negative number (the paper's A = -4)")
+            raise UserError(f"log_zero={log_zero} is out of range; accepted: a negative number (the paper's A = -4)")
         self.alpha, self.beta, self.log_zero = alpha, beta, log_zero
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:

@@ -31,10 +31,11 @@ from torch import nn
 from sat import validate
 from sat.errors import UserError
 from sat.methods.base import Method
+from sat.trust import trusted
 
 
 def _check_pretrain(pretrain: int) -> int:
-    return validate.number("method.pretrain", pretrain, lo=0, integer=True)
+    return validate.number("pretrain", pretrain, lo=0, integer=True)
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -98,8 +99,8 @@ class _AbstainingMethod(Method):
 
     def schedule(self, epochs: int) -> None:
         if self.pretrain >= epochs:
-            raise UserError(f"{self.config_name}.pretrain={self.pretrain} >= trainer.epochs={epochs}, so the abstention "
-                            f"loss would never train; accepted: {self.config_name}.pretrain < {epochs}")
+            raise UserError(f"pretrain={self.pretrain} >= trainer.epochs={epochs}, so the abstention "
+                            f"loss would never train; accepted: pretrain < {epochs}")
 
     @property
     def start_epoch(self) -> int:
@@ -122,6 +123,7 @@ class _AbstainingMethod(Method):
         return self.loss(logits, y, index, epoch), logits[:, : self.num_classes]
 
 
+@trusted("method")
 class SelfAdaptiveSelective(_AbstainingMethod):
     """SAT for selective classification (``method=sat_selective``).
 
@@ -132,7 +134,7 @@ class SelfAdaptiveSelective(_AbstainingMethod):
 
     def __init__(self, momentum: float = 0.9, pretrain: int = 150) -> None:
         super().__init__(pretrain)
-        self.momentum = validate.number("method.momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
+        self.momentum = validate.number("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
@@ -161,6 +163,7 @@ class SelfAdaptiveSelective(_AbstainingMethod):
         return {"momentum": self.momentum, "pretrain": self.pretrain, "extra_outputs": self.extra_outputs}
 
 
+@trusted("method")
 class DeepGamblers(_AbstainingMethod):
     """The Deep Gamblers loss (``method=gambler``) with reward ``o``, ``1 < o <= K``.
 
@@ -170,11 +173,11 @@ class DeepGamblers(_AbstainingMethod):
 
     def __init__(self, reward: float = 2.2, pretrain: int = 0) -> None:
         super().__init__(pretrain)
-        self.reward = validate.number("method.reward", reward, lo=1.0, lo_open=True)
+        self.reward = validate.number("reward", reward, lo=1.0, lo_open=True)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         if self.reward > num_classes:
-            raise UserError(f"method.reward={self.reward} is out of range for {num_classes} classes; "
+            raise UserError(f"reward={self.reward} is out of range for {num_classes} classes; "
                             f"accepted: 1 < reward <= {num_classes}")
         super().setup(labels, num_classes)
 

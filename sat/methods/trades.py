@@ -21,6 +21,7 @@ from sat.attacks.base import input_grad, parse_eps, project
 from sat.errors import UserError
 from sat.methods.base import Method
 from sat.methods.ce import CrossEntropy
+from sat.trust import trusted
 
 
 def kl_sum(logits_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -28,6 +29,7 @@ def kl_sum(logits_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(logits_q.float(), dim=1), p, reduction="sum")
 
 
+@trusted("method", "sat.methods.TRADES")
 class TRADES(Method):
     def __init__(
         self,
@@ -38,26 +40,28 @@ class TRADES(Method):
         steps: int = 10,
     ):
         super().__init__()
-        beta = validate.number("method.beta", beta, lo=0.0)
-        steps = validate.number("method.steps", steps, lo=0, integer=True)
-        epsilon = parse_eps(epsilon, "method.epsilon")  # also accepts "8/255"
-        step_size = parse_eps(step_size, "method.step_size")
+        beta = validate.number("beta", beta, lo=0.0)
+        steps = validate.number("steps", steps, lo=0, integer=True)
+        epsilon = parse_eps(epsilon, "epsilon")  # also accepts "8/255"
+        step_size = parse_eps(step_size, "step_size")
         # A submodule, so natural's per-sample state (SAT targets) is in our state_dict.
         self.natural = natural if natural is not None else CrossEntropy()
         if not isinstance(self.natural, Method):
-            raise UserError(f"method.natural={type(self.natural).__name__} is not a training method; accepted: a "
-                            "sat.methods.Method such as sat.methods.CrossEntropy or sat.methods.SelfAdaptiveTraining")
-        self.natural.config_name = "method.natural"
+            raise UserError(f"natural={type(self.natural).__name__} is not a training method; accepted: a "
+                            "sat.methods.base.Method such as sat.methods.ce.CrossEntropy or "
+                            "sat.methods.sat.SelfAdaptiveTraining")
         self.beta, self.epsilon, self.step_size, self.steps = float(beta), float(epsilon), float(step_size), int(steps)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.natural.setup(labels, num_classes)
 
     def schedule(self, epochs: int) -> None:
-        self.natural.schedule(epochs)
+        with validate.argument("natural", self.natural):  # natural's refusals name natural.<its argument>
+            self.natural.schedule(epochs)
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
-        return self.natural.end_epoch(epoch, metrics)
+        with validate.argument("natural", self.natural):
+            return self.natural.end_epoch(epoch, metrics)
 
     def soft_labels(self) -> torch.Tensor | None:
         return self.natural.soft_labels()

@@ -7,13 +7,6 @@ from collections.abc import Sequence
 from sat.errors import UserError
 
 
-def positive_int(name: str, value: int) -> int:
-    """``value`` as an int, or a UserError naming ``model.<name>``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"model.{name}={value!r} is not supported; it must be a positive integer")
-    return value
-
-
 def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     """``input_shape`` as a ``(C, H, W)`` tuple of ints (accepts lists and OmegaConf lists)."""
     shape = tuple(int(v) for v in input_shape)

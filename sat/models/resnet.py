@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat.errors import UserError
-from sat.models._checks import image_shape, positive_int
+from sat.models._checks import image_shape
+from sat.trust import trusted
+from sat.validate import positive_int
 
 # Blocks per stage for each supported depth (BasicBlock only).
 _BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -27,7 +29,7 @@ def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 def _stage_blocks(depth: int) -> tuple[int, ...]:
     if depth not in _BLOCKS:
         accepted = ", ".join(str(d) for d in _BLOCKS)
-        raise UserError(f"model.depth={depth} is not supported; accepted: {accepted}")
+        raise UserError(f"depth={depth} is not supported; accepted: {accepted}")
     return _BLOCKS[depth]
 
 
@@ -83,6 +85,7 @@ def _make_stages(block: type[nn.Module], blocks: Sequence[int], width: int) -> t
     return nn.Sequential(*layers), c_in
 
 
+@trusted("model", "sat.models.ResNet")
 class ResNet(nn.Module):
     """CIFAR ResNet-18/34; ``width`` is the first stage's channel count (64 standard)."""
 
@@ -102,6 +105,7 @@ class ResNet(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
+@trusted("model", "sat.models.PreActResNet")
 class PreActResNet(nn.Module):
     """Pre-activation CIFAR ResNet-18/34 (kuangliu layout: no BN-ReLU after the last block)."""
 

@@ -21,13 +21,16 @@ from torchvision.models import ResNet50_Weights
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from sat.errors import UserError
-from sat.models._checks import image_shape, positive_int
+from sat.models._checks import image_shape
+from sat.trust import trusted
+from sat.validate import positive_int
 
 BLOCKS = (3, 4, 6, 3)
 # The file names torchvision's downloader gives the ImageNet weights in <hub>/checkpoints.
 HUB_FILES = tuple(os.path.basename(w.url) for w in (ResNet50_Weights.IMAGENET1K_V1, ResNet50_Weights.IMAGENET1K_V2))
 
 
+@trusted("model")
 class ResNet50(ResNet):
     """ResNet-50 for ``num_classes``; takes (N, C, H, W) inputs of any size >= 32.
 
@@ -43,7 +46,7 @@ class ResNet50(ResNet):
         width = positive_int("width", width)
         channels = image_shape(input_shape)[0]
         if not isinstance(pretrained, bool):
-            raise UserError(f"model.pretrained={pretrained!r} is not supported; accepted: true, false")
+            raise UserError(f"pretrained={pretrained!r} is not supported; accepted: true, false")
         # torchvision's ResNet.__init__ fixes the stem at 64 channels; set the state its
         # _make_layer reads and build the same modules at our width instead.
         nn.Module.__init__(self)
@@ -67,7 +70,7 @@ class ResNet50(ResNet):
                 nn.init.constant_(m.bias, 0)
         if pretrained:
             if width != 64 or channels != 3:
-                raise UserError(f"model.pretrained=true needs model.width=64 and 3 input channels; got width={width}, "
+                raise UserError(f"pretrained=true needs width=64 and 3 input channels; got width={width}, "
                                 f"{channels} channels")
             self._load_imagenet(find_weights(weights_path))
 
@@ -78,7 +81,7 @@ class ResNet50(ResNet):
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
-            raise UserError(f"model.weights_path={str(path)!r} is not a torchvision ResNet-50 state dict "
+            raise UserError(f"weights_path={str(path)!r} is not a torchvision ResNet-50 state dict "
                             f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]!r})")
 
 
@@ -87,15 +90,15 @@ def find_weights(weights_path: str | None) -> Path:
     if weights_path:
         path = Path(str(weights_path)).expanduser()
         if not path.is_file():
-            raise UserError(f"model.weights_path={weights_path!r} is not a file; accepted: a torchvision ResNet-50 "
+            raise UserError(f"weights_path={weights_path!r} is not a file; accepted: a torchvision ResNet-50 "
                             f"state dict (.pth), e.g. {HUB_FILES[0]}")
         return path
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     for name in HUB_FILES:
         if (cache / name).is_file():
             return cache / name
-    raise UserError(f"model.pretrained=true but no ResNet-50 weights were found (nothing is downloaded): copy "
-                    f"torchvision's {HUB_FILES[0]} into {cache} (TORCH_HOME) or set model.weights_path=/path/to/it")
+    raise UserError(f"pretrained=true but no ResNet-50 weights were found (nothing is downloaded): copy "
+                    f"torchvision's {HUB_FILES[0]} into {cache} (TORCH_HOME) or set weights_path=/path/to/it")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -104,10 +107,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise UserError(f"model.weights_path={str(path)!r} could not be read: {e}") from None
+        raise UserError(f"weights_path={str(path)!r} could not be read: {e}") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise UserError(f"model.weights_path={str(path)!r} holds no state dict; accepted: a torchvision ResNet-50 .pth")
+        raise UserError(f"weights_path={str(path)!r} holds no state dict; accepted: a torchvision ResNet-50 .pth")
     return {k.removeprefix("module."): v for k, v in state.items()}

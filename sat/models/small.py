@@ -8,13 +8,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sat.models._checks import image_shape, positive_int
+from sat.models._checks import image_shape
+from sat.trust import trusted
+from sat.validate import positive_int
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
+@trusted("model", "sat.models.SmallCNN")
 class SmallCNN(nn.Module):
     """Three conv-BN-ReLU layers (``w, 2w, 4w`` channels), one 2x2 max-pool, global average pool, linear.
 
@@ -39,6 +42,7 @@ class SmallCNN(nn.Module):
         return self.fc(self.features(x))
 
 
+@trusted("model", "sat.models.MLP")
 class MLP(nn.Module):
     """Flatten, ``depth`` hidden layers of ``width`` ReLU units, linear output."""
 

@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from sat.errors import UserError
-from sat.models._checks import image_shape, positive_int
+from sat.models._checks import image_shape
+from sat.trust import trusted
+from sat.validate import positive_int
 
 # Convolutions per stage for each depth (Simonyan & Zisserman configurations A, B, D, E).
 _CONVS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -32,10 +34,11 @@ _STAGE_WIDTH = (1, 2, 4, 8, 8)  # channels of each stage, in units of ``width``
 def _stage_convs(depth: int) -> tuple[int, ...]:
     if isinstance(depth, bool) or depth not in _CONVS:
         accepted = ", ".join(str(d) for d in _CONVS)
-        raise UserError(f"model.depth={depth!r} is not supported; accepted: {accepted}")
+        raise UserError(f"depth={depth!r} is not supported; accepted: {accepted}")
     return _CONVS[depth]
 
 
+@trusted("model")
 class VGG(nn.Module):
     """VGG-``depth`` with BN for inputs of any size >= 1x1; ``width`` = channels of the
     first stage (64 standard; 15.0M parameters at depth 16 with 10 classes)."""

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat.errors import UserError
-from sat.models._checks import image_shape, positive_int
+from sat.models._checks import image_shape
+from sat.trust import trusted
+from sat.validate import positive_int
 
 
 class WideBlock(nn.Module):
@@ -41,6 +43,7 @@ class WideBlock(nn.Module):
         return self.conv2(out) + shortcut
 
 
+@trusted("model", "sat.models.WideResNet")
 class WideResNet(nn.Module):
     """WRN-``depth``-``width``: e.g. WRN-28-10 (36.5M params) and WRN-34-10 (46.2M)."""
 
@@ -50,12 +53,12 @@ class WideResNet(nn.Module):
         super().__init__()
         if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6 != 0:
             raise UserError(
-                f"model.depth={depth} is not supported; WideResNet needs depth >= 10 with (depth - 4) % 6 == 0, "
+                f"depth={depth} is not supported; WideResNet needs depth >= 10 with (depth - 4) % 6 == 0, "
                 "e.g. 16, 22, 28, 34"
             )
         width = positive_int("width", width)
         if not 0.0 <= dropout < 1.0:
-            raise UserError(f"model.dropout={dropout} is not supported; it must be in [0, 1)")
+            raise UserError(f"dropout={dropout} is not supported; it must be in [0, 1)")
         n = (depth - 4) // 6
         channels = [16, 16 * width, 32 * width, 64 * width]
 

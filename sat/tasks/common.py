@@ -19,6 +19,7 @@ from torch import nn
 
 from sat.data.datasets import DatasetSplits
 from sat.errors import UserError
+from sat.tasks import keys
 from sat.models import Normalize, with_normalization
 
 # --- devices ------------------------------------------------------------------------
@@ -99,14 +100,8 @@ def build(node: Any, what: str, expected: type | tuple[type, ...], **kwargs: Any
     UserError from a constructor comes out as itself, other failures as one line."""
     try:
         obj = instantiate(node, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        while cause is not None and not isinstance(cause, UserError) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
-        detail = str(cause or e).splitlines()[0] if str(cause or e) else type(cause or e).__name__
-        raise UserError(f"{what}: {detail}") from None
+    except InstantiationException as e:  # a constructor's refusal, named by the node's path (method.natural.alpha)
+        raise keys.instantiation_error(e, what) from None
     if not isinstance(obj, expected):
         names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
         target = node.get("_target_") if isinstance(node, DictConfig) else None

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from sat import validate
 from sat.engine import EpochStats, evaluate, train_one_epoch
 from sat.loggers import RunLogger
 from sat.preemption import Preemption
@@ -99,7 +100,8 @@ def one_epoch(job: TrainingJob, logger: RunLogger, preemption: Preemption) -> No
     for split in ("train", "val", "test"):  # error curves are what double-descent plots show
         if f"{split}/acc" in metrics:
             metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
-    metrics.update(job.method.end_epoch(epoch + 1, metrics))
+    with validate.argument("method", job.method):  # its refusals name method.<argument>
+        metrics.update(job.method.end_epoch(epoch + 1, metrics))
     if job.true_labels is not None:
         metrics.update(label_error_metrics(job.method.soft_labels(), job.train_labels, job.true_labels, job.noisy,
                                            stats))

@@ -75,8 +75,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"checkpoint= names {len(checkpoints)} checkpoints; report={report} takes one (evaluate several "
                         "with python evaluate.py -m checkpoint=a.pt,b.pt)")
     device = resolve_device(read(cfg, "device"))
-    amp_dtype = resolve_precision(read(cfg, "precision"), device, key="precision")
-    batch_size = validate.positive_int("batch_size", read(cfg, "batch_size"))
+    amp_dtype = resolve_precision(read(cfg, "trainer.precision"), device)
+    batch_size = validate.positive_int("trainer.eval_batch_size", read(cfg, "trainer.eval_batch_size"))
     if report == "selective":
         calibration = selective_calibration(read(cfg, "calibration_size"), read(cfg, "calibration_seed"))
     top = checked_top(read(cfg, "top_suspects")) if report == "label_errors" else 0

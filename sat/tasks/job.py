@@ -264,7 +264,8 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     check_source_size(source, device)
     noise = build(cfg.noise, "noise", Noise)
     method = build(cfg.method, "method", Method)
-    method.schedule(settings.epochs)
+    with validate.argument("method", method):  # its refusals name method.<argument>
+        method.schedule(settings.epochs)
     augment = build(cfg.augment, "augment", object) if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
     _check_model_fits(cfg, outputs, source.input_shape, device)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from sat.checkpoint import atomic_torch_save
+from sat.cli import current_sweep_job
 from sat.detection import detection_quality, soft_label_detection
 from sat.engine import EpochStats
 from sat.label_errors import write_label_errors
@@ -93,4 +94,6 @@ def print_run_table(s: dict[str, Any]) -> None:
     pointer = tracker_pointer((s.get("choices") or {}).get("logger"), s["output_dir"])
     rows += [("run folder", s["output_dir"]), *([pointer] if pointer else [])]
     width = max(len(k) for k, _ in rows)
-    print("\n".join(["", "=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]), flush=True)
+    job = current_sweep_job().strip()  # in a sweep every line says which job it is
+    lines = ["=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]
+    print("\n".join([""] + [f"{job} {line}" if job else line for line in lines]), flush=True)

@@ -99,7 +99,7 @@ def _ranges(epochs: list[int]) -> str:
 def attack(cfg: DictConfig) -> dict[str, Any]:
     device = resolve_device(read(cfg, "device"))
     seed = validate.number("seed", read(cfg, "seed"), integer=True)
-    batch_size = validate.positive_int("batch_size", read(cfg, "batch_size"))
+    batch_size = validate.positive_int("trainer.eval_batch_size", read(cfg, "trainer.eval_batch_size"))
     num_samples = read(cfg, "num_samples")
     if num_samples is not None:
         num_samples = validate.positive_int("num_samples", num_samples)

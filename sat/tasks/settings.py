@@ -1,12 +1,22 @@
-"""The run-level settings of a config (``trainer.*``, ``seed``, ``resume``), checked
-before anything is loaded: each bad value is a one-line error naming it."""
+"""The run-level settings of a config (``trainer.*``, ``seed``, ``resume``, ...): the
+schemas of the primary configs, and their checks.
+
+The schemas are Hydra structured configs (registered in the ConfigStore by
+:func:`register`, named first in the defaults of ``conf/{train,evaluate,attack}.yaml``),
+so a key of the wrong type or a key that does not exist fails when the config is
+composed. The YAML files hold the values; a field here is ``MISSING`` where the YAML
+must set it. What a type cannot say (ranges, choices) is checked by :meth:`from_config`
+and the readers below, each bad value a one-line error naming it.
+Group nodes (``method``, ``model``, ...) are free-form here: their keys are their
+constructors' argument names, checked by :mod:`sat.tasks.keys`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sat import validate
@@ -29,22 +39,25 @@ def read(cfg: DictConfig, key: str) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+# Optional[...] rather than ``X | None``: OmegaConf reads these annotations at run time.
+@dataclass
 class TrainerSettings:
-    epochs: int
-    batch_size: int
-    eval_batch_size: int
-    precision: str
-    channels_last: bool
-    compile: bool
-    compile_mode: str | None
-    num_threads: int | None
-    checkpoint_every: int
-    checkpoint_from: int
-    deterministic: bool
-    progress: str
-    eval_every: int
-    async_checkpoint: bool
+    """``trainer``: the schema of the node and, from :meth:`from_config`, its checked values."""
+
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    precision: str = MISSING
+    channels_last: bool = MISSING
+    compile: bool = MISSING
+    compile_mode: Optional[str] = MISSING
+    num_threads: Optional[int] = MISSING
+    checkpoint_every: int = MISSING
+    checkpoint_from: int = MISSING
+    deterministic: bool = False
+    progress: str = "auto"
+    eval_every: int = 1
+    async_checkpoint: bool = True
     sync_batchnorm: bool = False
 
     @classmethod
@@ -69,6 +82,98 @@ class TrainerSettings:
             async_checkpoint=validate.flag("trainer.async_checkpoint", t.get("async_checkpoint", True)),
             sync_batchnorm=validate.flag("trainer.sync_batchnorm", t.get("sync_batchnorm", False)),
         )
+
+
+@dataclass
+class Paths:
+    data_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    """``conf/train.yaml``."""
+
+    name: str = MISSING
+    seed: int = MISSING
+    device: str = MISSING
+    resume: Optional[str] = MISSING
+    objective: str = MISSING
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    paths: Paths = field(default_factory=Paths)
+    dataset: Any = MISSING
+    model: Any = MISSING
+    noise: Any = MISSING
+    method: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    augment: Any = MISSING
+    logger: Any = None
+
+
+@dataclass
+class AttackTrainerSettings:
+    """``trainer`` of ``attack.py``: the keys of training's ``trainer`` that apply to it."""
+
+    eval_batch_size: int = MISSING
+
+
+@dataclass
+class EvaluateTrainerSettings(AttackTrainerSettings):
+    """``trainer`` of ``evaluate.py``."""
+
+    precision: str = MISSING
+
+
+@dataclass
+class CheckpointReading:
+    """What ``evaluate.py`` and ``attack.py`` share: reading a run's checkpoint back."""
+
+    name: str = MISSING
+    dataset_root: Optional[str] = None
+    trusted_packages: list[str] = field(default_factory=list)
+    device: str = MISSING
+    seed: int = MISSING
+    paths: Paths = field(default_factory=Paths)
+
+
+@dataclass
+class EvaluateConfig(CheckpointReading):
+    """``conf/evaluate.yaml``."""
+
+    report: str = MISSING
+    checkpoint: Any = MISSING  # one path, or a list of them (report=selective)
+    trainer: EvaluateTrainerSettings = field(default_factory=EvaluateTrainerSettings)
+    calibration_size: int = MISSING
+    calibration_seed: int = MISSING
+    top_suspects: int = MISSING
+
+
+@dataclass
+class AttackConfig(CheckpointReading):
+    """``conf/attack.yaml``."""
+
+    checkpoint: Optional[str] = None
+    checkpoints: Optional[str] = None
+    epochs: Any = None  # 71-100, 80, [71,80] or 71,80,90-95
+    num_samples: Optional[int] = None
+    trainer: AttackTrainerSettings = field(default_factory=AttackTrainerSettings)
+    attack: Any = MISSING
+
+
+SCHEMAS = {"train_schema": TrainConfig, "evaluate_schema": EvaluateConfig, "attack_schema": AttackConfig}
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore; call before Hydra composes a config."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, schema in SCHEMAS.items():
+        store.store(name=name, node=schema)
+
+
+register()  # on import, as Hydra's structured configs are: any @hydra.main on conf/ that imports sat.tasks finds them
 
 
 def seed(cfg: DictConfig, key: str = "seed") -> int:
