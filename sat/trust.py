@@ -44,6 +44,8 @@ SAT_TARGETS: dict[str, frozenset[str]] = {
         "sat.methods.bootstrapping.SoftBootstrapping", "sat.methods.bootstrapping.HardBootstrapping",
         "sat.methods.elr.EarlyLearningRegularization", "sat.methods.coteaching.CoTeaching",
         "sat.methods.selective.SelfAdaptiveSelective", "sat.methods.selective.DeepGamblers",
+        "sat.methods.mixup.Mixup", "sat.methods.correction.ForwardCorrection",
+        "sat.methods.correction.BackwardCorrection", "sat.methods.elr_plus.ELRPlus", "sat.methods.dividemix.DivideMix",
     }),
     # parts of the above (a method's start-epoch detector)
     "component": frozenset({"sat.methods.auto_start.AutoStartEpoch"}),
