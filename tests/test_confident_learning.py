@@ -85,3 +85,25 @@ def test_bad_values_are_one_line_errors():
         optimizer_builder({"_target_": "torch.optim.SGD", "lr": {"_target_": "os.getcwd"}})
     with pytest.raises(UserError, match="folds=5 but a class has only 3"):
         fold_split(torch.tensor([0, 0, 0, 1, 1, 1, 1, 1]), 5, 0)
+
+
+def test_label_error_report_puts_every_detector_in_one_table(compose_cfg, tmp_path, capsys):
+    """In-process: a short quickstart SAT run, then evaluate's report with confident learning."""
+    import json
+
+    from sat.tasks import evaluate, train
+
+    run = tmp_path / "run"
+    train(compose_cfg("train", ["experiment=quickstart", "trainer.epochs=3", "method.start_epoch=1", "model.width=8",
+                                "device=cpu", "logger=none", f"paths.output_dir={run}"]))
+    out = tmp_path / "eval"
+    evaluate(compose_cfg("evaluate", [f"checkpoint={run}/checkpoints/last.pt", "report=label_errors",
+                                      "detector=confident_learning", "folds=2", "cv_epochs=2", "top_suspects=4",
+                                      "device=cpu", f"paths.output_dir={out}"]))
+    detectors = json.loads((out / "label_errors.json").read_text())["detectors"]
+    assert list(detectors) == ["soft targets", "model probabilities", "confident learning"]
+    assert all(0 <= d["precision"] <= 1 and 0.5 < d["auroc"] <= 1 for d in detectors.values()), detectors
+    assert "confident learning" in capsys.readouterr().out
+    with pytest.raises(UserError, match="detector='x' is not supported"):
+        evaluate(compose_cfg("evaluate", [f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "detector=x",
+                                          "device=cpu", f"paths.output_dir={tmp_path / 'bad'}"]))
