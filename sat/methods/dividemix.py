@@ -193,9 +193,13 @@ class DivideMix(Method):
             return F.cross_entropy(logits[:, :k].float(), y) + F.cross_entropy(self.peer(x1)[:, :k].float(), y), logits
         with torch.no_grad():
             clean_logits = model(x1)
-            mine = [clean_logits[:, : self.num_classes].float().softmax(1),
-                    model(x2)[:, : self.num_classes].float().softmax(1)]
-            peers = [self.peer(v)[:, : self.num_classes].float().softmax(1) for v in (x1, x2)]
+
+            def probs(network: nn.Module) -> list[torch.Tensor]:
+                first = (clean_logits if network is model else network(x1))[:, : self.num_classes].float().softmax(1)
+                # one view given: both views are the same batch, so its prediction is computed once
+                return [first, first if x2 is x1 else network(x2)[:, : self.num_classes].float().softmax(1)]
+
+            mine, peers = probs(model), probs(self.peer)
         total = 0.0
         for network, other_division, own, other in ((model, self.clean_prob[1], mine, peers),
                                                     (self.peer, self.clean_prob[0], peers, mine)):
