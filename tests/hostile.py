@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from sat.checkpoint import checksum, load_checkpoint
+from sat.checkpoint import checksum
 
 
 class Payload:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
-import pytest
 import torch
 
 from conftest import run_entry

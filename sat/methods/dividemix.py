@@ -41,7 +41,7 @@ from torch import nn
 
 from sat import validate
 from sat.errors import UserError
-from sat.global_batch import GlobalBatch
+from sat.parallel.batch import GlobalBatch
 from sat.methods.base import Method
 from sat.methods.mixup import draw_lambda, mix, refuse_distributed
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat import validate
-from sat.global_batch import GlobalBatch
+from sat.parallel.batch import GlobalBatch
 from sat.methods.base import Method
 from sat.methods.elr import PROB_CLAMP
 from sat.methods.mixup import clean_logits, draw_lambda, mix, refuse_distributed, soft_cross_entropy

@@ -20,7 +20,7 @@ from torch import nn
 
 from sat import validate
 from sat.errors import UserError
-from sat.global_batch import GlobalBatch
+from sat.parallel.batch import GlobalBatch
 from sat.methods.base import Method
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from sat.figures import OKABE_ITO, line_style, pyplot as _pyplot, save
+from sat.figures import line_style, pyplot as _pyplot, save
 from sat.report.double_descent import WidthSeries
 from sat.report.runs import Run
 

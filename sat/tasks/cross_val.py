@@ -26,7 +26,7 @@ from torch import nn
 
 from sat import trust, validate
 from sat.data.loader import DeviceLoader
-from sat.engine import EpochStats, predict, train_one_epoch
+from sat.engine import EpochStats, predict_images, train_one_epoch
 from sat.errors import UserError
 from sat.methods.base import Method
 from sat.models import with_normalization
@@ -85,7 +85,7 @@ def train_fold(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, 
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     loader = DeviceLoader(images, labels, batch_size, shuffle=True, seed=seed)
     for epoch in range(epochs):
-        method.before_epoch(epoch, model, lambda net: predict(net, images, 1024, amp_dtype)[:, :num_classes])
+        method.before_epoch(epoch, model, lambda net: predict_images(net, images, 1024, amp_dtype)[:, :num_classes])
         train_one_epoch(model, method, loader, optimizer, epoch, EpochStats(images.device), amp_dtype)
         scheduler.step()
     return model.eval()
@@ -102,7 +102,7 @@ def out_of_sample_probabilities(images: torch.Tensor, labels: torch.Tensor, num_
     for k, (fit, held_out) in enumerate(fold_split(labels.cpu(), folds, seed)):
         log.info("cross-validation: fold %d/%d, training on %d samples", k + 1, folds, len(fit))
         model = train_fold(images[fit.to(device)], labels[fit.to(device)], num_classes, seed=seed + k, **train)
-        logits = predict(model, images[held_out.to(device)], 1024, train.get("amp_dtype"))[:, :num_classes]
+        logits = predict_images(model, images[held_out.to(device)], 1024, train.get("amp_dtype"))[:, :num_classes]
         probs[held_out] = logits.double().softmax(dim=1).cpu()
         fold_of[held_out] = k
     return CrossValidated(probs, fold_of)

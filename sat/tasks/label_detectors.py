@@ -10,7 +10,7 @@ import torch
 
 from sat import validate
 from sat.detection import confident_learning, detection_quality, disagreement_with_given, flags_from_argmax
-from sat.engine import predict
+from sat.engine import predict_images
 from sat.tasks.cross_val import cross_validate_run
 
 DETECTORS = ("model", "confident_learning")
@@ -33,7 +33,7 @@ def compare_detectors(run: Any, *, batch_size: int, amp_dtype: Any, folds: int, 
     targets = (run.state.get("method") or {}).get("targets")
     if isinstance(targets, torch.Tensor) and targets.shape == (len(given), k):
         rows["soft targets"] = _quality(targets.double(), given, wrong)
-    probs = predict(run.model, nd.train.images.to(device), batch_size, amp_dtype)[:, :k].double().softmax(1).cpu()
+    probs = predict_images(run.model, nd.train.images.to(device), batch_size, amp_dtype)[:, :k].double().softmax(1).cpu()
     rows["model probabilities"] = _quality(probs, given, wrong)
     out_of_sample = cross_validate_run(run, folds=folds, epochs=cv_epochs, seed=seed,
                                        trusted_packages=trusted_packages, amp_dtype=amp_dtype)
