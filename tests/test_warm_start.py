@@ -57,3 +57,36 @@ def test_another_architecture_is_a_one_line_error(tmp_path):
         with pytest.raises(UserError, match="another architecture") as e:
             warm_start(other, path, strict=strict)
         assert "\n" not in str(e.value)
+
+
+def test_init_from_starts_a_new_run_from_the_weights_only(compose_cfg, tmp_path):
+    """In-process through sat.tasks.train: another method and learning rate, the first
+    run's weights; epoch, optimizer and soft targets start fresh."""
+    from conftest import TINY
+
+    from sat.tasks import train
+
+    first = tmp_path / "first"
+    train(compose_cfg("train", [*TINY, "method=sat", "method.start_epoch=0", "logger=none",
+                                f"paths.output_dir={first}"]))
+    trained = torch.load(first / "checkpoints/last.pt", weights_only=True)
+    second = tmp_path / "second"
+    summary = train(compose_cfg("train", [*TINY, "trainer.checkpoint_every=1", "method=sat", "optimizer.lr=0.0",
+                                          "optimizer.momentum=0.0", "logger=none", f"init_from={first}/checkpoints/last.pt",
+                                          f"paths.output_dir={second}"]))
+    state = torch.load(second / "checkpoints/epoch_1.pt", weights_only=True)
+    assert summary["init_from"]["checkpoint"] == f"{first}/checkpoints/last.pt" and summary["init_from"]["epoch"] == 2
+    # counted from 0, not from the checkpoint's 2: two epochs of its own, the first one checkpointed
+    assert summary["epochs_done"] == 2 and state["epoch"] == 1
+    # the first run's momentum buffers are not carried over (this run has momentum 0: no optimizer state)
+    assert trained["optimizer"]["state"] and state["optimizer"]["state"] == {}
+    for key, value in trained["model"].items():  # lr 0: the weights are the first run's, unchanged
+        if value.is_floating_point() and "running" not in key:
+            assert torch.equal(state["model"][key], value), key
+    # SAT's soft targets start one-hot (start_epoch 1 in TINY: no update in epoch 0), not the first run's
+    targets = state["method"]["targets"]
+    assert torch.equal(targets.max(1).values, torch.ones(len(targets)))
+    assert not torch.equal(targets, trained["method"]["targets"])
+    with pytest.raises(UserError, match="another architecture"):
+        train(compose_cfg("train", [*TINY, "model=mlp", "logger=none", f"init_from={first}/checkpoints/last.pt",
+                                    f"paths.output_dir={tmp_path / 'third'}"]))
