@@ -85,3 +85,22 @@ def soft_label_detection(distribution: Tensor, given: Tensor, wrong: Tensor) -> 
     """Detection quality of a per-sample distribution (soft targets, or a model's
     probabilities): ranked by ``1 - d[i, given_i]``, flagged where argmax != given."""
     return detection_quality(disagreement_with_given(distribution, given), wrong, flags_from_argmax(distribution, given))
+
+
+def confident_learning(given: Tensor, out_of_sample_probs: Tensor) -> tuple[Tensor, Tensor]:
+    """Confident learning (Northcutt, Jiang & Chuang, JAIR 2021) through cleanlab: the
+    label issues ``cleanlab.filter.find_label_issues`` flags, and a suspicion score for
+    the ranking (1 - cleanlab's self-confidence label quality, i.e. ``1 - p[i, given_i]``).
+    The probabilities must be out-of-sample (K-fold cross-validation,
+    :mod:`sat.tasks.cross_val`). Returns ``(scores, flagged)``."""
+    try:
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+    except ImportError:
+        from sat.errors import UserError
+
+        raise UserError("detector=confident_learning needs cleanlab; accepted: pip install 'sat[cleanlab]'") from None
+    labels, probs = given.long().cpu().numpy(), out_of_sample_probs.double().cpu().numpy()
+    flagged = find_label_issues(labels, probs)
+    quality = get_label_quality_scores(labels, probs, method="self_confidence")
+    return torch.as_tensor(1.0 - quality, dtype=torch.float64), torch.as_tensor(flagged, dtype=torch.bool)

@@ -76,6 +76,7 @@ def project_targets(kind: str) -> set[str]:
     return set(SAT_TARGETS[kind])
 
 
+
 _registered: dict[str, tuple[str, Callable[..., Any]]] = {}
 
 

@@ -49,6 +49,16 @@ class Method(nn.Module):
         """Called with the model's builder before training, for methods that train a
         network of their own (co-teaching's peer). Default: nothing."""
 
+    def before_epoch(self, epoch: int, model: nn.Module, predict: Callable[[nn.Module], torch.Tensor]
+                     ) -> dict[str, float]:
+        """Called before epoch ``epoch`` (0-based) starts from its first step (not when a
+        preempted epoch is continued: what this computed is method state, in checkpoints).
+        ``predict(network)`` returns ``network``'s float32 logits over the whole training
+        split in index order, in eval mode and without augmentation (DivideMix's per-sample
+        losses, loss correction's transition estimate). Returns metrics of the method's own
+        to log with the epoch. Default: nothing."""
+        return {}
+
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         """Called after each epoch (``epoch`` = epochs completed) with its metrics;
         returns metrics of the method's own to log. Default: none."""

@@ -13,8 +13,10 @@ import sys
 import time
 from typing import Any
 
+import torch
+
 from sat import validate
-from sat.engine import EpochStats, evaluate, train_one_epoch
+from sat.engine import EpochStats, evaluate, predict, train_one_epoch
 from sat.loggers import RunLogger
 from sat.preemption import Preemption
 from sat.tasks.common import job_num
@@ -91,8 +93,12 @@ def one_epoch(job: TrainingJob, logger: RunLogger, preemption: Preemption) -> No
     s, epoch = job.settings, job.epoch
     tic = time.perf_counter()
     lr = job.optimizer.param_groups[0]["lr"]
+    # per-epoch method work (DivideMix's co-divide) only when the epoch starts afresh: a
+    # continued epoch keeps what its start computed (method state, in the checkpoint)
+    method_metrics = job.method.before_epoch(epoch, job.model, lambda net: train_logits(job, net)) \
+        if job.partial is None else {}
     stats = train_pass(job, preemption)
-    metrics: dict[str, float] = {"lr": lr, **stats.metrics(epoch)}
+    metrics: dict[str, float] = {"lr": lr, **stats.metrics(epoch), **method_metrics}
     train_s = time.perf_counter() - tic
     job.scheduler.step()
     job.group.broadcast_buffers(job.model)  # DDP: evaluate (and save) rank 0's BatchNorm statistics
@@ -119,6 +125,16 @@ def one_epoch(job: TrainingJob, logger: RunLogger, preemption: Preemption) -> No
     logger.log_epoch(done, metrics)  # after the checkpoint: a logged epoch always has one
     if preemption.requested():
         stopped(job, preemption, done, f"checkpoint after epoch {done}")
+
+
+def train_logits(job: TrainingJob, network: torch.nn.Module) -> torch.Tensor:
+    """``network``'s logits over the whole training split in index order (eval mode, no
+    augmentation), for ``Method.before_epoch``."""
+    loader = job.data.train.loader(job.settings.eval_batch_size, device=job.device)
+    logits, _, index = predict(network, loader, job.amp_dtype, job.channels_last)
+    ordered = torch.empty_like(logits)
+    ordered[index] = logits
+    return ordered
 
 
 def save(job: TrainingJob, names: list[str], partial: dict[str, Any] | None = None) -> None:

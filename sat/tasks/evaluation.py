@@ -16,6 +16,7 @@ from sat.rundir import RunFolder, prepare_output_dir, write_json_atomic
 from sat.tasks.common import resolve_device, resolve_precision
 from sat.errors import UserError
 from sat.tasks.reports import checked_top, label_error_report, selective_calibration, selective_report
+from sat.tasks.label_detectors import check_detector, compare_detectors, format_table
 from sat.tasks.restore import RestoredRun, restore_run
 from sat.tasks.settings import read
 
@@ -80,6 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if report == "selective":
         calibration = selective_calibration(read(cfg, "calibration_size"), read(cfg, "calibration_seed"))
     top = checked_top(read(cfg, "top_suspects")) if report == "label_errors" else 0
+    detector = check_detector(read(cfg, "detector")) if report == "label_errors" else "model"
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
     cache: dict = {}
     runs = [(c, restore_run(c, device, data_dir(cfg), trusted_packages(cfg), cache)) for c in checkpoints]
@@ -89,8 +91,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if report == "selective":
         return selective_report(runs, out, batch_size, amp_dtype, *calibration)
     if report == "label_errors":
-        result = label_error_report(*runs[0], out, batch_size, amp_dtype, top)
+        detectors = compare_detectors(runs[0][1], batch_size=batch_size, amp_dtype=amp_dtype, folds=read(cfg, "folds"),
+                                      cv_epochs=read(cfg, "cv_epochs"), seed=read(cfg, "seed"),
+                                      trusted_packages=trusted_packages(cfg)) if detector == "confident_learning" else None
+        result = label_error_report(*runs[0], out, batch_size, amp_dtype, top, detectors)
         beside = save_next_to_run(checkpoints[0], "label_errors.json", result)
+        if detectors is not None:
+            print(format_table(detectors))
         print(json.dumps({k: v for k, v in result.items() if k != "noise"}, indent=2))
         print("results: " + ", ".join(result["files"]) + (f" and {beside}" if beside else ""), flush=True)
         return result

@@ -31,6 +31,7 @@ from sat.parallel.group import SINGLE, Distributed
 from sat.parallel.step import (DataParallelStep, check_batch_split, check_last_batch, check_sync_batchnorm,
                                convert_sync_batchnorm, has_batchnorm)
 from sat.rundir import RunFolder
+from sat.tasks.warm_start import warm_start
 from sat.tasks.common import build, build_model, job_num, packages_used, plain, resolve_device, resolve_precision, \
     set_normalization
 from sat.tasks.settings import TrainerSettings, read
@@ -80,6 +81,7 @@ class TrainingJob:
     step: DataParallelStep | None = None
     wall_start: float = field(default_factory=time.perf_counter)  # when this process started the run
     wall_before: float = 0.0  # seconds the run trained before it was continued here
+    init_from: dict[str, Any] | None = None  # a warm start's record (sat.tasks.warm_start)
 
     @property
     def wall_time_s(self) -> float:
@@ -147,6 +149,7 @@ class TrainingJob:
             "noise_sha256": self.data.pattern.sha256(), "params": self.params,
             "model_outputs": self.objects.model_outputs, "packages": packages_used(config),
             "hydra_files": self.hydra_files, "loader_kind": self.data.loader_kind, "wall_time_s": self.wall_time_s,
+            "init_from": self.init_from,
         }
 
     # --- distributed ------------------------------------------------------------------
@@ -336,4 +339,8 @@ def build_job(cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFol
                       eval_loaders, step_model, hydra_files, CheckpointWriter(background=settings.async_checkpoint))
     if resumed is not None:
         job.restore(resumed)
+        job.init_from = resumed.get("init_from")
+    elif cfg.get("init_from"):  # a new run from another run's weights only
+        job.init_from = warm_start(objects.model, cfg.init_from,
+                                   validate.flag("init_from_strict", cfg.get("init_from_strict", True)))
     return job

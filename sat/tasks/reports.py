@@ -70,12 +70,13 @@ def selective_report(runs: list[tuple[Path, RestoredRun]], out: Path, batch_size
 
 
 def label_error_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size: int, amp_dtype: Any,
-                       top: int) -> dict[str, Any]:
+                       top: int, detectors: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Which training labels the checkpoint suspects: by its soft targets where the
     method keeps them (SAT, ELR), else by the model's own probabilities. Writes the
     ranked suspects (CSV), how well they match the known wrong labels (JSON), a picture
     grid of the top suspects, and a refined label file a later run can train on
-    (``noise=refined noise.from_file=...``)."""
+    (``noise=refined noise.from_file=...``). ``detectors``: every detector's quality
+    (``sat.tasks.label_detectors.compare_detectors``), kept in the JSON beside."""
     nd, device = run.data, next(run.model.parameters()).device
     given, true, ids = nd.train.labels, nd.true_train_labels, nd.train.ids
     targets = (run.state.get("method") or {}).get("targets")
@@ -103,6 +104,8 @@ def label_error_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size
     refined.save(out / "refined_labels.pt")
     result["files"] = [str(out / name) for name in ("label_errors.json", "label_errors.csv")] \
         + [*map(str, figure), str(out / "refined_labels.pt")]
+    if detectors is not None:
+        result["detectors"] = detectors
     write_json_atomic(out / "label_errors.json", result)
     return result
 

@@ -22,6 +22,7 @@ def summary(job: TrainingJob) -> dict[str, Any]:
         "noise": job.data.noise_summary(), "final": job.metrics, "at_best_val": job.at_best_val,
         "loader": job.data.loader_kind,
         "distributed": job.group.describe() | {"sync_batchnorm": job.settings.sync_batchnorm},
+        "init_from": job.init_from,
     }
 
 
