@@ -109,6 +109,8 @@ class TrainConfig:
     scheduler: Any = MISSING
     augment: Any = MISSING
     logger: Any = None
+    init_from: Optional[str] = None  # a checkpoint whose weights a new run starts from (sat.tasks.warm_start)
+    init_from_strict: bool = True
 
 
 @dataclass
@@ -147,6 +149,9 @@ class EvaluateConfig(CheckpointReading):
     calibration_size: int = MISSING
     calibration_seed: int = MISSING
     top_suspects: int = MISSING
+    detector: str = "model"  # report=label_errors: model | confident_learning
+    folds: int = 5
+    cv_epochs: Optional[int] = None
 
 
 @dataclass
