@@ -62,12 +62,14 @@ def run_entry(script: str, *args: str, cwd: Path, timeout: int = 600, check: boo
 
 @pytest.fixture(scope="session")
 def quickstart_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """The README's comparison as a user runs it, once for the whole session (the slowest
-    training of the suite; its SAT run also serves the soft-label and label-error tests):
-    ``python train.py -m experiment=quickstart method=ce,sat``. Returns the sweep folder
-    (``method-ce+seed-0``, ``method-sat+seed-0``) and the process."""
+    """The README's comparison, once for the whole session (the slowest training of the
+    suite; its SAT run also serves the soft-label and label-error tests):
+    ``python train.py -m experiment=quickstart method=ce,sat``, its two jobs side by side
+    (the quickstart runs each job on one thread, so the results are those of one after the
+    other). Returns the sweep folder (``method-ce+seed-0``, ``method-sat+seed-0``) and the process."""
     sweep = tmp_path_factory.mktemp("quickstart")
-    proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", f"hydra.sweep.dir={sweep}", cwd=sweep)
+    proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", "hydra/launcher=local",
+                     "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=sweep, timeout=1800)
     return sweep, proc
 
 
