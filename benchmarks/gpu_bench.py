@@ -542,12 +542,12 @@ class Bench:
     def overhead_row(self, spec: Spec, job: OursJob, data: Data) -> Row:
         """Evaluation of the test images and the real checkpoint write, per epoch."""
         s, dev = self.s, self.device
-        ev = lambda: evaluate(job.model, data.test_images, data.test_labels, s.eval_batch, job.amp_dtype,  # noqa: E731
-                              job.channels_last)
+        test = DeviceLoader(data.test_images, data.test_labels, s.eval_batch)
+        ev = lambda: evaluate(job.model, test, job.amp_dtype, job.channels_last)  # noqa: E731
         ev()  # warm-up: cudnn autotuning of the eval shapes
         eval_s = statistics.median(timed(dev, ev)[0] for _ in range(3))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(job.optimizer, 200)
-        state = {  # what TrainingJob._state holds
+        state = {  # what TrainingJob.state() holds
             "epoch": 1, "model": job.model.state_dict(), "optimizer": job.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "method": job.method.state_dict(), "loader": job.loader.state_dict(),
             "rng": rng_state(), "at_best_val": None, "metrics": {}, "partial": None, "config": {},

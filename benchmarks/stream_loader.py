@@ -1,6 +1,7 @@
 """Throughput of the streaming loader: images/s of the loader alone and of training
 ResNet-50 from it, for each number of DataLoader workers, on a generated folder of
-JPEG files (random-resized crop + flip, as for Clothing1M).
+JPEG files (the files' view decoded in the workers, then random-resized crop + flip on
+the device, as for Clothing1M).
 
     python benchmarks/stream_loader.py                          # CPU, small: under a minute
     python benchmarks/stream_loader.py --device cuda --images 8192 --image-size 320 \
@@ -21,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import encode_jpeg
 
+from sat.data.augment import RandomResizedCrop
 from sat.data.folder import read_split
-from sat.data.stream import StreamLoader, cuda_jpeg_available
-from sat.data.transforms import RandomResizedCropFlip
+from sat.data.loader import Loader
+from sat.data.splits import FileReading
+from sat.data.stream import FileBatches, cuda_jpeg_available
 from sat.engine import autocast
 from sat.models import with_normalization
 from sat.models.resnet50 import ResNet50
@@ -54,7 +57,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def loader_rate(loader: StreamLoader, device: torch.device, epochs: int) -> float:
+def loader_rate(loader: Loader, device: torch.device, epochs: int) -> float:
     """Images/s of the loader alone: the best of ``epochs`` epochs after a warm-up one
     (the best, because other processes on a shared machine only ever slow it down)."""
     rates = []
@@ -69,7 +72,7 @@ def loader_rate(loader: StreamLoader, device: torch.device, epochs: int) -> floa
     return max(rates)
 
 
-def train_rate(loader: StreamLoader, model: torch.nn.Module, device: torch.device, cuda: bool, epochs: int) -> float:
+def train_rate(loader: Loader, model: torch.nn.Module, device: torch.device, cuda: bool, epochs: int) -> float:
     """Images/s of SGD steps fed by the loader: the best of ``epochs`` epochs after a warm-up one."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     amp = torch.bfloat16 if cuda else None
@@ -117,7 +120,6 @@ def main() -> None:
             root.mkdir(parents=True, exist_ok=True)
             write_folder(root, args.images, args.image_size, classes=14)
         split = read_split(root, {"list": "train.txt"}, num_classes=14)
-        transform = RandomResizedCropFlip(args.crop)
         gpu_decode = args.decode == "cuda" or (args.decode == "auto" and cuda_jpeg_available(device))
         print(f"device={device} images={len(split)} stored~{args.image_size}px crop={args.crop} batch={args.batch_size} "
               f"decode={'cuda' if gpu_decode else 'cpu'} ResNet-50 width={args.width} threads={torch.get_num_threads()}")
@@ -127,12 +129,16 @@ def main() -> None:
             model = with_normalization(ResNet50(14, (3, args.crop, args.crop), width=args.width), MEAN, STD)
             return model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
 
+        def make_loader(workers: int) -> Loader:
+            reading = FileReading(args.crop, args.crop, num_workers=workers, decode=args.decode,
+                                  persistent_workers=workers > 0)
+            return Loader(FileBatches(split.with_reading(reading), device), split.labels, args.batch_size,
+                          shuffle=True, augment=RandomResizedCrop(), drop_last=True)
+
         if not args.no_train:  # the process's first training steps are slow (kernel selection, allocator): not timed
-            train_rate(StreamLoader(split, transform, args.batch_size, shuffle=True, drop_last=True, device=device,
-                                    decode=args.decode), fresh_model(), device, cuda, epochs=1)
+            train_rate(make_loader(0), fresh_model(), device, cuda, epochs=1)
         for workers in (int(w) for w in args.workers.split(",")):
-            loader = StreamLoader(split, transform, args.batch_size, shuffle=True, drop_last=True, device=device,
-                                  num_workers=workers, persistent_workers=workers > 0, decode=args.decode)
+            loader = make_loader(workers)
             alone = loader_rate(loader, device, args.epochs)
             trained = float("nan")
             if not args.no_train:

@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from sat.errors import UserError
+from sat.runfiles import readable_by_others, write_atomic  # noqa: F401  (readable_by_others: re-exported)
 
 FORMAT_VERSION = 2
 PENDING = ".pending"
@@ -77,18 +77,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def readable_by_others(fd: int) -> None:
-    """Give a temporary file (mkstemp: 0600) the mode a plain ``open`` would have
-    given it, so colleagues sharing a run folder can read its files."""
-    os.fchmod(fd, 0o666 & ~_umask())
-
-
 def _write_error(path: Path, e: OSError) -> UserError:
     return UserError(f"could not write {path} ({e.strerror or e}); the previous checkpoint is intact. "
                      "Free space or fix the folder's permissions, then rerun the same command to continue")
@@ -106,29 +94,19 @@ def _os_error_in(e: BaseException | None) -> OSError | None:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed
-    into place: a crash never leaves a half-written file where a whole one was."""
+    into place (:func:`sat.runfiles.write_atomic`): a crash never leaves a half-written
+    file where a whole one was, and a link at ``path`` is never written through."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        readable_by_others(fd)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: torch.save(obj, f), durable=True)
+    except UserError:
+        raise
     except Exception as e:
-        Path(tmp).unlink(missing_ok=True)
         cause = _os_error_in(e)  # torch.save reports a failed write as a RuntimeError
         if cause is None:
             raise
         raise _write_error(path, cause) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -232,6 +210,9 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
         if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
             raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: its {key!r} is missing or not a "
                             f"{kind.__name__}")
+    if state["epoch"] < 0:
+        raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: epoch={state['epoch']} (a checkpoint holds "
+                        "the number of epochs done, 0 or more)")
     outputs = state.get("model_outputs")
     if outputs is not None and (not isinstance(outputs, int) or isinstance(outputs, bool) or not 1 <= outputs <= 10**6):
         raise UserError(f"checkpoint={str(path)!r} is not a sat checkpoint: model_outputs={outputs!r} is not a "

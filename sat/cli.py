@@ -2,8 +2,8 @@
 resolvers, the task wrapper that turns bad input into one line, and exit statuses.
 
 Exit statuses: 0 done; 2 bad input (a one-line ``error:`` message, nothing lost);
-128 + N a run stopped by signal N after writing its checkpoint (run it again to
-continue); 1 anything else (with its traceback in the log).
+128 + N a run stopped by signal N after writing its checkpoint (the command that
+continues it is printed); 1 anything else (with its traceback in the log).
 """
 
 from __future__ import annotations
@@ -26,16 +26,30 @@ log = logging.getLogger("sat")
 _task_started = False  # did Hydra get as far as calling the task?
 
 
-def sweep_subdir(override_dirname: str, seed: Any) -> str:
+# Settings left out of folder names because their values are paths, yet they choose the
+# data: jobs differing only in them get a short hash of their values instead.
+FILE_KEYS = ("paths.data_dir", "dataset.root", "noise.from_file", "resume")
+
+
+def sweep_subdir(override_dirname: str, seed: Any, overrides: Any = ()) -> str:
     """Sweep sub-folder: the job's overrides (seed excluded), then the seed, so seeds
-    of one setting sit side by side: ``method-sat+model.width-64+seed-2``. Neither
-    ``=`` nor ``,``: the path pastes unquoted into ``checkpoint=``."""
-    return f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
+    of one setting sit side by side: ``method-sat+model.width-64+seed-2``; then, if the
+    job sets one of :data:`FILE_KEYS`, ``+files-<hash of those overrides>``, so that
+    ``noise.from_file=A.pt,B.pt`` makes two folders. Neither ``=`` nor ``,``: the path
+    pastes unquoted into ``checkpoint=``."""
+    import hashlib
+
+    name = f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
+    files = sorted(str(o).lstrip("+~") for o in overrides if str(o).lstrip("+~").partition("=")[0] in FILE_KEYS)
+    return f"{name}+files-{hashlib.sha256(chr(10).join(files).encode()).hexdigest()[:8]}" if files else name
 
 
 def register_resolvers() -> None:
     """The resolvers the configs use; call before Hydra composes them."""
+    from sat.tasks.evaluation_sweep import job_name
+
     OmegaConf.register_new_resolver("sat_subdir", sweep_subdir, replace=True)
+    OmegaConf.register_new_resolver("sat_job", job_name, replace=True)
 
 
 def _user_error_in(e: BaseException | None) -> UserError | None:
@@ -64,6 +78,7 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
     try:
         return task(cfg)
     except Preempted:
+        _say_how_to_continue(out)
         raise
     except Exception as e:
         user_error = _user_error_in(e)
@@ -72,10 +87,38 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
             raise
         log.error("%s (run folder: %s)", user_error, out)
         print(f"error: {user_error}", file=sys.stderr, flush=True)
+        _drop_refused(out, user_error)
         raise SystemExit(2) from None
     except BaseException:
         log.exception("run stopped; run folder: %s", out)
         raise
+
+
+def _drop_refused(output_dir: Any, error: UserError) -> None:
+    """A run refused before it started leaves no folder (a sweep job: a line in the sweep's refused.log)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from sat.refused import drop_refused_run_folder
+    from sat.tasks.continue_run import is_rank0
+
+    if output_dir == "?" or not is_rank0():
+        return
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    sweep = str(hc.sweep.dir) if hc is not None and str(hc.mode) == "RunMode.MULTIRUN" else None
+    drop_refused_run_folder(output_dir, str(error), sweep)
+
+
+def _say_how_to_continue(output_dir: Any) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from sat.tasks.continue_run import continue_commands, is_rank0
+
+    if not HydraConfig.initialized() or not is_rank0():
+        return
+    commands = continue_commands(HydraConfig.get(), output_dir)
+    log.warning("to continue this run: %s", commands[0])
+    for command in commands[1:]:
+        log.warning("to continue the whole sweep in place: %s", command)
 
 
 def _unwritable(path: Path) -> str | None:
@@ -109,11 +152,16 @@ def _check_output_dirs(argv: list[str]) -> None:
             raise SystemExit(2) from None
 
 
-def main(hydra_main: Callable[[], Any]) -> None:
+def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
     """Call an entry point's ``@hydra.main`` function. Hydra exits with status 1 for a
     config it cannot compose (an unknown group, option or key, a malformed override):
-    that is bad input too, so it becomes status 2."""
+    that is bad input too, so it becomes status 2. ``resumable``: the entry point takes
+    ``resume=RUN_DIR`` (train.py), which becomes that run's own command, in its folder."""
+    from sat.tasks.continue_run import expand_resume
+
     register_resolvers()
+    if resumable:
+        sys.argv[1:] = expand_resume(sys.argv[1:])
     _check_output_dirs(sys.argv[1:])
     try:
         hydra_main()

@@ -12,11 +12,11 @@ import csv
 import json
 import logging
 import math
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
+
+from sat.runfiles import open_append, write_atomic, write_text_atomic
 
 log = logging.getLogger("sat")
 
@@ -89,22 +89,25 @@ class CSVLogger:
 
     def _write(self) -> None:
         fields = list(dict.fromkeys(k for r in [{"epoch": 0}, *self.rows] for k in r))
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics.csv.", suffix=".tmp")
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+
+        def table(f) -> None:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
+
+        write_text_atomic(self.path, table)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.rows.append({"epoch": epoch, **metrics})
         self._write()
 
     def log_hparams(self, hparams: dict[str, HParam], results: dict[str, float]) -> None:
-        with open(self.path.parent / "hparams.csv", "w", newline="", encoding="utf-8") as f:
+        def table(f) -> None:
             writer = csv.writer(f)
             writer.writerow(["name", "value"])
             writer.writerows(sorted({**hparams, **results}.items()))
+
+        write_text_atomic(self.path.parent / "hparams.csv", table)
 
     def close(self) -> None:
         pass
@@ -128,7 +131,7 @@ class WandbLogger:
         out = Path(out_dir)
         id_file = out / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
-        id_file.write_text(run_id)
+        write_atomic(id_file, run_id)
         self.run = wandb.init(project=project, entity=entity, name=name or out.name, tags=tags, mode=mode,
                               dir=str(out), id=run_id, resume="allow")
         self.first_epoch = first_epoch or 1
@@ -144,6 +147,20 @@ class WandbLogger:
         self.run.finish()
 
 
+def tracker_pointer(logger: str | None, run_dir: str | Path) -> tuple[str, str] | None:
+    """Where the tracker chosen by ``logger=`` shows a run: the last line of the
+    end-of-run box (None for ``logger=none`` or a tracker of the user's own)."""
+    run = Path(run_dir)
+    if logger == "tensorboard":
+        return "tensorboard", f"tensorboard --logdir {run}"
+    if logger == "csv":
+        return "metrics", f"{run / 'metrics.csv'} (and hparams.csv)"
+    if logger == "wandb":
+        offline = sorted((run / "wandb").glob("offline-run-*"))
+        return "wandb", f"wandb sync {offline[-1]}" if offline else "the run's page on W&B (its URL is in the log)"
+    return None
+
+
 class RunLogger:
     """Writes one run's per-epoch metrics into ``out_dir``: ``metrics.jsonl``, the
     console line, and the chosen tracker."""
@@ -153,7 +170,7 @@ class RunLogger:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.total_epochs = total_epochs
         self.tracker = tracker
-        self.jsonl = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.jsonl = open_append(self.out_dir / "metrics.jsonl")  # never through a link
 
     def __enter__(self) -> "RunLogger":
         return self

@@ -1,5 +1,6 @@
 """Preemption: a signal asks the run to stop; it stops after the current step, writes a
-checkpoint, and exits so that the same command, run again, continues it.
+checkpoint, and exits; the entry point then prints the command that continues it
+(``resume=RUN_DIR``, see :mod:`sat.tasks.continue_run`).
 
 Slurm sends SIGTERM when it preempts a job (and, with ``--signal``, SIGUSR1 or, under
 submitit, SIGUSR2 some time before the wall-time limit). The handler only records the
@@ -74,7 +75,7 @@ class Preemption:
         assert signum is not None
         previous = self._previous.get(signum)
         self.__exit__()
-        log.warning("preempted: %s; run the same command again to continue", where)
+        log.warning("preempted: %s", where)
         if callable(previous):
             previous(signum, None)
         raise Preempted(128 + signum)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
@@ -89,13 +90,27 @@ def _import(target: str) -> Any:
         raise UserError(f"_target_={target!r} cannot be imported ({type(e).__name__}: {e})") from None
 
 
+# Packages never trusted as a whole: the frameworks sat runs on (torch alone holds
+# hundreds of Module classes no stored config of a run should name) and the standard library.
+UNTRUSTABLE = frozenset({"torch", "torchvision", "numpy", "hydra", "omegaconf", "PIL", "builtins"})
+
+
 def trusted_package_names(packages: Iterable[str] | None) -> list[str]:
-    """The user's ``trusted_packages``, checked: sat itself is trusted class by class, never as a whole."""
+    """The user's ``trusted_packages``, checked: importable names of the user's own
+    packages (sat itself is trusted class by class, never as a whole; so are the
+    frameworks and the standard library)."""
     names = [str(p) for p in (packages or [])]
     for name in names:
-        if name == "sat" or name.startswith("sat."):
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise UserError(f"trusted_packages={names} names {name!r}, which is not a package name; accepted: "
+                            "absolute names such as myplug or myplug.models")
+        top = name.split(".", 1)[0]
+        if top == "sat":
             raise UserError(f"trusted_packages={names} names {name!r}; accepted: your own packages (sat's classes are "
                             "trusted one by one through sat.trust.SAT_TARGETS)")
+        if top in UNTRUSTABLE or top in sys.stdlib_module_names:
+            raise UserError(f"trusted_packages={names} names {name!r}, a library sat runs on, not a package of "
+                            "yours; accepted: your own packages (or sat.trust.register for one class)")
     return names
 
 
@@ -159,7 +174,11 @@ def build(
         if str(key).startswith("_") and str(key).endswith("_"):
             raise UserError(f"{what}.{key} in the checkpoint's stored config is not allowed; accepted: plain arguments")
         if isinstance(value, Mapping) and "_target_" in value:
-            # e.g. TRADES' natural loss (a method too) or SAT's start detector (a component)
+            # only methods hold objects: TRADES' natural loss (a method too) or SAT's start detector (a component)
+            if kind not in ("method", "component"):
+                resolve(value["_target_"], kind, f"{what}.{key}", trusted_packages)  # a target not allowed: say so first
+                raise UserError(f"{what}.{key} in the checkpoint's stored config is an object node where {kind} "
+                                "arguments are plain values; accepted: plain values")
             nested = "component" if value["_target_"] in SAT_TARGETS["component"] else kind
             value = build(value, nested, f"{what}.{key}", trusted_packages=trusted_packages)
         else:
@@ -167,4 +186,20 @@ def build(
         kwargs[str(key)] = value
     kwargs.update({k: v for k, v in (files or {}).items() if k in file_args})
     kwargs.update(runtime)
-    return cls(**kwargs)
+    target = node["_target_"]
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as e:
+        params = [p for p in inspect.signature(cls).parameters if p not in runtime and p not in file_args]
+        raise UserError(f"{what} in the checkpoint's stored config does not fit {target} ({e}); accepted: its "
+                        f"arguments {', '.join(params)}") from None
+    except ValueError:  # a signature inspect cannot read: the constructor checks its arguments
+        pass
+    try:
+        return cls(**kwargs)
+    except UserError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise UserError(f"{what}: {target} cannot be built from the checkpoint's stored config "
+                        f"({type(e).__name__}: {detail})") from None

@@ -58,14 +58,15 @@ def test_a_bad_training_value_through_train_py_exits_2_with_one_line(tmp_path):
     proc = run_entry("train.py", *TINY, "trainer.eval_batch_size=0", f"hydra.run.dir={run}", cwd=tmp_path,
                      check=False)
     one_line_error(proc, "trainer.eval_batch_size=0", out=run)
-    _refused_before_anything_ran(run, "trainer.eval_batch_size=0")
+    # refused before data, noise or training: no run folder left among the real runs (issue 21)
+    assert not run.exists()
 
 
 def _refused_before_anything_ran(run: Path, named: str) -> None:
-    # refused before data, noise or training: no checkpoint, no epoch, no noise file ...
+    """Through the API (which leaves the folder it was given): refused before data, noise or
+    training (no checkpoint, no epoch, no noise file), and the run folder says why it failed."""
     for name in ("checkpoints", "metrics.jsonl", "noise.pt"):
         assert not (run / name).exists(), name
-    # ... and the run folder says why it failed
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and named in summary["error"], summary
 

@@ -93,10 +93,10 @@ def test_digits_is_embedded_and_split_fixed():
 
 def test_validation_split_is_the_tail():
     data = Synthetic(num_train=100, val_size=20).load()
-    train, val = data.train.split(20)
+    train, val = data.train.tail(20)
     assert len(train) == 80 and torch.equal(val.labels, data.train.labels[80:])
     with pytest.raises(UserError, match="val_size=100"):
-        data.train.split(100)
+        data.train.tail(100)
 
 
 def test_loader_covers_each_sample_once_per_epoch_with_its_index():
@@ -154,3 +154,22 @@ def test_crop_flip_matches_torchvision_semantics():
     assert not torch.equal(out, x)
     unchanged = CropFlip(padding=0, flip=False)(x, g)
     assert torch.equal(unchanged, x)
+
+
+def test_an_augmentation_with_views_gives_a_tuple_of_independent_draws():
+    """``Views(augment, n)``: the loader yields ``x`` as a tuple of float views of the same
+    samples (self-supervised methods, DivideMix), each its own draw of the augmentation."""
+    from sat.data.augment import Views
+
+    images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
+    loader = DeviceLoader(images, torch.arange(12), 5, shuffle=True, augment=Views(CropFlip(padding=2), n=2), seed=1)
+    batches = list(loader)
+    assert len(batches) == 3
+    for (v1, v2), y, index in batches:
+        assert v1.shape == v2.shape == (len(index), 3, 8, 8) and v1.dtype == v2.dtype == torch.float32
+        assert not torch.equal(v1, v2)  # two draws, not one view twice
+    again = DeviceLoader(images, torch.arange(12), 5, shuffle=True, augment=Views(CropFlip(padding=2), n=2), seed=1)
+    for ((a1, a2), _, i), ((b1, b2), _, j) in zip(batches, again):
+        assert torch.equal(i, j) and torch.equal(a1, b1) and torch.equal(a2, b2)  # the loader's generator decides
+    (plain, same), _, _ = next(iter(DeviceLoader(images, torch.arange(12), 12, augment=Views(None, n=2))))
+    assert torch.equal(plain, same) and torch.equal((plain * 255).round().to(torch.uint8), images)

@@ -19,9 +19,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT, run_entry
+from image_folder_files import write_list_dataset
 from sat.checkpoint import load_checkpoint
-from sat.ddp import check_batch_split, check_last_batch
-from sat.distributed import Launch, first_host, launch_from_env
+from sat.parallel.step import check_batch_split, check_last_batch
+from sat.parallel.group import Launch, first_host, launch_from_env
 from sat.errors import UserError
 from sat.methods import TRADES, SelfAdaptiveTraining, SelfAdaptiveTrainingSCE
 from sat.methods.coteaching import CoTeaching
@@ -115,6 +116,30 @@ def test_resume_under_ddp_continues_exactly(ddp, tmp_path):
     assert same_state(forked / "checkpoints/last.pt", run / "checkpoints/last.pt")
 
 
+def test_a_streamed_folder_dataset_trains_under_ddp(tmp_path):
+    """Each process reads only its shard of every global batch from the files; the
+    per-sample state still covers every sample, and the sharded evaluation sums to
+    what one process measures on the saved checkpoint."""
+    images = write_list_dataset(tmp_path / "data", num_train=42, num_test=9)  # 34 train: last batch of 2
+    args = ["dataset=image_folder", f"dataset.root={images}", "dataset.num_classes=3", "dataset.image_size=8",
+            "dataset.resize=10", "dataset.val_size=8", "dataset.loader=stream", "dataset.num_workers=1", "model=mlp",
+            "model.width=8", "augment=crop_flip", "trainer.epochs=2", "trainer.batch_size=8", "trainer.num_threads=1",
+            "device=cpu", "method=sat", "method.start_epoch=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    torchrun(args, tmp_path)
+    run = tmp_path / "run"
+    assert [r["epoch"] for r in rows(run)] == [1, 2]
+    state = load_checkpoint(run / "checkpoints/last.pt")
+    assert state["loader_kind"] == "stream"
+    targets = state["method"]["targets"]
+    given = torch.load(run / "soft_labels.pt", weights_only=True)["given_labels"]
+    assert targets.shape == (34, 3)
+    assert bool((targets != torch.nn.functional.one_hot(given, 3).float()).any(dim=1).all())  # both ranks' samples
+    proc = run_entry("evaluate.py", f"checkpoint={run / 'checkpoints/last.pt'}", f"dataset_root={images}",
+                     f"hydra.run.dir={tmp_path / 'eval'}", "device=cpu", cwd=tmp_path)
+    final = json.loads((run / "summary.json").read_text())["final"]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(final["test/acc"])
+
+
 def _rank1(torchrun_pid: int) -> int:
     """The pid of torchrun's worker with RANK=1."""
     for pid in subprocess.run(["pgrep", "-P", str(torchrun_pid)], capture_output=True, text=True).stdout.split():
@@ -165,8 +190,8 @@ def _two_steps(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
     from torch import nn
 
-    from sat.ddp import DataParallelStep
-    from sat.distributed import Distributed, ShardedBatch
+    from sat.parallel.step import DataParallelStep
+    from sat.parallel import Distributed, ShardedBatch
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

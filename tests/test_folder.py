@@ -11,12 +11,22 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from image_folder_files import random_image, write_image, write_list_dataset
-from sat.data.folder import ImageFolderSource, ListSpec, load_image_folder, read_split
-from sat.data.loader_choice import choose_loader, dataset_bytes
+from sat.data.datasets import DatasetSplits
+from sat.data.folder import ImageFolderSource, ListSpec, read_split
+from sat.data.prepare import choose_loader, prepare
+from sat.data.noise import UniformLabelNoise
+from sat.data.splits import FileReading, ImageSet
 from sat.errors import UserError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 PRESETS = ["clothing1m", "food101n", "animal10n", "mini_webvision", "image_folder"]
+
+
+def preset(name: str):
+    """A dataset preset as its node (without the defaults list Hydra reads: the augmentation it picks)."""
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg.pop("defaults", None)
+    return cfg
 
 
 def one_line(info: pytest.ExceptionInfo) -> str:
@@ -53,15 +63,16 @@ def test_clothing1m_layout_key_lists_label_files_and_clean_subset(tmp_path):
     (ann / "noisy_train_key_list.txt").write_text("".join(f"{n}\n" for n in names[:4]))
     (ann / "clean_val_key_list.txt").write_text(f"{names[4]}\n")
     (ann / "clean_test_key_list.txt").write_text(f"{names[5]}\n")
-    cfg = OmegaConf.load(CONF / "clothing1m.yaml")
+    cfg = preset("clothing1m")
     cfg.root = str(tmp_path)
     data = instantiate(cfg).load()
     assert data.num_classes == 14 and data.input_shape == (3, 224, 224) and data.mean[0] == 0.485
-    assert (data.num_workers, data.decode, data.scale, data.loader) == (8, "auto", (0.08, 1.0), "auto")
+    assert (data.train.reading.num_workers, data.train.reading.decode, data.loader) == (8, "auto", "auto")
     assert data.train.labels.tolist() == [0, 1, 2, 3] and data.train.clean_labels.tolist() == [-1, 7, -1, -1]
     assert data.val.labels.tolist() == [2] and data.test.labels.tolist() == [13] and data.test.ids.tolist() == [0]
-    train, val = data.train_val()
-    assert train is data.train and val is data.val
+    assert data.train.true_labels is None  # clean labels known for some samples only: no memorisation metrics
+    prepared = prepare(data, UniformLabelNoise(rate=0.0), "cpu", loader_kind="stream")
+    assert prepared.train is data.train and prepared.val is data.val
 
 
 def test_food101n_layout_labels_from_class_folders(tmp_path):
@@ -77,16 +88,18 @@ def test_food101n_layout_labels_from_class_folders(tmp_path):
     (tmp_path / "food-101/meta/test.txt").write_text("baklava/1011328\napple_pie/99\n")
     for key in ("baklava/1011328", "apple_pie/99"):
         write_image(tmp_path / "food-101/images" / f"{key}.jpg", random_image(g, 0, 8, 8))
-    cfg = OmegaConf.load(CONF / "food101n.yaml")
+    cfg = preset("food101n")
     cfg.root = str(tmp_path)
     data = instantiate(cfg, val_size=2).load()
     assert data.num_classes == 101 and data.class_names[:3] == tuple(classes)
     assert data.train.labels.tolist() == [0, 0, 1, 1, 2, 2] and data.train.ids.tolist() == [1, 2, 3, 4, 5, 6]
     assert data.test.labels.tolist() == [2, 0] and data.test.file(0) == "food-101/images/baklava/1011328.jpg"
-    train, val = data.train_val()  # a seeded random holdout, not the class-sorted tail
+    prepared = prepare(data, UniformLabelNoise(rate=0.0), "cpu", loader_kind="stream")
+    train, val = prepared.train, prepared.val  # a seeded random holdout, not the class-sorted tail
     assert len(train) == 4 and len(val) == 2
     assert sorted(train.ids.tolist() + val.ids.tolist()) == data.train.ids.tolist()
-    assert torch.equal(data.train_val()[1].ids, val.ids)
+    again = prepare(data, UniformLabelNoise(rate=0.0), "cpu", loader_kind="stream")
+    assert torch.equal(again.val.ids, val.ids) and val.ids.tolist() != [5, 6]
 
 
 def test_animal10n_layout_labels_from_file_names(tmp_path):
@@ -94,10 +107,10 @@ def test_animal10n_layout_labels_from_file_names(tmp_path):
     for split, names in (("training", ["3_00002.jpg", "0_00001.jpg", "9_00003.jpg"]), ("testing", ["4_00001.jpg"])):
         for name in names:
             write_image(tmp_path / split / name, random_image(g, 0, 64, 64))
-    cfg = OmegaConf.load(CONF / "animal10n.yaml")
+    cfg = preset("animal10n")
     cfg.root = str(tmp_path)
     data = instantiate(cfg).load()
-    assert data.input_shape == (3, 64, 64) and data.train_augment == "pad_crop_flip"
+    assert data.input_shape == (3, 64, 64) and "defaults" not in OmegaConf.load(CONF / "animal10n.yaml")  # crop+flip
     assert data.train.labels.tolist() == [0, 3, 9]  # sorted by name; id = position
     assert data.train.file(0) == "training/0_00001.jpg" and data.test.labels.tolist() == [4]
 
@@ -111,22 +124,22 @@ def test_mini_webvision_keeps_the_first_50_classes_with_full_list_ids(tmp_path):
     for p, _ in train[::2]:  # the image of the dropped class need not exist
         write_image(tmp_path / p, random_image(g, 0, 8, 8))
     write_image(tmp_path / "val_images_256/val000002.jpg", random_image(g, 0, 8, 8))
-    cfg = OmegaConf.load(CONF / "mini_webvision.yaml")
+    cfg = preset("mini_webvision")
     cfg.root = str(tmp_path)
     data = instantiate(cfg).load()
     assert data.num_classes == 50 and data.train.labels.tolist() == [0, 49] and data.train.ids.tolist() == [0, 2]
     assert data.test.file(0) == "val_images_256/val000002.jpg" and data.test.ids.tolist() == [1]
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_presets_name_their_layout_and_fail_in_one_line_without_data(tmp_path, preset):
-    cfg = OmegaConf.load(CONF / f"{preset}.yaml")
-    assert (CONF / f"{preset}.yaml").read_text().startswith("# ")
-    assert OmegaConf.is_missing(cfg, "num_classes") or cfg.num_classes >= 10
-    assert cfg.resize >= cfg.image_size and "<root>" in cfg.layout
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_name_their_layout_and_fail_in_one_line_without_data(tmp_path, name):
+    cfg = preset(name)
+    assert (CONF / f"{name}.yaml").read_text().startswith("# ")
+    assert cfg.num_classes is None or cfg.num_classes >= 10  # image_folder: inferred, or required by lists
+    assert cfg.resize >= cfg.image_size and "<root>" in cfg.layout_hint
     cfg.root = str(tmp_path)
-    if preset == "image_folder":
-        cfg.num_classes = 3
+    if name == "image_folder":
+        cfg.num_classes, cfg.layout = 3, "lists"
     source = instantiate(cfg)  # checks the values, reads nothing
     assert source.input_shape == (3, cfg.image_size, cfg.image_size) and source.file_args == ("root",)
     with pytest.raises(Exception) as info:
@@ -137,8 +150,8 @@ def test_presets_name_their_layout_and_fail_in_one_line_without_data(tmp_path, p
 
 def test_missing_root_names_the_value_and_layout(tmp_path):
     with pytest.raises(UserError) as info:
-        load_image_folder("x", str(tmp_path / "nowhere"), 3, train={"list": "train.txt"}, test={"list": "test.txt"},
-                          layout="<root>/train.txt")
+        ImageFolderSource("x", str(tmp_path / "nowhere"), 3, train={"list": "train.txt"}, test={"list": "test.txt"},
+                          layout_hint="<root>/train.txt").load()
     msg = one_line(info)
     assert "nowhere" in msg and "<root>/train.txt" in msg
 
@@ -186,7 +199,7 @@ def test_bad_lists_are_one_line_user_errors(tmp_path, content, spec, expected):
         (dict(image_size=0), "dataset.image_size=0"),
         (dict(resize=8, image_size=16), "dataset.resize=8"),
         (dict(loader="gpu"), "dataset.loader='gpu'"),
-        (dict(train_augment="mixup"), "dataset.train_augment='mixup'"),
+        (dict(layout="zip"), "dataset.layout='zip'"),
         (dict(val_size=99), "dataset.val_size=99"),
         (dict(num_workers=-2), "dataset.num_workers=-2"),
         (dict(decode="nvjpeg"), "dataset.decode='nvjpeg'"),
@@ -197,7 +210,7 @@ def test_bad_dataset_values_name_the_key(tmp_path, override, expected):
     args = dict(name="x", root=str(tmp_path), num_classes=3, train={"list": "train.txt"}, test={"list": "test.txt"},
                 image_size=8, resize=8) | override
     with pytest.raises(UserError) as info:
-        load_image_folder(**args).train_val()
+        prepare(ImageFolderSource(**args).load(), UniformLabelNoise(rate=0.0), "cpu")
     assert expected in one_line(info)
 
 
@@ -224,15 +237,70 @@ def test_split_subset_and_relabel_keep_ids(tmp_path):
     assert sub.ids.tolist() == [4, 1] and sub.file(0) == split.file(4)
     noisy = split.with_labels(torch.arange(6) % 3)
     assert noisy.labels.tolist() == [0, 1, 2, 0, 1, 2] and torch.equal(noisy.ids, split.ids)
-    with pytest.raises(UserError, match="got 2 labels for 6 files"):
+    with pytest.raises(UserError, match="got 2 labels for a split of 6"):
         split.with_labels(torch.zeros(2))
 
 
-def test_auto_loader_keeps_small_data_on_the_device():
-    assert dataset_bytes(55_000, (3, 64, 64)) == 55_000 * 3 * 64 * 64
-    assert choose_loader("auto", 55_000, (3, 64, 64), "cpu") == "device"  # ANIMAL-10N: 0.68 GB
-    assert choose_loader("auto", 1_025_000, (3, 224, 224), "cpu") == "stream"  # Clothing1M: 154 GB
-    assert choose_loader("auto", 100, (3, 8, 8), "cpu", limit_bytes=100 * 3 * 8 * 8 - 1) == "stream"
-    assert choose_loader("stream", 10, (3, 8, 8), "cpu") == "stream"
+def test_auto_loader_keeps_small_data_on_the_device(tmp_path):
+    write_list_dataset(tmp_path, num_train=6, num_test=2)
+    split = read_split(tmp_path, ListSpec("train.txt"), num_classes=3)
+
+    def files(n: int, size: int) -> DatasetSplits:
+        reading = FileReading(size, size)
+        big = split.subset(torch.arange(n) % len(split)).with_reading(reading)
+        return DatasetSplits("x", big, split.with_reading(reading), 3, (0.5,) * 3, (0.2,) * 3)
+
+    assert choose_loader("auto", files(55_000, 64), "cpu") == "device"  # ANIMAL-10N: 0.68 GB
+    assert choose_loader("auto", files(1_025_000, 224), "cpu") == "stream"  # Clothing1M: 154 GB
+    small = files(100, 8)
+    assert choose_loader("auto", small, "cpu", limit_bytes=(100 + 6) * 3 * 8 * 8 - 1) == "stream"
+    assert choose_loader("stream", small, "cpu") == "stream"
+    tensors = DatasetSplits("t", ImageSet(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
+                                          torch.arange(4)), ImageSet(torch.zeros(1, 1, 2, 2, dtype=torch.uint8),
+                                                                     torch.zeros(1, dtype=torch.int64), torch.arange(1)),
+                            2, (0.5,), (0.2,))
+    assert choose_loader("stream", tensors, "cpu") == "device"  # data in memory stays there
     with pytest.raises(UserError, match="dataset.loader='disk'"):
-        choose_loader("disk", 10, (3, 8, 8), "cpu")
+        choose_loader("disk", small, "cpu")
+
+
+def write_class_folders(root: Path, classes=("cat", "dog", "ant"), per_class: int = 3) -> Path:
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "test"):
+        for k, name in enumerate(classes):
+            for i in range(per_class if split == "train" else 1):
+                sub = "deep/" if i == 2 else ""  # torchvision walks sub-folders too
+                write_image(root / split / name / f"{sub}{i}.png", random_image(g, k, 8, 8))
+    return root
+
+
+def test_class_folders_layout_as_torchvision_image_folder(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    write_class_folders(tmp_path)
+    source = ImageFolderSource("x", str(tmp_path), layout="auto", train={"list": "train.txt"}, image_size=8, resize=8)
+    assert source.layout == "class_folders" and source.num_classes == 3  # inferred from the folders
+    data = source.load()
+    reference = ImageFolder(str(tmp_path / "train"))
+    assert data.class_names == tuple(reference.classes) == ("ant", "cat", "dog")  # sorted as torchvision does
+    assert [str(tmp_path / f) for f in data.train.file_names()] == [p for p, _ in reference.samples]
+    assert data.train.labels.tolist() == [c for _, c in reference.samples] and data.train.ids.tolist() == list(range(9))
+    assert data.test.labels.tolist() == [0, 1, 2] and data.train.describe(0) == "train:1 train/ant/0.png"
+
+
+@pytest.mark.parametrize("case, expected", [("both", "holds both a training list"), ("neither", "holds neither"),
+                                            ("count", "dataset.num_classes=5 but"), ("extra", "test/bee is not a class")])
+def test_class_folder_layout_errors_are_one_line(tmp_path, case, expected):
+    write_class_folders(tmp_path)
+    kwargs = dict(layout="auto", train={"list": "train.txt"}, image_size=8, resize=8)
+    if case == "both":
+        (tmp_path / "train.txt").write_text("train/ant/0.png 0\n")
+    if case == "neither":
+        kwargs["train_folder"] = "training"
+    if case == "count":
+        kwargs["num_classes"] = 5
+    if case == "extra":
+        write_image(tmp_path / "test/bee/0.png", random_image(torch.Generator(), 0, 8, 8))
+    with pytest.raises(UserError) as info:
+        ImageFolderSource("x", str(tmp_path), **kwargs).load()
+    assert expected in one_line(info)

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import read_metrics, run_entry
+from conftest import ROOT, read_metrics, run_entry
 from image_folder_files import write_list_dataset
 
 
@@ -47,3 +52,27 @@ def test_folder_dataset_trains_resumes_and_evaluates(images, tmp_path, loader):
         with open(tmp_path / "full/label_errors.csv") as f:
             for r in csv.DictReader(f):
                 assert names[int(r["sample_id"])].split()[0] == r["file"] and r["file"] in listed
+
+
+def test_a_signal_to_the_process_group_stops_a_streamed_run_within_a_step(images, tmp_path):
+    """Slurm (and ``kill -- -PID``) signal every process of the job: the reader workers
+    leave it to the main process, which checkpoints after its current step; the
+    summary's wall time is the run's."""
+    run = tmp_path / "run"
+    args = [*folder_args(images, "stream"), "dataset.num_workers=2", "trainer.epochs=200", "trainer.batch_size=4",
+            f"hydra.run.dir={run}"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text().strip():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    started = json.loads((run / "summary.json").read_text())
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)  # the main process and its reader workers
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert time.monotonic() - sent < 30, out  # within a step (plus shutting the workers down), not minutes
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "preempted" and summary["wall_time_s"] > started["wall_time_s"] + 0.5

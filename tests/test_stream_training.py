@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from image_folder_files import write_list_dataset
-from sat.data.folder import load_image_folder
+from sat.data.augment import RandomResizedCrop
+from sat.data.folder import ImageFolderSource
 from sat.data.noise import UniformLabelNoise
-from sat.data.stream import make_stream_loader
-from sat.eval_stream import evaluate_loader, predict_loader
+from sat.data.prepare import prepare
+from sat.engine import evaluate, predict
 from sat.methods.sat import SelfAdaptiveTraining
 from sat.models import SmallCNN, with_normalization
 
@@ -21,12 +22,10 @@ SIZE = 8
 
 def build(tmp_path):
     write_list_dataset(tmp_path, num_train=24, num_test=8)
-    data = load_image_folder("tiny", str(tmp_path), 3, train={"list": "train.txt"}, test={"list": "test.txt"},
-                             image_size=SIZE, resize=10, val_size=4, num_workers=1)
-    train, val = data.train_val()
-    pattern = UniformLabelNoise(rate=0.5, seed=0).draw(None, train.labels, data.num_classes)
-    _, noisy = pattern.apply(None, train.labels)
-    return data, train, val, noisy
+    data = ImageFolderSource("tiny", str(tmp_path), 3, train={"list": "train.txt"}, test={"list": "test.txt"},
+                             image_size=SIZE, resize=10, val_size=4, num_workers=1).load()
+    prepared = prepare(data, UniformLabelNoise(rate=0.5, seed=0), "cpu", loader_kind="stream")
+    return data, prepared.train, prepared.val, prepared.train.labels
 
 
 def fresh(data, train, noisy, seed=0):
@@ -35,7 +34,7 @@ def fresh(data, train, noisy, seed=0):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     method = SelfAdaptiveTraining(alpha=0.9, start_epoch=1)
     method.setup(noisy, data.num_classes)
-    loader = make_stream_loader(data, train, batch_size=8, train=True, labels=noisy, seed=seed)
+    loader = train.loader(8, shuffle=True, augment=RandomResizedCrop(), seed=seed)
     return model, optimizer, method, loader
 
 
@@ -51,7 +50,7 @@ def train_epoch(model, optimizer, method, loader, epoch):
 def test_train_evaluate_and_resume_with_streamed_files(tmp_path):
     data, train, val, noisy = build(tmp_path)
     assert len(train) == 20 and len(val) == 4 and sorted(train.ids.tolist() + val.ids.tolist()) == list(range(24))
-    assert (noisy != train.labels).any()
+    assert (noisy != train.true_labels).any()
 
     model, optimizer, method, loader = fresh(data, train, noisy)
     before = method.soft_labels().clone()
@@ -65,7 +64,7 @@ def test_train_evaluate_and_resume_with_streamed_files(tmp_path):
     assert soft.shape == (20, 3) and bool((soft != before).any(dim=1).all())
     assert torch.allclose(soft.sum(dim=1), torch.ones(20))
     # A suspected label error is reported by its list line and file.
-    position = int((noisy != train.labels).nonzero()[0])
+    position = int((noisy != train.true_labels).nonzero()[0])
     line = train.describe(position)
     assert line.startswith(f"train.txt:{int(train.ids[position]) + 1} images/train/")
 
@@ -79,10 +78,10 @@ def test_train_evaluate_and_resume_with_streamed_files(tmp_path):
     assert torch.equal(method.soft_labels(), method2.soft_labels())
 
     # Evaluation streams the validation and test lists with the deterministic view.
-    test_loader = make_stream_loader(data, data.test, batch_size=3, train=False)
-    logits, labels, index = predict_loader(model, test_loader)
+    test_loader = data.test.loader(3)
+    logits, labels, index = predict(model, test_loader)
     assert logits.shape == (8, 3) and torch.equal(labels, data.test.labels) and index.tolist() == list(range(8))
-    metrics = evaluate_loader(model, test_loader)
+    metrics = evaluate(model, test_loader)
     assert abs(metrics["acc"] - float((logits.argmax(1) == labels).float().mean())) < 1e-6
     assert abs(metrics["loss"] - float(F.cross_entropy(logits, labels))) < 1e-5
-    assert evaluate_loader(model, make_stream_loader(data, val, 4, train=False)).keys() == {"acc", "loss"}
+    assert evaluate(model, val.loader(4)).keys() == {"acc", "loss"}

@@ -1,13 +1,22 @@
-"""Batched augmentation on the training device (no per-sample PIL work).
+"""Batched augmentation on the training device (no per-sample PIL work): the ``augment`` group.
 
-Augmentations take and return uint8 batches (N, C, H, W) and draw from the loader's
-generator, so a seeded run is repeatable.
+An augmentation takes a uint8 batch (N, C, H, W) on the device and the loader's
+generator, and returns a batch (uint8, or float in [0, 1]) or a tuple of batches (views
+of the same samples). Every sample draws its own parameters, and all randomness comes
+from the loader's generator, so a seeded run is repeatable and resumes exactly. The
+same augmentation runs whichever loader (memory or files) feeds it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
+
 import torch
 import torch.nn.functional as F
+
+from sat import validate
+from sat.errors import UserError
 
 
 class CropFlip:
@@ -15,7 +24,8 @@ class CropFlip:
     and random horizontal flip, each sample independently."""
 
     def __init__(self, padding: int = 4, flip: bool = True):
-        self.padding, self.flip = padding, flip
+        self.padding = validate.number("padding", padding, lo=0, integer=True)
+        self.flip = validate.flag("flip", flip)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -30,9 +40,74 @@ class CropFlip:
             channel = torch.arange(c, device=x.device)[None, :, None, None]
             x = padded[batch, channel, rows, cols]
         if self.flip:
-            flip = torch.rand(n, device=x.device, generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            x = _flip(x, generator)
         return x
 
     def __repr__(self) -> str:
         return f"CropFlip(padding={self.padding}, flip={self.flip})"
+
+
+def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(x), device=x.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+@contextlib.contextmanager
+def seeded_by(generator: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Run a block with torch's global RNG (what kornia draws from) seeded by one draw of
+    ``generator``, and restored afterwards: the loader's generator stays the only source
+    of randomness (exact resume, DDP processes in step)."""
+    seed = int(torch.randint(2**62, (1,), device=generator.device, generator=generator))
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+class RandomResizedCrop:
+    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` then a random horizontal
+    flip, batched (kornia), to the batch's own size: the standard ImageNet training
+    augmentation. On a folder dataset it crops the decoded view (shorter side resized to
+    ``dataset.resize``, centre crop ``dataset.image_size``), which every loader gives."""
+
+    def __init__(self, scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
+                 flip: bool = True) -> None:
+        self.scale, self.ratio = _range("scale", scale, 0.0, 1.0), _range("ratio", ratio, 0.0, None)
+        self.flip = validate.flag("flip", flip)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        import kornia.augmentation as K
+
+        crop = K.RandomResizedCrop(tuple(x.shape[-2:]), scale=self.scale, ratio=self.ratio)
+        with seeded_by(generator, x.device):
+            out = crop(x.float().div_(255))
+        return _flip(out, generator) if self.flip else out
+
+    def __repr__(self) -> str:
+        return f"RandomResizedCrop(scale={self.scale}, ratio={self.ratio}, flip={self.flip})"
+
+
+def _range(key: str, value: Sequence[float], low: float, high: float | None) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError):
+        a = b = float("nan")
+    if not (low < a <= b and (high is None or b <= high)):
+        upper = f" <= {high:g}" if high is not None else ""
+        raise UserError(f"{key}={list(value) if isinstance(value, Sequence) else value!r} is not supported; "
+                        f"accepted: [min, max] with {low:g} < min <= max{upper}")
+    return a, b
+
+
+class Views:
+    """``n`` independent draws of an augmentation, as a tuple of views of each sample
+    (self-supervised methods, DivideMix's two augmentations)."""
+
+    def __init__(self, augment, n: int = 2) -> None:
+        self.augment, self.n = augment, validate.number("n", n, lo=1, integer=True)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return tuple(x if self.augment is None else self.augment(x, generator) for _ in range(self.n))
+
+    def __repr__(self) -> str:
+        return f"Views({self.augment!r}, n={self.n})"

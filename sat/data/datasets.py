@@ -9,7 +9,6 @@ before minutes go into loading data.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 from dataclasses import dataclass, field
@@ -21,54 +20,44 @@ import torch
 
 from sat import validate
 from sat.data.class_maps import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
+from sat.data.splits import ImageSet, Split  # ImageSet: re-exported for dataset plugins
 from sat.errors import UserError
 
 
 @dataclass
-class ImageSet:
-    """Labelled images: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) and ``ids``
-    int64 (N,), each sample's index in the dataset's original order (CIFAR: its
-    position in the original batches; digits: scikit-learn's index)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    ids: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def split(self, holdout: int) -> tuple["ImageSet", "ImageSet"]:
-        """The first ``len - holdout`` samples and the last ``holdout``."""
-        if not 0 <= holdout < len(self):
-            raise UserError(f"dataset.val_size={holdout} is out of range; accepted: 0 <= val_size < {len(self)}")
-        cut = len(self) - holdout
-        head = ImageSet(self.images[:cut], self.labels[:cut], self.ids[:cut])
-        return head, ImageSet(self.images[cut:], self.labels[cut:], self.ids[cut:])
-
-
-@dataclass
 class DatasetSplits:
-    """A dataset's train and test sets plus what models and noise need to know."""
+    """A dataset's splits plus what models and noise need to know.
+
+    ``train`` is the training pool: noise is drawn over all of it, then the validation
+    split is held out of it (so validation labels are as noisy as training labels, as
+    they would be in practice): its last ``val_size`` samples, or ``val_size`` seeded
+    random ones when ``holdout_seed`` is set (lists sorted by class). A dataset with a
+    validation list of its own gives it as ``val`` (Clothing1M's clean one) instead.
+    """
 
     name: str
-    train: ImageSet
-    test: ImageSet
+    train: Split
+    test: Split
     num_classes: int
     mean: tuple[float, ...]  # per channel, for inputs in [0, 1]
     std: tuple[float, ...]
-    val_size: int = 0  # the last ``val_size`` training samples are held out for validation
+    val_size: int = 0
     asymmetric_map: list[int] = field(default_factory=list)  # class -> class for asymmetric noise
+    val: Split | None = None
+    holdout_seed: int | None = None
+    loader: str = "auto"  # auto | device | stream: see sat.data.prepare.choose_loader
+    class_names: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.images.shape[1:])
+        return tuple(self.train.sample_shape)
 
     def identity(self) -> dict[str, Any]:
-        """What a noise pattern drawn for this training set must match: its name, size
-        and a hash of its clean labels in their order (which also pins the split)."""
-        h = hashlib.sha256(self.train.labels.numpy().tobytes())
-        h.update(self.train.ids.numpy().tobytes())
-        return {"dataset": self.name, "num_samples": len(self.train), "labels_sha256": h.hexdigest()}
+        """What a noise pattern drawn for this training pool must match."""
+        return self.train.identity(self.name)
+
+    def splits(self) -> list[Split]:
+        return [s for s in (self.train, self.val, self.test) if s is not None]
 
 
 class DataSource:

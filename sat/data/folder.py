@@ -1,108 +1,42 @@
-"""Datasets given as an image folder plus label-list text files.
+"""Datasets given as an image folder: label lists, or torchvision's class folders.
 
 This is the format of the real-world noisy-label benchmarks (Clothing1M, Food-101N,
 ANIMAL-10N, mini-WebVision): images under a root folder and text files of
-``relative/path label`` lines, one per split. Nothing is decoded here: a split is a
-list of file paths with int64 labels and int64 sample ids, and
-:mod:`sat.data.stream` reads the images. The id of a sample is its 0-based line number
+``relative/path label`` lines, one per split; and the layout everyone has, torchvision's
+``ImageFolder`` (``root/train/<class>/*.png``, ``root/test/<class>/...``). Nothing is
+decoded here: a split is a :class:`~sat.data.splits.FileSplit`, a list of file paths
+with int64 labels and int64 sample ids. The id of a sample is its 0-based line number
 in the list file (or its position in the sorted listing of a folder), so per-sample
 state and exported label errors can always be traced back to a real file.
 
-The Hydra node of a folder dataset is :class:`ImageFolderSource` (its ``load()`` gives a
-:class:`FolderDataset`); each split is described by a :class:`ListSpec` (a plain dict
-in the config).
+The Hydra node of a folder dataset is :class:`ImageFolderSource`; each split of a list
+layout is described by a :class:`ListSpec` (a plain dict in the config).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sat.data.transforms import TRAIN_AUGMENTS
+from sat import validate
+from sat.data.datasets import DatasetSplits, DataSource
+from sat.data.prepare import LOADERS
+from sat.data.splits import FileReading, FileSplit
 from sat.errors import UserError
-
-try:  # the dataset-node base class of the reworked core (sat.tasks builds a DataSource)
-    from sat.data.datasets import DataSource
-except ImportError:  # before it: any object with the same attributes
-    DataSource = object
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 LABEL_SOURCES = ("column", "file", "folder", "name_prefix")
-LOADERS = ("auto", "device", "stream")
 
 
 # --- the value objects -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)  # eq: numpy and torch fields have no single truth value
-class FileSplit:
-    """One split: ``len(self)`` image files under ``root`` with labels and sample ids.
-
-    ``files`` is a numpy array of fixed-width bytes, not a Python list: DataLoader
-    workers share it without the copy-on-write growth that a million Python strings
-    cause (every access to a Python object writes its reference count).
-    """
-
-    root: Path
-    files: np.ndarray  # dtype bytes (S*), paths relative to ``root``
-    labels: torch.Tensor  # int64 (N,)
-    ids: torch.Tensor  # int64 (N,): the line number (0-based) in ``source``
-    source: str  # the list file (or folder) the ids refer to, relative to ``root``
-    clean_labels: torch.Tensor | None = None  # int64 (N,), -1 where unknown (e.g. Clothing1M's clean subset)
-
-    def __post_init__(self) -> None:
-        n = len(self.files)
-        if len(self.labels) != n or len(self.ids) != n or (self.clean_labels is not None and len(self.clean_labels) != n):
-            raise ValueError(f"{self.source}: {n} files but {len(self.labels)} labels and {len(self.ids)} ids")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def file(self, position: int) -> str:
-        """The path of sample ``position`` relative to ``root``."""
-        return self.files[position].decode()
-
-    def path(self, position: int) -> Path:
-        return self.root / self.file(position)
-
-    def subset(self, positions: torch.Tensor | Sequence[int]) -> FileSplit:
-        """The samples at ``positions``, in that order (ids are kept)."""
-        positions = torch.as_tensor(positions, dtype=torch.int64)
-        clean = None if self.clean_labels is None else self.clean_labels[positions]
-        return replace(self, files=self.files[positions.numpy()], labels=self.labels[positions],
-                       ids=self.ids[positions], clean_labels=clean)
-
-    def with_labels(self, labels: torch.Tensor) -> FileSplit:
-        """The same files with other labels (label noise drawn by the run)."""
-        labels = torch.as_tensor(labels, dtype=torch.int64).cpu()
-        if len(labels) != len(self):
-            raise UserError(f"got {len(labels)} labels for {len(self)} files of {self.source}; accepted: one label per file")
-        return replace(self, labels=labels)
-
-    def holdout(self, size: int, seed: int = 0) -> tuple[FileSplit, FileSplit]:
-        """A seeded random ``size`` samples held out, and the rest (both in list order).
-
-        Random rather than the tail: these lists are often sorted by class, so the tail
-        would be a few classes only.
-        """
-        if not 0 <= size < len(self):
-            raise UserError(f"dataset.val_size={size} is out of range; accepted: 0 <= val_size < {len(self)}")
-        chosen = torch.zeros(len(self), dtype=torch.bool)
-        chosen[torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]] = True
-        positions = torch.arange(len(self))
-        return self.subset(positions[~chosen]), self.subset(positions[chosen])
-
-    def describe(self, position: int) -> str:
-        """``source:line path`` of one sample (what a label-error report should show)."""
-        return f"{self.source}:{int(self.ids[position]) + 1} {self.file(position)}"
 
 
 @dataclass(frozen=True)
@@ -132,50 +66,6 @@ class ListSpec:
     suffix: str = ""
     header: int = 0
     clean_labels: str | None = None
-
-
-@dataclass
-class FolderDataset:
-    """A folder dataset's splits plus what models, noise and loaders need to know.
-
-    ``val`` is None when the dataset has no validation list; then ``val_size`` random
-    training samples (``split_seed``) are held out (0: no validation set).
-    """
-
-    name: str
-    root: Path
-    train: FileSplit
-    val: FileSplit | None
-    test: FileSplit
-    num_classes: int
-    image_size: int  # the model's input size (the training crop and the evaluation crop)
-    resize: int  # evaluation: shorter side resized to this, then a centre crop of image_size
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    val_size: int = 0
-    split_seed: int = 0
-    loader: str = "auto"  # auto | device | stream (see sat.data.loader_choice)
-    train_augment: str = "random_resized_crop"  # see sat.data.transforms.train_transform
-    scale: tuple[float, float] = (0.08, 1.0)  # random_resized_crop's area range
-    # StreamLoader settings (they change speed, never results: see sat.data.stream)
-    num_workers: int = 0
-    decode: str = "auto"
-    persistent_workers: bool = True
-    prefetch_factor: int = 2
-    class_names: tuple[str, ...] = ()
-    asymmetric_map: list[int] = field(default_factory=list)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.image_size, self.image_size)
-
-    def train_val(self) -> tuple[FileSplit, FileSplit | None]:
-        """The training split and the validation split (a list of its own, or held out)."""
-        if self.val is not None:
-            return self.train, self.val
-        if self.val_size == 0:
-            return self.train, None
-        return self.train.holdout(self.val_size, self.split_seed)
 
 
 # --- reading list files ----------------------------------------------------------------
@@ -369,18 +259,62 @@ def _check_below_root(key: str, value: str | None) -> None:
 
 
 def _positive(key: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"dataset.{key}={value!r} is not supported; accepted: an integer >= {low}")
-    return value
+    return validate.number(f"dataset.{key}", value, lo=low, integer=True)
+
+
+LAYOUTS = ("auto", "class_folders", "lists")
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (a Slurm or cgroup allocation, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(value: Any) -> int:
+    """``dataset.num_workers``: an integer >= 0, or ``auto``: one per available core but
+    one (the main process feeds the device), at most 8."""
+    if value == "auto":
+        return max(0, min(8, available_cores() - 1))
+    return _positive("num_workers", value, low=0)
+
+
+def class_folder_names(folder: Path) -> tuple[str, ...]:
+    """The class names of a torchvision ``ImageFolder`` folder: its sub-folders, sorted."""
+    return tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
+
+
+def read_class_folders(root: Path, folder: str, classes: Sequence[str]) -> FileSplit:
+    """A split in torchvision's ``ImageFolder`` layout (``folder/<class>/**/*.png``):
+    files in torchvision's order (classes sorted, then paths sorted), labels by class
+    name, ids their positions in that order."""
+    index = {name: i for i, name in enumerate(classes)}
+    files, labels = [], []
+    for name in class_folder_names(root / folder):
+        if name not in index:
+            raise UserError(f"dataset.root={root}: class folder {folder}/{name} is not a class of the training folder; "
+                            f"accepted: one of its {len(classes)} classes, such as {classes[0]!r}")
+        for top, _, names in sorted(os.walk(root / folder / name, followlinks=True)):
+            for file in sorted(names):
+                if Path(file).suffix.lower() in IMAGE_EXTENSIONS:
+                    files.append(os.path.relpath(os.path.join(top, file), root))
+                    labels.append(index[name])
+    array = np.array([f.encode() for f in files], dtype=np.bytes_) if files else np.array([], dtype="S1")
+    return FileSplit(root, array, torch.tensor(labels, dtype=torch.int64), torch.arange(len(files)), folder)
 
 
 class ImageFolderSource(DataSource):
-    """The Hydra node of a folder dataset. The constructor checks every value without
-    touching a file (so a run fails on a typo before reading data); :meth:`load` reads
-    and checks the lists and the files they name.
+    """The Hydra node of a folder dataset. The constructor checks every value (a list
+    layout without touching a file; a class-folder layout lists its class folders, to
+    know the number of classes), so a run fails on a typo before reading data;
+    :meth:`load` reads and checks the lists and the files they name.
 
-    ``layout`` is a one-line description of the expected folder layout, shown in every
-    error about a missing file.
+    ``layout``: ``lists`` (label-list files, :class:`ListSpec`), ``class_folders``
+    (torchvision's ``ImageFolder``: ``root/<train_folder>/<class>/*``), or ``auto``:
+    whichever the root holds. ``layout_hint`` is a one-line description of the expected
+    folder layout, shown in every error about a missing file.
     """
 
     file_args = ("root",)  # where the files lie may change between machines; nothing else names files
@@ -389,10 +323,14 @@ class ImageFolderSource(DataSource):
         self,
         name: str,
         root: str,
-        num_classes: int,
-        train: Mapping[str, Any],
-        test: Mapping[str, Any],
+        num_classes: int | None = None,
+        layout: str = "lists",
+        train: Mapping[str, Any] | None = None,
+        test: Mapping[str, Any] | None = None,
         val: Mapping[str, Any] | None = None,
+        train_folder: str = "train",
+        test_folder: str = "test",
+        val_folder: str | None = None,
         classes: str | None = None,
         classes_header: int = 0,
         image_size: int = 224,
@@ -404,68 +342,103 @@ class ImageFolderSource(DataSource):
         drop_other_classes: bool = False,
         check_files: bool = True,
         loader: str = "auto",
-        train_augment: str = "random_resized_crop",
-        scale: Sequence[float] = (0.08, 1.0),
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         decode: str = "auto",
         persistent_workers: bool = True,
         prefetch_factor: int = 2,
-        layout: str = "",
+        layout_hint: str = "",
     ) -> None:
-        self.name, self.root, self.layout = str(name), str(root), str(layout)
-        self.num_classes = _positive("num_classes", num_classes, low=2)
+        self.name, self.root, self.layout_hint = str(name), str(root), str(layout_hint)
         self.image_size, self.resize = _positive("image_size", image_size), _positive("resize", resize)
         if resize < image_size:
             raise UserError(f"dataset.resize={resize} is smaller than dataset.image_size={image_size}; accepted: "
-                            f"resize >= image_size (evaluation resizes, then centre-crops image_size)")
+                            f"resize >= image_size (images are resized, then centre-cropped to image_size)")
         self.input_shape = (3, self.image_size, self.image_size)
         self.val_size, self.split_seed = _positive("val_size", val_size, low=0), int(split_seed)
         if loader not in LOADERS:
             raise UserError(f"dataset.loader={loader!r} is not supported; accepted: {', '.join(LOADERS)}")
         if decode not in ("auto", "cpu", "cuda"):
             raise UserError(f"dataset.decode={decode!r} is not supported; accepted: auto, cpu, cuda")
-        if train_augment not in TRAIN_AUGMENTS:
-            raise UserError(f"dataset.train_augment={train_augment!r} is not supported; "
-                            f"accepted: {', '.join(TRAIN_AUGMENTS)}")
-        self.num_workers = _positive("num_workers", num_workers, low=0)
-        self.prefetch_factor = _positive("prefetch_factor", prefetch_factor)
-        self.train, self.val, self.test = _spec("train", train), _spec("val", val), _spec("test", test)
-        _check_below_root("classes", classes)
-        self.classes, self.classes_header = classes, int(classes_header)
+        self.reading = FileReading(self.image_size, self.resize, loader_workers(num_workers), decode,
+                                   bool(persistent_workers), _positive("prefetch_factor", prefetch_factor))
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise UserError(f"dataset.mean={list(self.mean)} / dataset.std={list(self.std)} are not supported; "
                             f"accepted: 3 values each (RGB), std > 0")
-        self.drop_other_classes, self.check_files = bool(drop_other_classes), bool(check_files)
-        self.loader, self.train_augment, self.decode = loader, train_augment, decode
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.persistent_workers = bool(persistent_workers)
+        self.drop_other_classes, self.check_files, self.loader = bool(drop_other_classes), bool(check_files), loader
+        self.layout = self._layout(layout, train, train_folder)
+        if self.layout == "lists":
+            self._lists(num_classes, train, val, test, classes, classes_header)
+        else:
+            self._class_folders(num_classes, train_folder, val_folder, test_folder)
 
-    def load(self) -> FolderDataset:
+    def _lists(self, num_classes: Any, train: Any, val: Any, test: Any, classes: str | None, header: int) -> None:
+        if train is None or test is None:
+            raise UserError("dataset.layout=lists needs dataset.train and dataset.test lists; accepted: "
+                            "{list: train.txt} and {list: test.txt}, or dataset.layout=class_folders")
+        self.train, self.val, self.test = _spec("train", train), _spec("val", val), _spec("test", test)
+        _check_below_root("classes", classes)
+        self.classes, self.classes_header = classes, int(header)
+        if num_classes is None:
+            raise UserError("dataset.num_classes is required for dataset.layout=lists; accepted: "
+                            "dataset.num_classes=<the number of classes of the label lists>")
+        self.num_classes = _positive("num_classes", num_classes, low=2)
+
+    def _class_folders(self, num_classes: Any, train: str, val: str | None, test: str) -> None:
+        for key, folder in (("train_folder", train), ("test_folder", test), ("val_folder", val)):
+            _check_below_root(key, folder)
+        self.folders = {"train": train, "test": test, "val": val}
+        self.class_names = class_folder_names(Path(self.root).expanduser() / train)
+        found = len(self.class_names)
+        if num_classes is not None and num_classes != found:
+            raise UserError(f"dataset.num_classes={num_classes} but {self.root}/{train} has {found} class "
+                            f"folders; accepted: dataset.num_classes=null (inferred) or {found}")
+        self.num_classes = _positive("num_classes (class folders found)", found, low=2)
+
+    def _layout(self, layout: str, train: Any, train_folder: str) -> str:
+        """The layout named, or (``auto``) the one the root holds: one line if both or neither."""
+        if layout not in LAYOUTS:
+            raise UserError(f"dataset.layout={layout!r} is not supported; accepted: {', '.join(LAYOUTS)}")
+        if layout != "auto":
+            return layout
+        root = Path(self.root).expanduser()
+        lists = train is not None and (root / dict(train).get("list", "")).is_file()
+        folder = (root / train_folder).is_dir() and bool(class_folder_names(root / train_folder))
+        if lists and folder:
+            raise UserError(f"dataset.root={self.root} holds both a training list ({dict(train)['list']}) and class "
+                            f"folders ({train_folder}/<class>/); accepted: dataset.layout=lists or class_folders")
+        if not (lists or folder):
+            listed = f" ({dict(train).get('list')})" if train is not None else ""
+            raise UserError(f"dataset.root={self.root} holds neither class folders ({train_folder}/<class>/*.png) nor "
+                            f"a training list{listed}; point dataset.root at the dataset{_layout_hint(self.layout_hint)}")
+        return "lists" if lists else "class_folders"
+
+    def load(self) -> DatasetSplits:
         root = Path(self.root).expanduser()
         if not root.is_dir():
             raise UserError(f"dataset.root={self.root} is not a folder; point it at the dataset's root"
-                            f"{_layout_hint(self.layout)}")
-        class_names = _read_class_names(root, self.classes, self.classes_header, self.layout) if self.classes else ()
-        read = dict(classes=class_names, num_classes=self.num_classes, drop_other_classes=self.drop_other_classes,
-                    check_files=self.check_files, layout=self.layout)
-        train = read_split(root, self.train, **read)
-        val = read_split(root, self.val, **read) if self.val is not None else None
-        test = read_split(root, self.test, **read)
+                            f"{_layout_hint(self.layout_hint)}")
+        if self.layout == "lists":
+            class_names, splits = self._read_lists(root)
+        else:
+            class_names = self.class_names
+            splits = {k: None if f is None else read_class_folders(root, f, class_names) for k, f in self.folders.items()}
+        train, val, test = (None if s is None else s.with_reading(self.reading)
+                            for s in (splits["train"], splits["val"], splits["test"]))
         if len(train) == 0:
-            raise UserError(f"dataset.root={self.root}: the training list {train.source} has no samples"
-                            f"{_layout_hint(self.layout)}")
-        return FolderDataset(
-            name=self.name, root=root, train=train, val=val, test=test, num_classes=self.num_classes,
-            image_size=self.image_size, resize=self.resize, mean=self.mean, std=self.std, val_size=self.val_size,
-            split_seed=self.split_seed, loader=self.loader, train_augment=self.train_augment, scale=self.scale,
-            num_workers=self.num_workers, decode=self.decode, persistent_workers=self.persistent_workers,
-            prefetch_factor=self.prefetch_factor, class_names=class_names,
+            raise UserError(f"dataset.root={self.root}: the training split {train.source} has no images"
+                            f"{_layout_hint(self.layout_hint)}")
+        return DatasetSplits(
+            self.name, train, test, self.num_classes, self.mean, self.std, self.val_size if val is None else 0,
             # c -> c + 1 (mod K): these datasets have no natural confusion map for synthetic asymmetric noise
-            asymmetric_map=[(c + 1) % self.num_classes for c in range(self.num_classes)],
-        )
+            [(c + 1) % self.num_classes for c in range(self.num_classes)],
+            val=val, holdout_seed=self.split_seed, loader=self.loader, class_names=tuple(class_names))
 
-
-def load_image_folder(*args: Any, **kwargs: Any) -> FolderDataset:
-    """``ImageFolderSource(...).load()``: check the values, then read the data."""
-    return ImageFolderSource(*args, **kwargs).load()
+    def _read_lists(self, root: Path) -> tuple[tuple[str, ...], dict[str, FileSplit | None]]:
+        class_names = _read_class_names(root, self.classes, self.classes_header, self.layout_hint) if self.classes \
+            else ()
+        read = dict(classes=class_names, num_classes=self.num_classes, drop_other_classes=self.drop_other_classes,
+                    check_files=self.check_files, layout=self.layout_hint)
+        splits = {k: None if spec is None else read_split(root, spec, **read)
+                  for k, spec in (("train", self.train), ("val", self.val), ("test", self.test))}
+        return class_names, splits

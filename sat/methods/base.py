@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sat.global_batch import WHOLE_BATCH, GlobalBatch
+from sat.parallel.batch import WHOLE_BATCH, GlobalBatch
 
 
 class Method(nn.Module):
@@ -18,6 +18,8 @@ class Method(nn.Module):
     training labels before the first step (and before ``load_state_dict``).
     """
 
+    # Outputs the model needs beyond one per class (selective classification's "abstain").
+    extra_outputs: int = 0
     # How the config names this method in messages (TRADES renames its natural loss).
     config_name: str = "method"
     # The global batch this process's batch is part of: per-sample state is updated

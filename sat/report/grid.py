@@ -15,6 +15,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sat.errors import UserError
+from sat.report.settings import load_stored_config
+
+# More jobs than any sweep runs: a multirun.yaml declaring more (``seed=range(0,30000000)``)
+# is refused before its grid is made, rather than taking the machine's memory.
+MAX_JOBS = 100_000
 
 
 def expand_grid(sweeper_params: dict[str, Any], task_overrides: list[str]) -> list[list[str]]:
@@ -27,16 +32,38 @@ def expand_grid(sweeper_params: dict[str, Any], task_overrides: list[str]) -> li
     lines = [f"{k}={v}" for k, v in sweeper_params.items()] + list(task_overrides)  # as BasicSweeper.sweep does
     try:
         overrides = OverridesParser.create().parse_overrides(lines)
+        size = grid_size(overrides)
+        if size > MAX_JOBS:
+            raise UserError(f"the sweep {lines} declares {size:,} jobs, more than the report reads ({MAX_JOBS:,}); "
+                            "accepted: a sweep of fewer jobs (is its multirun.yaml the one Hydra wrote?)")
         (jobs,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)
     except HydraException as e:
         raise UserError(f"cannot expand the sweep {lines}: {e}") from None
     return [list(job) for job in jobs]
 
 
+def grid_size(overrides: list[Any]) -> int:
+    """How many jobs the basic sweeper would make of parsed ``overrides``, counted
+    without making them (a range is its length, not its list)."""
+    import math
+
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    size = 1
+    for override in overrides:
+        value = override.value() if override.is_sweep_override() else None
+        if isinstance(value, RangeSweep) and value.start is not None and value.stop is not None:
+            step = value.step or 1
+            size *= max(0, math.ceil((value.stop - value.start) / step))
+        elif isinstance(value, ChoiceSweep):
+            size *= len(value.list)
+    return size
+
+
 def sweep_jobs(sweep_root: Path) -> list[list[str]] | None:
     """The jobs of the sweep at ``sweep_root`` (read from the ``multirun.yaml`` Hydra
     writes there); None when another sweeper (Optuna, ...) chose them as it went."""
-    hydra = OmegaConf.load(Path(sweep_root) / "multirun.yaml").hydra
+    hydra = load_stored_config(Path(sweep_root) / "multirun.yaml").hydra
     if not str(OmegaConf.select(hydra, "sweeper._target_", default="")).endswith("BasicSweeper"):
         return None
     params = OmegaConf.select(hydra, "sweeper.params", default=None)

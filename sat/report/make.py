@@ -9,6 +9,7 @@ from pathlib import Path
 from sat.report import comparison, figures
 from sat.report.double_descent import (WIDTH, WidthSeries, default_widths, interpolation_threshold, width_axis_label,
                                        width_series)
+from sat.errors import UserError
 from sat.report.grid import not_started
 from sat.report.groups import Grouping, group_runs, title
 from sat.report.runs import Run, read_runs
@@ -48,13 +49,18 @@ def make_report(
     report = Report(root, out, runs, grouping, series, comparison.compare(grouping, _noise_title(runs)),
                     not_started(root, [(r.path, r.overrides) for r in runs]), tol)
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_runs_csv(grouping, root, out / "runs.csv")
-    (out / "comparison.md").write_text(comparison.to_markdown(report.comparison, title(runs)) + "\n", encoding="utf-8")
-    comparison.write_csv(report.comparison, out / "comparison.csv")
-    report.files = [out / "runs.csv", out / "comparison.md", out / "comparison.csv"]
-    if finished:
-        report.files += _figures(report, finished, widths)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_runs_csv(grouping, root, out / "runs.csv")
+        (out / "comparison.md").write_text(comparison.to_markdown(report.comparison, title(runs)) + "\n",
+                                           encoding="utf-8")
+        comparison.write_csv(report.comparison, out / "comparison.csv")
+        report.files = [out / "runs.csv", out / "comparison.md", out / "comparison.csv"]
+        if finished:
+            report.files += _figures(report, finished, widths)
+    except OSError as e:  # a read-only sweep folder (a shared archive): say where to write instead
+        raise UserError(f"cannot write the report into {out} ({e.strerror or e}); accepted: --out a writable "
+                        "folder") from None
     return report
 
 

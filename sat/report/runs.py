@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sat.errors import UserError
-from sat.report.settings import SEED_KEYS, read_settings
+from sat.report.settings import SEED_KEYS, disarm, load_stored_config, read_settings
 
 # A run's status and how the report names it. A summary that says "running" is all a
 # folder can tell: the run may be training now, or it was killed without a word (OOM,
@@ -130,7 +130,7 @@ def read_runs(root: str | Path) -> list[Run]:
 def read_run(path: Path) -> Run:
     """Read one run folder; each of its files once."""
     hydra_dir = path / ".hydra"
-    config = OmegaConf.load(hydra_dir / "config.yaml")
+    config = load_stored_config(hydra_dir / "config.yaml")  # never resolves ${oc.env:...} of a folder's text
     settings, derived = read_settings(config)
     summary = _read_summary(path / "summary.json")
     seed = next((settings.pop(k) for k in SEED_KEYS if k in settings), summary.get("seed"))
@@ -174,7 +174,7 @@ def _read_history(path: Path) -> list[dict[str, float]]:
 def _choices(hydra_file: Path, summary: dict[str, Any]) -> dict[str, str]:
     """The group options Hydra picked (``hydra.runtime.choices``), without Hydra's own
     groups and relocated ones (``method_tuning@method`` follows from the others)."""
-    found = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices", default=None) \
+    found = OmegaConf.select(load_stored_config(hydra_file), "hydra.runtime.choices", default=None) \
         if hydra_file.is_file() else None
     choices = OmegaConf.to_container(found) if found is not None else (summary.get("choices") or {})
     return {k: "null" if v is None or v == "None" else str(v) for k, v in choices.items()
@@ -182,4 +182,4 @@ def _choices(hydra_file: Path, summary: dict[str, Any]) -> dict[str, str]:
 
 
 def _overrides(path: Path) -> tuple[str, ...]:
-    return tuple(str(o) for o in OmegaConf.load(path)) if path.is_file() else ()
+    return tuple(str(o) for o in disarm(OmegaConf.to_container(OmegaConf.load(path)))) if path.is_file() else ()

@@ -22,7 +22,7 @@ IGNORED_KEYS = frozenset({
     "name", "device", "resume", "trusted_packages",
     "trainer.num_threads", "trainer.eval_batch_size", "trainer.compile", "trainer.channels_last",
     "trainer.checkpoint_every", "trainer.checkpoint_from", "trainer.progress",
-    "dataset.root", "dataset.download",
+    "dataset.download",  # (dataset.root stays: runs on other data are other experiments)
 })
 # The settings that repeat an experiment rather than define one: averaged over, never a group.
 SEED_KEYS = ("seed",)
@@ -30,7 +30,26 @@ SEED_KEYS = ("seed",)
 # ``${other.key}`` or ``${oc.select:other.key,default}``: a value that only repeats another
 # setting (``noise.seed: ${seed}``, ``method.width: ${model.width}``, co-teaching's
 # ``forget_rate: ${oc.select:noise.rate,null}``). Other resolvers (``${oc.env:X}``) are not.
-_NODE_INTERPOLATION = re.compile(r"^\$\{([^${}:]+|oc\.select:[^${},]+(,[^${}]*)?)\}$")
+_NODE_INTERPOLATION = re.compile(r"^\$\{(?:oc\.select:)?([^${},:]+)(,[^${}]*)?\}$")
+# Any resolver call but oc.select (``${oc.env:SECRET}``, ``${hydra:...}``): never run on a
+# stored config, whose text comes from whoever wrote the folder.
+_RESOLVER_CALL = re.compile(r"\$\{\s*(?!oc\.select\s*:)([A-Za-z_][\w.]*)\s*:")
+
+
+def disarm(tree: Any) -> Any:
+    """A stored config (plain containers) whose resolver calls other than ``oc.select``
+    are escaped: resolving it reads no environment variable and calls nothing, and such
+    a value keeps its text."""
+    if isinstance(tree, dict):
+        return {k: disarm(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [disarm(v) for v in tree]
+    return _RESOLVER_CALL.sub(r"\\${\1:", tree) if isinstance(tree, str) else tree
+
+
+def load_stored_config(path: Any) -> DictConfig:
+    """``.hydra/config.yaml`` (or any stored config), disarmed (:func:`disarm`)."""
+    return OmegaConf.create(disarm(OmegaConf.to_container(OmegaConf.load(path), resolve=False)))
 
 
 def is_ignored(key: str, also: tuple[str, ...] = ()) -> bool:
@@ -62,6 +81,7 @@ def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str]]:
     text). ``derived``: the keys whose value is an interpolation of another setting; they
     never tell runs apart on their own (``noise.seed: ${seed}`` varies with the seed).
     """
+    cfg = OmegaConf.create(disarm(OmegaConf.to_container(cfg, resolve=False)))  # whoever calls: never ${oc.env:...}
     raw = flatten(OmegaConf.to_container(cfg, resolve=False))
     settings: dict[str, Any] = {}
     derived = set()
@@ -69,7 +89,8 @@ def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str]]:
         if is_ignored(key):
             continue
         if isinstance(value, str) and "${" in value:
-            if _NODE_INTERPOLATION.match(value):
+            match = _NODE_INTERPOLATION.match(value)
+            if match and not is_ignored(match[1]):  # repeats a setting (not a path: paths are ignored)
                 derived.add(key)
             value = _resolve(cfg, key, value)
         settings[key] = value

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sat.engine import predict
+from sat.engine import predict_images
 from sat.selective.risk import COVERAGES_PCT, SelectiveResult, calibration_split, evaluate_selective
 from sat.selective.scores import confidence_scores, score_name
 
 
 def _scored(model, images, labels, num_classes, batch_size, amp_dtype) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(scores, correct) on the CPU and the model's number of outputs."""
-    logits = predict(model, images, batch_size, amp_dtype)
+    logits = predict_images(model, images, batch_size, amp_dtype)
     scores, pred = confidence_scores(logits, num_classes)
     return scores.cpu(), (pred == labels.to(pred.device)).cpu(), logits.shape[1]
 

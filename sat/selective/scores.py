@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat.engine import predict
+from sat.engine import predict_images
 
 
 def confidence_scores(logits: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +42,7 @@ def score_model(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores and predictions of ``model`` (eval mode) on uint8 ``images`` already on its
     device; ``num_classes`` is the dataset's K, so K + 1 outputs mean an abstention model."""
-    logits = predict(model, images, batch_size, amp_dtype, channels_last)
+    logits = predict_images(model, images, batch_size, amp_dtype, channels_last)
     return confidence_scores(logits, num_classes)
 
 

@@ -1,5 +1,5 @@
-"""What the tasks share: devices and precision, the Hydra run context, building the
-objects a config names, and the data after noise.
+"""What the tasks share: devices and precision, the Hydra run context, and building
+the objects a config names.
 
 ``sat.tasks`` is the composition root: the only package that reads Hydra configs. It
 builds the objects the config names and hands plain values to the library.
@@ -8,7 +8,6 @@ builds the objects the config names and hands plain values to the library.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,8 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from sat.data.datasets import DataSource, DatasetSplits, ImageSet
-from sat.data.noise import Noise, NoisePattern
+from sat.data.datasets import DatasetSplits
 from sat.errors import UserError
 from sat.models import Normalize, with_normalization
 
@@ -130,59 +128,3 @@ def set_normalization(modules: Iterable[nn.Module], data: DatasetSplits) -> None
     for module in modules:
         if isinstance(module, Normalize):
             module.set_stats(data.mean, data.std)
-
-
-# --- data after noise -------------------------------------------------------------------
-
-
-@dataclass
-class NoisyData:
-    """A dataset after noise and the validation split, as tensors on the CPU."""
-
-    data: DatasetSplits
-    pattern: NoisePattern
-    train: ImageSet  # what the model trains on (given labels)
-    val: ImageSet
-    true_train_labels: torch.Tensor  # labels before noise, aligned with ``train``
-    true_val_labels: torch.Tensor
-
-    def noise_summary(self) -> dict[str, Any]:
-        """The noise as realised, each population under its own heading: the training
-        split and the (equally noisy) validation split."""
-        def count(given: torch.Tensor, true: torch.Tensor) -> dict[str, Any]:
-            wrong = int((given != true).sum())
-            return {"num_samples": len(given), "num_noisy": wrong, "realised_error": wrong / max(len(given), 1)}
-
-        train = count(self.train.labels, self.true_train_labels)
-        return {"kind": self.pattern.kind, "rate": self.pattern.rate, "seed": self.pattern.seed,
-                "realised_error": train["realised_error"], "num_noisy": train["num_noisy"],
-                "num_train": train["num_samples"], "val": count(self.val.labels, self.true_val_labels),
-                "sha256": self.pattern.sha256()}
-
-
-def apply_noise(data: DatasetSplits, noise: Noise | None, pattern: NoisePattern | None = None) -> NoisyData:
-    """Apply the noise (drawn from its seeded config, or a given pattern, which must be
-    one drawn for this training set) to the whole training set, then hold out the
-    validation tail: validation labels are as noisy as the training labels, as they
-    would be in practice."""
-    identity = data.identity()
-    if pattern is None:
-        assert noise is not None
-        pattern = noise.draw(data.train.images, data.train.labels, data.num_classes,
-                             class_map=torch.tensor(data.asymmetric_map), mean=data.mean, std=data.std,
-                             dataset=identity)
-    else:
-        pattern.check_dataset(identity, "the run's noise.pt")
-    images, labels = pattern.apply(data.train.images, data.train.labels)
-    train, val = ImageSet(images, labels, data.train.ids).split(data.val_size)
-    clean = data.train.labels
-    return NoisyData(data, pattern, train, val, clean[: len(train)], clean[len(train):])
-
-
-def load_source(source: DataSource) -> DatasetSplits:
-    data = source.load()
-    if data.num_classes != source.num_classes or tuple(data.input_shape) != tuple(source.input_shape):
-        raise UserError(f"dataset {source.name}: the files hold {data.num_classes} classes of shape "
-                        f"{tuple(data.input_shape)}, the config says {source.num_classes} of {tuple(source.input_shape)}")
-    return data
-

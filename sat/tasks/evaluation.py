@@ -7,18 +7,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig
 
 from sat import trust, validate
 from sat.engine import accuracy_and_loss, predict
-from sat.rundir import prepare_output_dir, write_json_atomic
+from sat.rundir import RunFolder, prepare_output_dir, write_json_atomic
 from sat.tasks.common import resolve_device, resolve_precision
 from sat.errors import UserError
 from sat.tasks.reports import checked_top, label_error_report, selective_calibration, selective_report
 from sat.tasks.restore import RestoredRun, restore_run
-from sat.tasks.streaming import StreamData
-from sat.data.stream import make_stream_loader
-from sat.eval_stream import evaluate_loader
 from sat.tasks.settings import read
 
 
@@ -35,20 +33,21 @@ def data_dir(cfg: DictConfig) -> str:
     return str(read(cfg, "dataset_root") or read(cfg, "paths.data_dir"))
 
 
-def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any]) -> Path | None:
+def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any], stem: str | None = None) -> Path | None:
     """Also keep a result in the evaluated run's own folder (``RUN/evaluations/``), under
-    a new name each time: an evaluation never overwrites another."""
-    run = checkpoint.resolve().parent.parent
-    if checkpoint.resolve().parent.name != "checkpoints" or not (run / ".hydra").is_dir():
+    a new name each time: an evaluation never overwrites another. ``stem``: what the
+    result covers (default: the checkpoint's name, ``last``)."""
+    run = RunFolder.of_checkpoint(checkpoint)
+    if run is None:
         return None
     folder = run / "evaluations"
     try:
         folder.mkdir(exist_ok=True)
-        path = folder / f"{checkpoint.stem}.{name}"
-        stem, suffix, n = path.stem, path.suffix, 1
+        path = folder / f"{stem or checkpoint.stem}.{name}"
+        base, suffix, n = path.stem, path.suffix, 1
         while path.exists():
             n += 1
-            path = folder / f"{stem}.{n}{suffix}"
+            path = folder / f"{base}.{n}{suffix}"
         write_json_atomic(path, result)
     except OSError:  # a run folder we may read but not write: the result is in the output folder anyway
         return None
@@ -84,15 +83,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
     cache: dict = {}
     runs = [(c, restore_run(c, device, data_dir(cfg), trusted_packages(cfg), cache)) for c in checkpoints]
-    if report != "accuracy" and any(isinstance(r.data, StreamData) for _, r in runs):
+    if report != "accuracy" and any(r.data.loader_kind != "device" for _, r in runs):
         raise UserError(f"report={report} needs the run's images on the device; accepted: runs of datasets that fit "
                         "(dataset.loader=device), or report=accuracy")
     if report == "selective":
         return selective_report(runs, out, batch_size, amp_dtype, *calibration)
     if report == "label_errors":
         result = label_error_report(*runs[0], out, batch_size, amp_dtype, top)
+        beside = save_next_to_run(checkpoints[0], "label_errors.json", result)
         print(json.dumps({k: v for k, v in result.items() if k != "noise"}, indent=2))
-        print("results: " + ", ".join(result["files"]), flush=True)
+        print("results: " + ", ".join(result["files"]) + (f" and {beside}" if beside else ""), flush=True)
         return result
     return accuracy_report(*runs[0], out, batch_size, amp_dtype, device)
 
@@ -102,24 +102,20 @@ def accuracy_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size: i
     """Test accuracy of a checkpoint, and where its run had label noise, accuracy on
     the clean and on the noisy-labelled training samples (memorisation)."""
     nd, model, state = run.data, run.model, run.state
-    classes = nd.data.num_classes  # an abstaining model's extra output is not a class
-    if isinstance(nd, StreamData):
-        return _report_accuracy(checkpoint, run, out, {
-            "checkpoint": str(checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run.seed,
-            **{f"test/{k}": v for k, v in evaluate_loader(
-                model, make_stream_loader(nd.data, nd.data.test, batch_size, train=False, device=device), amp_dtype,
-                num_classes=classes).items()},
-            "noise": nd.noise_summary()})
-    test_logits = predict(model, nd.data.test.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()
-    test = accuracy_and_loss(test_logits, nd.data.test.labels)
+    classes = nd.num_classes  # an abstaining model's extra output is not a class
+
+    def logits_of(split) -> torch.Tensor:
+        return predict(model, split.loader(batch_size, device=device), amp_dtype)[0][:, :classes].cpu()
+
+    test = accuracy_and_loss(logits_of(nd.test), nd.test.labels)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint), "epoch": state["epoch"], "dataset": nd.data.name, "run_seed": run.seed,
         "test/acc": test["acc"], "test/loss": test["loss"], "noise": nd.noise_summary(),
     }
     given, true = nd.train.labels, nd.true_train_labels
-    noisy = given != true
+    noisy = given != true if true is not None else torch.zeros_like(given, dtype=torch.bool)
     if bool(noisy.any()):
-        logits = predict(model, nd.train.images.to(device), batch_size, amp_dtype)[:, :classes].cpu()
+        logits = logits_of(nd.train)
         result["train_clean/acc"] = accuracy_and_loss(logits[~noisy], given[~noisy]).get("acc", math.nan)
         result["train_noisy/acc_given"] = accuracy_and_loss(logits[noisy], given[noisy])["acc"]
         result["train_noisy/acc_true"] = accuracy_and_loss(logits[noisy], true[noisy])["acc"]

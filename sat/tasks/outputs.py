@@ -3,7 +3,6 @@ labels, TensorBoard's HParams entry and the closing table."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,9 @@ import torch
 from sat.checkpoint import atomic_torch_save
 from sat.detection import detection_quality, soft_label_detection
 from sat.engine import EpochStats
-from sat.loggers import flatten
+from sat.label_errors import write_label_errors
+from sat.loggers import flatten, tracker_pointer
+from sat.runfiles import write_atomic
 from sat.tasks.common import choices
 
 
@@ -51,16 +52,19 @@ def hparams_of(config: dict[str, Any], effective: dict[str, Any]) -> dict[str, A
     return flat
 
 
-def results_of(metrics: dict[str, float], params: int) -> dict[str, float]:
+def results_of(metrics: dict[str, float], params: int, at_best_val: dict[str, Any] | None = None) -> dict[str, float]:
+    """The HParams-tab metrics: the final ones, and those of the best-validation epoch
+    (the test accuracy a paper reports)."""
     results = {f"final/{k}": v for k, v in metrics.items() if k.split("/")[0] in ("train", "val", "test", "sat")}
-    return {**results, "params": float(params)}
+    best = {f"at_best_val/{k}": float(v) for k, v in (at_best_val or {}).items()}
+    return {**results, **best, "params": float(params)}
 
 
 def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor | None, ids: torch.Tensor,
                       files: list[str] | None = None) -> None:
     """SAT's refined labels (``soft_labels.pt`` and, for other tools such as cleanlab or
     pandas, ``.npy`` arrays aligned row by row), and the samples whose refined label
-    disagrees with the given one (suspected label errors, most confident first). Every
+    disagrees with the given one (suspected label errors, most suspect first). Every
     sample is named by its id in the dataset's original order."""
     soft = method.soft_labels()
     if soft is None or soft.numel() == 0:
@@ -70,17 +74,8 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
     atomic_torch_save({"soft_labels": soft, "given_labels": given, "true_labels": true, "sample_ids": ids},
                       out / "soft_labels.pt")
     for name, array in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
-        np.save(out / f"{name}.npy", array.numpy())
-    confidence, argmax = soft.max(dim=1)
-    suspects = torch.nonzero(argmax != given).flatten()
-    suspects = suspects[confidence[suspects].argsort(descending=True, stable=True)]
-    with open(out / "label_errors.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["sample_id", "given_label", "soft_label_argmax", "confidence", "true_label"]
-                   + (["file"] if files is not None else []))
-        for i in suspects.tolist():
-            w.writerow([int(ids[i]), int(given[i]), int(argmax[i]), f"{float(confidence[i]):.4f}", int(true[i])]
-                       + ([files[i]] if files is not None else []))
+        write_atomic(out / f"{name}.npy", lambda f, a=array.numpy(): np.save(f, a))
+    write_label_errors(out / "label_errors.csv", soft, given, ids, true, files)
 
 
 def print_run_table(s: dict[str, Any]) -> None:
@@ -95,6 +90,7 @@ def print_run_table(s: dict[str, Any]) -> None:
     ]
     if "sat/label_recovery" in f:
         rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
-    rows += [("run folder", s["output_dir"]), ("tensorboard", f"tensorboard --logdir {s['output_dir']}")]
+    pointer = tracker_pointer((s.get("choices") or {}).get("logger"), s["output_dir"])
+    rows += [("run folder", s["output_dir"]), *([pointer] if pointer else [])]
     width = max(len(k) for k, _ in rows)
     print("\n".join(["", "=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]), flush=True)

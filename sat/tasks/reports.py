@@ -12,18 +12,19 @@ import torch
 from sat import validate
 from sat.data.noise import NoisePattern
 from sat.detection import detection_quality, disagreement_with_given, flags_from_argmax
-from sat.engine import predict
+from sat.engine import predict_images
 from sat.figures import pyplot, save
-from sat.rundir import write_json_atomic
+from sat.label_errors import write_label_errors
 from sat.selective.evaluate import evaluate_model as selective_evaluation
 from sat.selective.outputs import plot_risk_coverage, write_csv
 from sat.selective.risk import SelectiveResult
+from sat.rundir import RunFolder, write_json_atomic
 from sat.tasks.restore import RestoredRun
 
 
 def method_name(run: RestoredRun, checkpoint: Path) -> str:
     """The run's ``method`` option (from its summary.json), else its class name."""
-    summary = checkpoint.resolve().parent.parent / "summary.json"
+    summary = RunFolder(RunFolder.of_checkpoint(checkpoint, record=False)).summary_file
     try:
         choice = json.loads(summary.read_text()).get("choices", {}).get("method")
     except (OSError, ValueError):
@@ -42,10 +43,10 @@ def selective_report(runs: list[tuple[Path, RestoredRun]], out: Path, batch_size
     results: list[SelectiveResult] = []
     for checkpoint, run in runs:
         nd, device = run.data, next(run.model.parameters()).device
-        calibration = (nd.val.images.to(device), nd.val.labels.to(device)) if len(nd.val) else None
+        calibration = (nd.val.images.to(device), nd.val.labels.to(device)) if nd.val is not None and len(nd.val) else None
         name = f"{method_name(run, checkpoint)} (epoch {run.state['epoch']})"
         results.append(selective_evaluation(
-            name, run.model, nd.data.num_classes, (nd.data.test.images.to(device), nd.data.test.labels.to(device)),
+            name, run.model, nd.data.num_classes, (nd.test.images.to(device), nd.test.labels.to(device)),
             calibration, calibration_size, calibration_seed, batch_size=batch_size, amp_dtype=amp_dtype,
             meta={"checkpoint": str(checkpoint), "epoch": run.state["epoch"], "run_seed": run.seed,
                   "dataset": nd.data.name, "noise": nd.pattern.kind, "noise_rate": nd.pattern.rate}))
@@ -83,7 +84,7 @@ def label_error_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size
     if isinstance(targets, torch.Tensor) and targets.shape == (len(given), nd.data.num_classes):
         distribution, source = targets.float(), "soft targets"
     else:
-        logits = predict(run.model, nd.train.images.to(device), batch_size, amp_dtype)[:, : nd.data.num_classes]
+        logits = predict_images(run.model, nd.train.images.to(device), batch_size, amp_dtype)[:, : nd.data.num_classes]
         distribution, source = logits.float().softmax(dim=1).cpu(), "model probabilities"
     scores = disagreement_with_given(distribution, given)
     flagged = flags_from_argmax(distribution, given)
@@ -95,16 +96,13 @@ def label_error_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size
     if bool(wrong.any()):
         result["detection"] = detection_quality(scores, wrong, flagged)
         result["label_recovery"] = float((suggested[wrong] == true[wrong]).float().mean())
+    write_label_errors(out / "label_errors.csv", distribution, given, ids, true)
     order = torch.argsort(scores, descending=True, stable=True)
-    with open(out / "label_errors.csv", "w", encoding="utf-8") as f:
-        f.write("sample_id,given_label,suggested_label,suspicion,true_label\n")
-        for i in order[flagged[order]].tolist():
-            f.write(f"{int(ids[i])},{int(given[i])},{int(suggested[i])},{float(scores[i]):.4f},{int(true[i])}\n")
     figure = suspects_grid(nd.train.images, given, suggested, true, ids, order[:top], out / "label_error_suspects")
     refined = refined_labels(nd, suggested)
     refined.save(out / "refined_labels.pt")
-    result["files"] = [str(out / "label_errors.csv"), *map(str, figure), str(out / "refined_labels.pt")]
-    result["test/acc"] = float("nan")
+    result["files"] = [str(out / name) for name in ("label_errors.json", "label_errors.csv")] \
+        + [*map(str, figure), str(out / "refined_labels.pt")]
     write_json_atomic(out / "label_errors.json", result)
     return result
 
@@ -114,7 +112,7 @@ def refined_labels(nd, suggested: torch.Tensor) -> NoisePattern:
     suggested one (the validation tail keeps its given labels: it must stay an honest,
     equally noisy selection set), as a pattern for ``noise=refined``."""
     clean = nd.data.train.labels
-    labels = torch.cat([suggested.long(), nd.val.labels])
+    labels = torch.cat([suggested.long(), nd.val.labels]) if nd.val is not None else suggested.long()
     changed = torch.nonzero(labels != clean).flatten()
     rate = len(changed) / max(len(clean), 1)
     return NoisePattern("refined", rate, 0, changed, labels, None, nd.data.identity())

@@ -7,9 +7,10 @@ the ones the user confirms now, never paths taken from the stored config.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -18,17 +19,26 @@ from sat import trust
 from sat.checkpoint import load_checkpoint
 from sat.data.noise import NoisePattern
 from sat.errors import UserError
+from sat.data.prepare import TrainingData, load, prepare
 from sat.models import with_normalization
-from sat.data.folder import FolderDataset
-from sat.tasks.common import NoisyData, apply_noise, load_source
-from sat.tasks.streaming import StreamData, as_tensors, loader_kind, stream_data
+from sat.rundir import RunFolder
+
+
+@contextlib.contextmanager
+def _dataset_root_named() -> Iterator[None]:
+    """Dataset errors name the key that sets the root here: evaluate's and attack's
+    ``dataset_root=`` (a checkpoint's own ``dataset.root`` is never used)."""
+    try:
+        yield
+    except UserError as e:
+        raise UserError(str(e).replace("dataset.root=", "dataset_root=")) from None
 
 
 @dataclass
 class RestoredRun:
     state: dict[str, Any]  # the checkpoint (tensors and plain values)
     config: dict[str, Any]  # the run's stored config, as plain data
-    data: NoisyData | StreamData
+    data: TrainingData
     model: nn.Module  # in eval mode, on the requested device
 
     @property
@@ -53,19 +63,20 @@ def restore_run(
     config = state["config"]
     if not isinstance(config, dict):
         raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
-    source = trust.build(config.get("dataset"), "dataset", "dataset", trusted_packages=trusted_packages,
-                         files={"root": data_dir})
-    noise_file = checkpoint.resolve().parent.parent / "noise.pt"
+    with _dataset_root_named():
+        source = trust.build(config.get("dataset"), "dataset", "dataset", trusted_packages=trusted_packages,
+                             files={"root": data_dir})
+    noise_file = RunFolder(RunFolder.of_checkpoint(checkpoint, record=False)).noise_file
     key = (repr(config.get("dataset")), str(data_dir), state["noise_sha256"])
     nd = (data_cache or {}).get(key)
     if nd is None:
-        data = load_source(source)
-        if isinstance(data, FolderDataset) and state.get("loader_kind", loader_kind(data, device)) == "device":
-            data = as_tensors(data)  # as the run itself saw it
         pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
         noise = None if pattern is not None else \
             trust.build(config.get("noise"), "noise", "noise", trusted_packages=trusted_packages)
-        nd = stream_data(data, noise, pattern) if isinstance(data, FolderDataset) else apply_noise(data, noise, pattern)
+        # the data as the run itself saw it: on the device, or streamed
+        with _dataset_root_named():
+            data = load(source)
+        nd = prepare(data, noise, device, pattern=pattern, loader_kind=state.get("loader_kind"))
         if data_cache is not None:
             data_cache[key] = nd
     if nd.pattern.sha256() != state["noise_sha256"]:

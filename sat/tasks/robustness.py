@@ -24,21 +24,29 @@ from sat.tasks.settings import read
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
 
-def parse_epochs(spec: Any) -> set[int] | None:
-    """``71-100``, ``80``, ``[71, 80]`` or ``"71,80,90-95"`` -> a set of epochs; None: all."""
+class EpochRanges(tuple):
+    """Epoch ranges ``((lo, hi), ...)``, inclusive: membership without materialising them
+    (``epochs=1-99999999999`` is two numbers, not a set of 10**11)."""
+
+    def __contains__(self, epoch: object) -> bool:
+        return isinstance(epoch, int) and any(lo <= epoch <= hi for lo, hi in self)
+
+
+def parse_epochs(spec: Any) -> EpochRanges | None:
+    """``71-100``, ``80``, ``[71, 80]`` or ``"71,80,90-95"`` -> the epoch ranges; None: all."""
     if spec is None:
         return None
     parts = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else str(spec).split(",")
-    epochs: set[int] = set()
+    ranges = []
     for part in parts:
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(part))
-        if m is None:
+        if m is None or isinstance(part, bool):
             raise UserError(f"epochs={spec!r} is not an epoch range; accepted: 71-100, 80, [71,80] or 71,80,90-95")
         lo, hi = int(m[1]), int(m[2] or m[1])
         if hi < lo:
             raise UserError(f"epochs={spec!r} has the reversed range {lo}-{hi}; accepted: low-high, e.g. {hi}-{lo}")
-        epochs.update(range(lo, hi + 1))
-    return epochs
+        ranges.append((lo, hi))
+    return EpochRanges(ranges)
 
 
 def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: Any) -> list[Path]:
@@ -46,7 +54,11 @@ def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: 
     filtered by ``epochs`` and sorted by epoch."""
     if (checkpoint is None) == (checkpoints is None):
         raise UserError("give exactly one of checkpoint=FILE or checkpoints=RUN_DIR|GLOB")
+    wanted = parse_epochs(epochs)  # checked with checkpoint= too: a bad value is never silently ignored
     if checkpoint is not None:
+        if wanted is not None:
+            raise UserError(f"epochs={epochs!r} selects among a run's checkpoints, but checkpoint={checkpoint} is one "
+                            "file; accepted: checkpoints=RUN_DIR epochs=..., or checkpoint=FILE without epochs")
         return [Path(checkpoint)]
     root = Path(str(checkpoints)).expanduser()
     if root.is_dir():
@@ -54,7 +66,6 @@ def select_checkpoints(checkpoint: str | None, checkpoints: str | None, epochs: 
         paths = [Path(p) for p in glob.glob(str(folder / "epoch_*.pt"))]
     else:
         paths = [Path(p) for p in glob.glob(str(root))]
-    wanted = parse_epochs(epochs)
     numbered = []
     for p in paths:
         m = _EPOCH_FILE.search(p.name)
@@ -101,7 +112,7 @@ def attack(cfg: DictConfig) -> dict[str, Any]:
     for path in paths:
         torch.manual_seed(seed)  # the same random starts for every checkpoint
         run = restore_run(path, device, data_dir(cfg), trusted_packages(cfg), data_cache)
-        x, y = run.data.data.test.images, run.data.data.test.labels
+        x, y = run.data.test.images, run.data.test.labels
         if num_samples is not None:
             x, y = x[:num_samples], y[:num_samples]
         x = x.float().div_(255)
@@ -118,7 +129,7 @@ def attack(cfg: DictConfig) -> dict[str, Any]:
     _print_table(rows, best)
     summary = {"attack": attack_name, "attack_config": plain(cfg.attack), "rows": rows, "best": best}
     write_json_atomic(out / "robustness.json", summary)
-    beside = save_next_to_run(paths[0], f"robustness-{attack_name}.json", summary)
+    beside = save_next_to_run(paths[0], f"robustness-{attack_name}.json", summary, stem=_covered(rows))
     print(f"results: {out / 'robustness.csv'}" + "".join(f", {f}" for f in figures)
           + (f" and {beside}" if beside else ""), flush=True)
     return summary
@@ -132,12 +143,26 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+def _covered(rows: list[dict[str, Any]]) -> str | None:
+    """The name of a result over several checkpoints: the epochs it covers (``epochs_71-100``)."""
+    if len(rows) < 2:
+        return None
+    return "epochs_" + _ranges(sorted({int(r["epoch"]) for r in rows})).replace(", ", "_")
+
+
+_ROW_KEYS = ("checkpoint", "epoch", "dataset", "run_seed", "noise", "noise_rate", "attack", "samples", "natural",
+             "robust", "eps")
+
+
 def _print_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> None:
-    print(f"{'epoch':>6} {'natural':>8} {'robust':>8}  eps={rows[0]['eps']:.5g} ({rows[0]['attack']}, "
-          f"{rows[0]['samples']} test samples)")
+    # AutoAttack's accuracy left after each of its attacks, in the order they ran
+    stages = [k for k in rows[0] if k not in _ROW_KEYS and isinstance(rows[0][k], float)]
+    print(f"{'epoch':>6} {'natural':>8} " + "".join(f"{s:>9} " for s in stages) + f"{'robust':>8}  "
+          f"eps={rows[0]['eps']:.5g} ({rows[0]['attack']}, {rows[0]['samples']} test samples)")
     for r in rows:
         mark = "  <- best robust" if r is best and len(rows) > 1 else ""
-        print(f"{r['epoch']:>6} {100 * r['natural']:7.2f}% {100 * r['robust']:7.2f}%{mark}")
+        print(f"{r['epoch']:>6} {100 * r['natural']:7.2f}% " + "".join(f"{100 * r[s]:8.2f}% " for s in stages)
+              + f"{100 * r['robust']:7.2f}%{mark}")
 
 
 def _plot(rows: list[dict[str, Any]], best: dict[str, Any], stem: Path, attack_name: str) -> list[Path]:

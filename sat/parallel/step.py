@@ -1,5 +1,5 @@
 """Training under DistributedDataParallel: the step each process runs, SyncBatchNorm,
-and evaluation split across the processes.
+and the checks a DDP run's settings must pass.
 
 What makes a DDP run compute what one process would with the same global batch:
 the loader hands each process a contiguous shard of every global batch; methods keep
@@ -12,14 +12,12 @@ BatchNorm normalises over each shard unless it is converted to SyncBatchNorm.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from sat.distributed import Distributed, ShardedBatch, shard_sizes
-from sat.engine import predict
 from sat.errors import UserError
+from sat.parallel.batch import ShardedBatch
+from sat.parallel.group import Distributed
 from sat.methods.base import Method
 
 
@@ -82,28 +80,6 @@ def convert_sync_batchnorm(modules: list[nn.Module], device: torch.device) -> in
 def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
                for m in module.modules())
-
-
-@torch.no_grad()
-def evaluate_sharded(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                     group: Distributed, amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-                     num_classes: int | None = None) -> dict[str, float]:
-    """``sat.engine.evaluate`` with each process scoring a contiguous part of the set:
-    accuracy and mean cross-entropy of the whole set over the first ``num_classes``
-    outputs, the same on every process."""
-    sizes = shard_sizes(len(labels), group.world_size)
-    start = sum(sizes[: group.rank])
-    stop = start + sizes[group.rank]
-    sums = torch.zeros(3, dtype=torch.float64, device=labels.device)
-    if stop > start:
-        logits, y = predict(model, images[start:stop], batch_size, amp_dtype, channels_last), labels[start:stop]
-        logits = logits[:, :num_classes] if num_classes else logits
-        sums += torch.stack([(logits.argmax(1) == y).sum().double(),
-                             F.cross_entropy(logits, y, reduction="sum").double(),
-                             torch.tensor(float(stop - start), dtype=torch.float64, device=labels.device)])
-    dist.all_reduce(sums)
-    correct, loss, count = sums.tolist()
-    return {"acc": correct / count, "loss": loss / count} if count else {}
 
 
 def check_batch_split(batch_size: int, world_size: int) -> None:

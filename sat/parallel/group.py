@@ -26,7 +26,6 @@ import torch
 import torch.distributed as dist
 
 from sat.errors import UserError
-from sat.global_batch import GlobalBatch
 
 log = logging.getLogger("sat")
 
@@ -243,68 +242,3 @@ def setup(device_name: Any, environ: Mapping[str, str] = os.environ) -> Distribu
 def _leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-# --- the global batch across processes ----------------------------------------------------------
-
-
-class ShardedBatch(GlobalBatch):
-    """:class:`GlobalBatch` across the processes of ``group``: each holds the shard
-    ``sizes()[rank]`` of the current global batch (contiguous, in rank order), as the
-    loader reports it for the batch it handed out last."""
-
-    def __init__(self, group: Distributed, sizes: Callable[[], Sequence[int]]):
-        self.rank, self.world_size, self._sizes = group.rank, group.world_size, sizes
-
-    def total(self, local_size: int) -> int:
-        return sum(self._sizes())
-
-    def gather(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if not tensors:
-            return ()
-        sizes = list(self._sizes())
-        mine = sizes[self.rank]
-        for t in tensors:
-            if len(t) != mine:
-                raise ValueError(f"gather: {len(t)} rows, but this process's shard has {mine} samples")
-        # One collective for all tensors: their rows as raw bytes side by side (exact
-        # for every dtype), padded to the largest shard (all_gather needs equal sizes).
-        rows = [t.detach().reshape(mine, -1).contiguous() for t in tensors]
-        raw = [r.view(torch.uint8) if r.dtype != torch.bool else r.to(torch.uint8) for r in rows]
-        packed = torch.cat(raw, dim=1)
-        cap = max(sizes)
-        if mine < cap:
-            packed = torch.cat([packed, packed.new_zeros(cap - mine, packed.shape[1])])
-        parts = [torch.empty_like(packed) for _ in range(self.world_size)]
-        dist.all_gather(parts, packed)
-        whole = torch.cat([part[:n] for part, n in zip(parts, sizes)])
-        out, col = [], 0
-        for t, r in zip(tensors, raw):
-            block = whole[:, col : col + r.shape[1]].contiguous()
-            col += r.shape[1]
-            value = block.bool() if t.dtype == torch.bool else block.view(t.dtype)
-            out.append(value.reshape(len(whole), *t.shape[1:]))
-        return tuple(out)
-
-    def local(self, rows: torch.Tensor) -> torch.Tensor:
-        sizes = self._sizes()
-        start = sum(sizes[: self.rank])
-        return rows[start : start + sizes[self.rank]]
-
-    def sum(self, values: torch.Tensor) -> torch.Tensor:
-        values = values.detach().clone()
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        return values
-
-    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
-        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        whole = torch.empty((sum(self._sizes()), *x.shape[1:]), dtype=x.dtype, device=x.device,
-                            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        return self.local(whole.normal_())
-
-
-def shard_sizes(batch: int, world_size: int) -> list[int]:
-    """How ``torch.tensor_split`` cuts a batch of ``batch`` samples into ``world_size``
-    contiguous shards (the first ``batch % world_size`` get one more)."""
-    q, r = divmod(batch, world_size)
-    return [q + 1 if i < r else q for i in range(world_size)]
