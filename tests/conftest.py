@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -32,6 +35,17 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture(autouse=True)
+def _torch_settings_restored():
+    """A run in this process sets PyTorch's thread count (trainer.num_threads) and
+    deterministic mode for the whole process: give the next test the settings it would
+    have had alone."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
 def run_entry(script: str, *args: str, cwd: Path, timeout: int = 600, check: bool = True,
               env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run a real entry point (train.py, evaluate.py, ...) in a subprocess."""
@@ -44,6 +58,39 @@ def run_entry(script: str, *args: str, cwd: Path, timeout: int = 600, check: boo
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def quickstart_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The README's comparison, once for the whole session (the slowest training of the
+    suite; its SAT run also serves the soft-label and label-error tests):
+    ``python train.py -m experiment=quickstart method=ce,sat``, its two jobs side by side
+    (the quickstart runs each job on one thread, so the results are those of one after the
+    other). Returns the sweep folder (``method-ce+seed-0``, ``method-sat+seed-0``) and the process."""
+    sweep = tmp_path_factory.mktemp("quickstart")
+    proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", "hydra/launcher=local",
+                     "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=sweep, timeout=1800)
+    return sweep, proc
+
+
+def read_metrics(run: Path, timings: bool = True) -> list[dict]:
+    """A run's ``metrics.jsonl``, one dict per epoch; ``timings=False`` drops the wall-clock
+    ``time/*`` values (which differ between otherwise equal runs)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return rows if timings else [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def user_error(task: Callable[..., dict], overrides: Sequence[str], output_dir: Path) -> str:
+    """The one-line message of the bad input that ``task`` (``sat.train``, ``sat.evaluate``,
+    ``sat.attack``) refuses in this process: the Python API's side of what the entry points
+    print after ``error:`` (the subprocess tests keep the exit status and the printing)."""
+    from sat.errors import UserError
+
+    with pytest.raises(UserError) as refused:
+        task(list(overrides), output_dir=output_dir)
+    message = str(refused.value)
+    assert message and "\n" not in message, repr(message)
+    return message
 
 
 # Settings that make any training config tiny: synthetic data, a small CNN, 2 epochs, CPU.

@@ -1,8 +1,10 @@
-"""Every bad input of issue 15, through the real entry points in subprocesses: exit status
-2, exactly one ``error:`` line naming the bad value, no traceback, and nothing already
+"""Every bad input of issue 15: one message naming the bad value, and nothing already
 written lost (no checkpoint made, a fresh run folder marked failed, an existing run folder
-and an existing output file untouched). Hydra's own refusals of a config it cannot compose
-(unknown group option, unknown key) exit with 2 and no traceback."""
+and an existing output file untouched). The values are refused in this process through the
+Python API (``sat.train``, ``sat.evaluate``, ``sat.attack`` raise the UserError the entry
+points print); a few of them, the unusable output folders and Hydra's own refusals of a
+config it cannot compose (unknown group option, unknown key) go through the real entry
+points in subprocesses: exit status 2, exactly one ``error:`` line, no traceback."""
 
 from __future__ import annotations
 
@@ -13,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_entry
+import sat
+from conftest import TINY, run_entry, user_error
 from hostile import composition_error, one_line_error
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """One finished tiny run with epoch_1.pt and epoch_2.pt (2 epochs)."""
-    cwd = tmp_path_factory.mktemp("trained")
-    run = cwd / "run"
-    run_entry("train.py", *TINY, "trainer.checkpoint_every=1", f"hydra.run.dir={run}", cwd=cwd)
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert sat.train([*TINY, "trainer.checkpoint_every=1"], output_dir=run)["status"] == "finished"
     return run
 
 
@@ -45,8 +47,15 @@ TRAIN_VALUES = [
 @pytest.mark.parametrize("override,named", TRAIN_VALUES, ids=[o for o, _ in TRAIN_VALUES])
 def test_a_bad_training_value_is_one_line_before_anything_runs(tmp_path, override, named):
     run = tmp_path / "run"
-    proc = run_entry("train.py", *TINY, override, f"hydra.run.dir={run}", cwd=tmp_path, check=False)
-    one_line_error(proc, named, out=run)
+    assert named in user_error(sat.train, [*TINY, override], run)
+    _refused_before_anything_ran(run, named)
+
+
+def test_a_bad_training_value_through_train_py_exits_2_with_one_line(tmp_path):
+    run = tmp_path / "run"
+    proc = run_entry("train.py", *TINY, "trainer.eval_batch_size=0", f"hydra.run.dir={run}", cwd=tmp_path,
+                     check=False)
+    one_line_error(proc, "trainer.eval_batch_size=0", out=run)
     # refused before data, noise or training: no run folder left among the real runs (issue 21)
     assert not run.exists()
 
@@ -62,6 +71,15 @@ def test_a_value_of_the_wrong_type_is_one_line_before_a_run_folder_exists(tmp_pa
     proc = run_entry("train.py", *TINY, override, f"hydra.run.dir={run}", cwd=tmp_path, check=False)
     one_line_error(proc, named)
     assert not run.exists()
+
+
+def _refused_before_anything_ran(run: Path, named: str) -> None:
+    """Through the API (which leaves the folder it was given): refused before data, noise or
+    training (no checkpoint, no epoch, no noise file), and the run folder says why it failed."""
+    for name in ("checkpoints", "metrics.jsonl", "noise.pt"):
+        assert not (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and named in summary["error"], summary
 
 
 # --- train.py: a bad value rerun in a finished run's folder ------------------------------------------
@@ -81,7 +99,7 @@ def refused_rerun(trained, tmp_path_factory):
     shutil.copytree(trained, run)
     before = _snapshot(run)
     proc = run_entry("train.py", *TINY, "trainer.checkpoint_every=1", "trainer.batch_size=0", f"hydra.run.dir={run}",
-                     cwd=cwd, check=False)
+                     cwd=cwd, check=False)  # through train.py: Hydra itself rewrites .hydra/ before the task runs
     return run, before, proc
 
 
@@ -119,20 +137,45 @@ ENTRY_VALUES = [
     ("attack.py", ["checkpoint={ckpt}", "attack.steps=abc"], ("attack.steps='abc'",), ()),
     ("attack.py", ["checkpoints={run}", "epochs=2-1"], ("epochs='2-1'", "reversed"), ("matches none", "matches no ")),
 ]
+# the same cases through the entry points in subprocesses: exit status and printing
+THROUGH_ENTRY_POINTS = {2, 7}
+TASKS = {"evaluate.py": sat.evaluate, "attack.py": sat.attack}
+
+
+def _earlier_result(out: Path) -> Path:
+    out.mkdir()
+    (out / "evaluation.json").write_text('{"previous": "result"}')  # an earlier result in the same folder
+    return out
+
+
+def _earlier_result_kept(out: Path) -> None:
+    assert (out / "evaluation.json").read_text() == '{"previous": "result"}'
+    assert not (out / "robustness.csv").exists()
+
+
+def _entry_case_id(entry: str, args: list[str]) -> str:
+    return f"{entry}:{' '.join(args).replace('{', '').replace('}', '') or 'no-args'}"
 
 
 @pytest.mark.parametrize("entry,args,contains,absent", ENTRY_VALUES,
-                         ids=[f"{e}:{' '.join(a).replace('{', '').replace('}', '') or 'no-args'}"
-                              for e, a, _, _ in ENTRY_VALUES])
+                         ids=[_entry_case_id(e, a) for e, a, _, _ in ENTRY_VALUES])
 def test_a_bad_evaluate_or_attack_value_is_one_line(trained, tmp_path, entry, args, contains, absent):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "evaluation.json").write_text('{"previous": "result"}')  # an earlier result in the same folder
+    out = _earlier_result(tmp_path / "out")
+    args = [a.format(run=trained, ckpt=trained / "checkpoints/last.pt") for a in args]
+    line = user_error(TASKS[entry], [*args, "device=cpu"], out)
+    assert all(text in line for text in contains) and not any(text in line for text in absent), line
+    _earlier_result_kept(out)
+
+
+@pytest.mark.parametrize("entry,args,contains,absent", [ENTRY_VALUES[i] for i in sorted(THROUGH_ENTRY_POINTS)],
+                         ids=[_entry_case_id(*ENTRY_VALUES[i][:2]) for i in sorted(THROUGH_ENTRY_POINTS)])
+def test_a_bad_evaluate_or_attack_value_through_the_entry_point_exits_2(trained, tmp_path, entry, args, contains,
+                                                                        absent):
+    out = _earlier_result(tmp_path / "out")
     args = [a.format(run=trained, ckpt=trained / "checkpoints/last.pt") for a in args]
     proc = run_entry(entry, *args, "device=cpu", f"hydra.run.dir={out}", cwd=tmp_path, check=False)
     one_line_error(proc, *contains, absent=absent, out=out)
-    assert (out / "evaluation.json").read_text() == '{"previous": "result"}'
-    assert not (out / "robustness.csv").exists()
+    _earlier_result_kept(out)
 
 
 # --- output folders that cannot be used ----------------------------------------------------------------

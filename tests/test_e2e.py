@@ -1,20 +1,18 @@
-"""End to end through the real entry points (subprocesses), on synthetic data."""
+"""End to end on synthetic data: through the real entry points (subprocesses) where what
+they print or their exit status is the point, through the Python API otherwise."""
 
 from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_entry
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+import sat
+from conftest import TINY, read_metrics, run_entry, user_error
+from sat.models import SmallCNN, count_parameters
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +31,7 @@ def test_train_writes_every_output(sat_run):
     for name in ["metrics.jsonl", "summary.json", "noise.pt", "soft_labels.pt", "label_errors.csv", ".hydra/config.yaml",
                  "checkpoints/last.pt", "checkpoints/best.pt", "checkpoints/epoch_1.pt", "checkpoints/epoch_3.pt"]:
         assert (run / name).is_file(), name
-    rows = read_jsonl(run / "metrics.jsonl")
+    rows = read_metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     for key in ["train/acc", "val/acc", "test/acc", "train/noisy_acc_given", "train/noisy_acc_true",
                 "train/clean_acc", "sat/label_recovery", "sat/target_on_given", "detect/targets_precision",
@@ -52,7 +50,8 @@ def test_train_writes_every_output(sat_run):
     assert noise["kind"] == "flip" and noise["num_train"] == 448 and noise["val"]["num_samples"] == 64
     assert noise["realised_error"] == pytest.approx(noise["num_noisy"] / noise["num_train"])
     assert noise["realised_error"] == pytest.approx(0.3, abs=0.03)
-    assert summary["final"]["test/acc"] == rows[-1]["test/acc"] and summary["params"] > 0
+    assert summary["final"]["test/acc"] == rows[-1]["test/acc"]
+    assert summary["params"] == count_parameters(SmallCNN(num_classes=4, input_shape=(3, 8, 8), width=8))
     best = max(rows, key=lambda r: r["val/acc"])  # first epoch with the highest validation accuracy
     assert summary["at_best_val"] == {"epoch": best["epoch"], "val/acc": best["val/acc"], "test/acc": best["test/acc"]}
     assert summary["method"]["start_epoch"] == 1 and summary["choices"]["method"] == "sat"
@@ -68,7 +67,7 @@ def test_tensorboard_events_read_back(sat_run):
         assert tag in tags, tag
     steps = [e.step for e in acc.Scalars("test/acc")]
     assert steps == [1, 2, 3]
-    rows = read_jsonl(run / "metrics.jsonl")
+    rows = read_metrics(run)
     assert acc.Scalars("test/acc")[-1].value == pytest.approx(rows[-1]["test/acc"], rel=1e-6)
     plugin = acc.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in plugin and "_hparams_/session_start_info" in plugin
@@ -81,15 +80,13 @@ def test_tensorboard_events_read_back(sat_run):
     assert hp["effective.start_epoch"] == 1 and hp["model.width"] == 8
 
 
-def test_soft_labels_and_label_errors_name_samples_by_their_dataset_id(tmp_path):
+def test_soft_labels_and_label_errors_name_samples_by_their_dataset_id(quickstart_sweep):
     """Soft labels come as .pt and as aligned .npy arrays; label_errors.csv names each
     sample by its id in the dataset's original order, which leads back to its image."""
     import numpy as np
     from sklearn.datasets import load_digits as sk_digits
 
-    run = tmp_path / "run"
-    run_entry("train.py", "experiment=quickstart", "trainer.epochs=30", "device=cpu", f"hydra.run.dir={run}",
-              cwd=tmp_path)
+    run = quickstart_sweep[0] / "method-sat+seed-0"
     saved = torch.load(run / "soft_labels.pt", weights_only=True)
     soft, given, ids = saved["soft_labels"], saved["given_labels"], saved["sample_ids"]
     assert soft.shape == (len(given), 10) and torch.allclose(soft.sum(1), torch.ones(len(given)), atol=1e-5)
@@ -124,7 +121,7 @@ def test_evaluate_reproduces_the_training_test_accuracy(sat_run, tmp_path):
     proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", "device=cpu", f"hydra.run.dir={tmp_path}",
                      cwd=tmp_path)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    last = read_jsonl(run / "metrics.jsonl")[-1]
+    last = read_metrics(run)[-1]
     assert result["test/acc"] == pytest.approx(last["test/acc"], abs=1e-9)
     assert result["epoch"] == 3 and result["noise"]["kind"] == "flip"
     for key in ["train_clean/acc", "train_noisy/acc_given", "train_noisy/acc_true"]:
@@ -145,6 +142,7 @@ def test_evaluate_multirun_over_checkpoints(sat_run, tmp_path):
 
 
 def test_bad_value_gives_one_line_error(tmp_path):
+    """Through train.py: the message is all the user sees (nothing else on stderr)."""
     proc = run_entry("train.py", *TINY, "noise.rate=1.5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -153,10 +151,7 @@ def test_bad_value_gives_one_line_error(tmp_path):
 
 
 def test_missing_cifar_stops_at_once_with_directions(tmp_path):
-    proc = run_entry("train.py", f"paths.data_dir={tmp_path / 'data'}", "device=cpu", f"hydra.run.dir={tmp_path / 'r'}",
-                     cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    line = next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
+    line = user_error(sat.train, [f"paths.data_dir={tmp_path / 'data'}", "device=cpu"], tmp_path / "r")
     assert str(tmp_path / "data") in line and "dataset.download=true" in line and "experiment=quickstart" in line
 
 
@@ -177,44 +172,42 @@ def test_every_noise_kind_trains(compose_cfg, tmp_path, kind):
     assert (tmp_path / "noise.pt").is_file() and "test/acc" in summary["final"]
 
 
-def test_cifar_files_train_and_evaluate_through_the_entry_points(tmp_path):
+def test_cifar_files_train_and_evaluate(tmp_path):
     """CIFAR-10 in its real on-disk format (small), asymmetric noise, crop+flip on 32x32."""
     from cifar_files import write_cifar10
 
     write_cifar10(tmp_path / "data", per_batch=40, test=50)
     run = tmp_path / "run"
-    run_entry("train.py", f"paths.data_dir={tmp_path / 'data'}", "dataset.val_size=20", "model=cnn", "model.width=8",
-              "noise=asymmetric", "noise.rate=0.5", "debug=fast", "trainer.batch_size=64", "device=cpu",
-              f"hydra.run.dir={run}", cwd=tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = sat.train([f"paths.data_dir={tmp_path / 'data'}", "dataset.val_size=20", "model=cnn", "model.width=8",
+                         "noise=asymmetric", "noise.rate=0.5", "debug=fast", "trainer.batch_size=64", "device=cpu"],
+                        output_dir=run)
     assert summary["noise"]["kind"] == "asymmetric" and 0 < summary["noise"]["realised_error"] < 0.5
-    assert (run / "checkpoints/epoch_2.pt").is_file() and summary["final"]["test/acc"] >= 0
-    proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", f"hydra.run.dir={tmp_path / 'eval'}",
-                     cwd=tmp_path)
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(summary["final"]["test/acc"])
+    assert summary["noise"]["num_train"] == 5 * 40 - 20  # the five batch files, less the validation split
+    assert (run / "checkpoints/epoch_2.pt").is_file()
+    correct = summary["final"]["test/acc"] * 50  # accuracy over the file's 50 test images
+    assert correct == pytest.approx(round(correct), abs=1e-6)
+    result = sat.evaluate([f"checkpoint={run}/checkpoints/last.pt", f"paths.data_dir={tmp_path / 'data'}"],
+                          output_dir=tmp_path / "eval")
+    assert result["test/acc"] == pytest.approx(summary["final"]["test/acc"])
 
 
 def test_noise_from_file_replays_a_run_exactly(sat_run, tmp_path):
     """noise.from_file reuses a run's pattern, whatever the seed now."""
     run, _ = sat_run
-    replay = tmp_path / "replay"
-    run_entry("train.py", *TINY, "trainer.epochs=2", "noise=flip", "noise.rate=0.3", "seed=7", "noise.seed=0",
-              f"noise.from_file={run}/noise.pt", f"hydra.run.dir={replay}", cwd=tmp_path)
+    again = sat.train([*TINY, "trainer.epochs=2", "noise=flip", "noise.rate=0.3", "seed=7", "noise.seed=0",
+                       f"noise.from_file={run}/noise.pt"], output_dir=tmp_path / "replay")["noise"]
     first = json.loads((run / "summary.json").read_text())["noise"]
-    again = json.loads((replay / "summary.json").read_text())["noise"]
     assert again["sha256"] == first["sha256"] and again["realised_error"] == first["realised_error"]
     # a config that states other noise values than the file's is refused, not silently overridden
-    proc = run_entry("train.py", *TINY, "noise=flip", "noise.rate=0.2", "noise.seed=0",
-                     f"noise.from_file={run}/noise.pt", f"hydra.run.dir={tmp_path / 'differs'}", cwd=tmp_path,
-                     check=False)
-    assert proc.returncode == 2 and "noise.rate=0.2; accepted: the file's values (noise.rate=0.3)" in proc.stderr
+    line = user_error(sat.train, [*TINY, "noise=flip", "noise.rate=0.2", "noise.seed=0", f"noise.from_file={run}/noise.pt"],
+                      tmp_path / "differs")
+    assert "noise.rate=0.2; accepted: the file's values (noise.rate=0.3)" in line
 
 
 def test_noise_from_file_of_another_dataset_is_refused(sat_run, tmp_path):
     """The pattern of one training set replayed on another of the same size (other
     labels: another seed or split) is refused; it would mislabel at random."""
     run, _ = sat_run
-    proc = run_entry("train.py", *TINY, "dataset.seed=1", "noise=flip", "noise.rate=0.3", "noise.seed=0",
-                     f"noise.from_file={run}/noise.pt", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: noise.from_file=") and "was drawn for synthetic (512 samples" in proc.stderr
+    line = user_error(sat.train, [*TINY, "dataset.seed=1", "noise=flip", "noise.rate=0.3", "noise.seed=0",
+                                  f"noise.from_file={run}/noise.pt"], tmp_path / "r")
+    assert line.startswith("noise.from_file=") and "was drawn for synthetic (512 samples" in line

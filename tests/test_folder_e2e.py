@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_entry
+from conftest import ROOT, read_metrics, run_entry
 from image_folder_files import write_list_dataset
 
 
@@ -26,8 +26,7 @@ def folder_args(root: Path, loader: str) -> list[str]:
 
 
 def rows(run: Path) -> list[dict]:
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in lines]
+    return read_metrics(run, timings=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import json
 from conftest import run_entry
 
 
-def test_quickstart_sat_beats_ce(tmp_path):
-    proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", f"hydra.sweep.dir={tmp_path}",
-                     cwd=tmp_path)
-    summaries = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")}
+def test_quickstart_sat_beats_ce(quickstart_sweep, tmp_path):
+    sweep, proc = quickstart_sweep
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
     assert set(summaries) == {"method-ce+seed-0", "method-sat+seed-0"}, proc.stdout
     ce, sat = summaries["method-ce+seed-0"], summaries["method-sat+seed-0"]
     assert ce["noise"]["realised_error"] > 0.3  # 40% redrawn uniformly over 10 classes: ~36% wrong
@@ -22,7 +21,7 @@ def test_quickstart_sat_beats_ce(tmp_path):
 
     # evaluate.py on the digits checkpoint agrees and reports the memorisation (the sweep
     # folder's path pastes unquoted)
-    ce_run = tmp_path / "method-ce+seed-0"
+    ce_run = sweep / "method-ce+seed-0"
     proc = run_entry("evaluate.py", f"checkpoint={ce_run}/checkpoints/last.pt", f"hydra.run.dir={tmp_path / 'eval'}",
                      cwd=tmp_path)
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,5 +1,6 @@
-"""evaluate.py's other reports through the real entry points: selective classification
-over several checkpoints, and label errors with the refined labels a later run trains on."""
+"""evaluate.py's other reports: selective classification over several checkpoints (through
+the entry point, whose printed table is checked), and label errors with the refined labels a
+later run trains on (through the Python API)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import json
 
 import torch
 
-from conftest import run_entry
+import sat
+from conftest import run_entry, user_error
 
 
 def test_selective_report_compares_checkpoints_in_one_figure(tmp_path):
     runs = {}
     for method in ("sat_selective", "ce"):
         runs[method] = tmp_path / method
-        run_entry("train.py", "experiment=selective_digits", f"method={method}", "trainer.epochs=6",
-                  "method.pretrain=2" if method != "ce" else "trainer.batch_size=128", "device=cpu",
-                  f"hydra.run.dir={runs[method]}", cwd=tmp_path)
+        sat.train(["experiment=selective_digits", f"method={method}", "trainer.epochs=6",
+                   "method.pretrain=2" if method != "ce" else "trainer.batch_size=128", "device=cpu"],
+                  output_dir=runs[method])
     assert torch.load(runs["sat_selective"] / "checkpoints/last.pt", weights_only=True)["model_outputs"] == 11
     out = tmp_path / "eval"
     ckpts = ",".join(str(runs[m] / "checkpoints/last.pt") for m in ("sat_selective", "ce"))
@@ -34,13 +36,11 @@ def test_selective_report_compares_checkpoints_in_one_figure(tmp_path):
     assert "AURC" in proc.stdout
 
 
-def test_label_error_report_and_training_on_the_refined_labels(tmp_path):
-    run = tmp_path / "sat"
-    run_entry("train.py", "experiment=quickstart", "trainer.epochs=30", "method.start_epoch=5", "device=cpu",
-              f"hydra.run.dir={run}", cwd=tmp_path)
+def test_label_error_report_and_training_on_the_refined_labels(quickstart_sweep, tmp_path):
+    run = quickstart_sweep[0] / "method-sat+seed-0"  # the quickstart's SAT run
     out = tmp_path / "errors"
-    run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "top_suspects=16",
-              "device=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
+    sat.evaluate([f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "top_suspects=16", "device=cpu"],
+                 output_dir=out)
     result = json.loads((out / "label_errors.json").read_text())
     assert result["source"] == "soft targets"
     assert result["detection"]["precision"] > 0.8 and result["detection"]["auroc"] > 0.9
@@ -48,13 +48,10 @@ def test_label_error_report_and_training_on_the_refined_labels(tmp_path):
     assert len(rows) == result["flagged"]
     assert [float(r["suspicion"]) for r in rows] == sorted((float(r["suspicion"]) for r in rows), reverse=True)
     assert all((out / f"label_error_suspects.{ext}").is_file() for ext in ("png", "pdf"))
-    refined = tmp_path / "refined"
-    run_entry("train.py", "experiment=quickstart", "method=ce", "trainer.epochs=2", "noise=refined",
-              f"noise.from_file={out}/refined_labels.pt", "device=cpu", f"hydra.run.dir={refined}", cwd=tmp_path)
+    cleaner = sat.train(["experiment=quickstart", "method=ce", "trainer.epochs=2", "noise=refined",
+                         f"noise.from_file={out}/refined_labels.pt", "device=cpu"], output_dir=tmp_path / "refined")["noise"]
     noisy = json.loads((run / "summary.json").read_text())["noise"]
-    cleaner = json.loads((refined / "summary.json").read_text())["noise"]
     assert cleaner["kind"] == "refined" and cleaner["realised_error"] < noisy["realised_error"] / 3
-    digits = run_entry("train.py", "dataset=synthetic", "model=cnn", "method=ce", "trainer.epochs=1", "noise=refined",
-                       f"noise.from_file={out}/refined_labels.pt", "device=cpu", f"hydra.run.dir={tmp_path / 'other'}",
-                       cwd=tmp_path, check=False)
-    assert digits.returncode == 2 and "error: noise" in digits.stderr  # another training set: refused
+    line = user_error(sat.train, ["dataset=synthetic", "model=cnn", "method=ce", "trainer.epochs=1", "noise=refined",
+                                  f"noise.from_file={out}/refined_labels.pt", "device=cpu"], tmp_path / "other")
+    assert line.startswith("noise")  # another training set: refused

@@ -1,6 +1,6 @@
-"""Runs that survive a cluster, through the real train.py in subprocesses: preemption
-and requeue in place, kills during checkpoint writes, a full disk, a second writer,
-changed settings, a diverging loss, and repeatability."""
+"""Runs that survive a cluster: preemption and requeue in place, kills during checkpoint
+writes and a full disk through the real train.py in subprocesses; a second writer, changed
+settings, a diverging loss and repeatability through the Python API (``sat.train``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, TINY, run_entry
+import sat
+from conftest import ROOT, TINY, read_metrics, run_entry, user_error
 from sat.checkpoint import load_checkpoint, repair, save_checkpoint
 
 # A run whose epochs are long enough (many small steps) to be stopped in the middle.
@@ -29,8 +30,7 @@ LONG = ["dataset=synthetic", "dataset.num_train=6000", "dataset.num_test=64", "m
 
 def rows(run: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock timings."""
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in lines]
+    return read_metrics(run, timings=False)
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -160,34 +160,32 @@ def test_a_second_writer_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     with open(run / ".lock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # as a running training process holds it
-        proc = run_entry("train.py", *TINY, f"hydra.run.dir={run}", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "is in use by another training process" in proc.stderr
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running training process holds it (flock: per open file)
+        assert "is in use by another training process" in user_error(sat.train, TINY, run)
     assert not (run / "checkpoints").exists() and not (run / "summary.json").exists()
 
 
 def test_changed_settings_are_refused_and_the_run_keeps_its_record(tmp_path):
     run = tmp_path / "run"
-    run_entry("train.py", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
+    sat.train(TINY, output_dir=run)
     config = (run / ".hydra/config.yaml").read_text()
     summary = (run / "summary.json").read_text()
-    proc = run_entry("train.py", *TINY, "optimizer.lr=0.05", "trainer.batch_size=32", f"hydra.run.dir={run}",
-                     cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert "optimizer" in proc.stderr and "trainer.batch_size (64 -> 32)" in proc.stderr
-    assert (run / ".hydra/config.yaml").read_text() == config  # Hydra's rewrite of it is undone
+    line = user_error(sat.train, [*TINY, "optimizer.lr=0.05", "trainer.batch_size=32"], run)
+    assert "optimizer" in line and "trainer.batch_size (64 -> 32)" in line
+    assert (run / ".hydra/config.yaml").read_text() == config  # the API's (as Hydra's) rewrite of it is undone
     assert (run / "summary.json").read_text() == summary  # not marked failed: the run itself is fine
-    other = run_entry("train.py", *TINY, "model.width=16", f"resume={run}/checkpoints/last.pt",
-                      f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path, check=False)
-    assert other.returncode == 2 and "model" in other.stderr and "Traceback" not in other.stderr
+    assert "model" in user_error(sat.train, [*TINY, "model.width=16", f"resume={run}/checkpoints/last.pt"],
+                                 tmp_path / "b")
 
 
-def test_a_finished_run_rerun_changes_nothing(tmp_path):
+def test_a_finished_run_rerun_changes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
-    run_entry("train.py", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
+    sat.train(TINY, output_dir=run)
     summary = json.loads((run / "summary.json").read_text())
-    proc = run_entry("train.py", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
-    assert "already finished" in proc.stdout and f"{100 * summary['final']['test/acc']:.2f}%" in proc.stdout
+    capsys.readouterr()
+    assert sat.train(TINY, output_dir=run) == summary
+    assert f"{100 * summary['final']['test/acc']:.2f}%" in capsys.readouterr().out  # its results table again
+    assert "already finished" in (run / "train.log").read_text()
     assert json.loads((run / "summary.json").read_text()) == summary
     assert [r["epoch"] for r in rows(run)] == [1, 2]
 
@@ -196,20 +194,17 @@ def test_continuing_in_another_folder_brings_its_history(tmp_path):
     """resume=PATH into a new folder: the new folder holds the whole run (metrics from
     epoch 1, best.pt from the epoch that was best) and ends as the original would."""
     args = [*TINY, "trainer.epochs=4", "method=sat", "noise=uniform", "noise.rate=0.4", "trainer.checkpoint_every=1"]
-    run_entry("train.py", *args, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
-    run_entry("train.py", *args, f"resume={tmp_path / 'full/checkpoints/epoch_2.pt'}",
-              f"hydra.run.dir={tmp_path / 'forked'}", cwd=tmp_path)
+    sat.train(args, output_dir=tmp_path / "full")
+    sat.train([*args, f"resume={tmp_path / 'full/checkpoints/epoch_2.pt'}"], output_dir=tmp_path / "forked")
     assert rows(tmp_path / "forked") == rows(tmp_path / "full")
     full_best = load_checkpoint(tmp_path / "full/checkpoints/best.pt")
     assert load_checkpoint(tmp_path / "forked/checkpoints/best.pt")["epoch"] == full_best["epoch"]
 
 
 def test_a_diverging_loss_stops_with_its_epoch_and_step(tmp_path):
-    proc = run_entry("train.py", "dataset=synthetic", "model=mlp", "augment=none", "method=ce", "device=cpu",
-                     "trainer.epochs=3", "optimizer.lr=1e30", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path,
-                     check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith("error: the training loss became non-finite at epoch 1, step 2")
+    line = user_error(sat.train, ["dataset=synthetic", "model=mlp", "augment=none", "method=ce", "device=cpu",
+                                  "trainer.epochs=3", "optimizer.lr=1e30"], tmp_path / "r")
+    assert line.startswith("the training loss became non-finite at epoch 1, step 2")
     summary = json.loads((tmp_path / "r/summary.json").read_text())
     assert summary["status"] == "failed" and "non-finite" in summary["error"]
 
@@ -217,7 +212,7 @@ def test_a_diverging_loss_stops_with_its_epoch_and_step(tmp_path):
 def test_two_fresh_runs_with_one_seed_are_identical(tmp_path):
     args = [*TINY, "method=sat", "noise=flip", "noise.rate=0.3", "augment=crop_flip", "trainer.deterministic=true"]
     for name in ("a", "b"):
-        run_entry("train.py", *args, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
+        sat.train(args, output_dir=tmp_path / name)
     assert rows(tmp_path / "a") == rows(tmp_path / "b")
     assert same_weights(tmp_path / "a/checkpoints/last.pt", tmp_path / "b/checkpoints/last.pt")
     assert json.loads((tmp_path / "a/summary.json").read_text())["deterministic"] is True

@@ -1,10 +1,13 @@
 """Checkpoints from someone else run nothing (issue 15, issue 8): each hostile file is made
-here from a real checkpoint and fed to the real evaluate.py and attack.py in subprocesses.
+here from a real checkpoint and fed to evaluate and attack, in this process through the
+Python API (``sat.evaluate``, ``sat.attack``), and for a representative few through the real
+evaluate.py and attack.py in subprocesses.
 
 A crafted checkpoint loads with weights_only=True and carries a valid checksum, so only the
-registry of sat.trust can refuse it: every case must exit with status 2 and one ``error:``
-line, no traceback, no marker file written by a payload, and a victim file left intact.
-Damaged files are refused by the checksum or the loader with the same one line.
+registry of sat.trust can refuse it: every case must be refused with one message (a
+UserError; through the entry points: exit status 2, one ``error:`` line, no traceback), no
+marker file written by a payload, and a victim file left intact. Damaged files are refused
+by the checksum or the loader with the same one line.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import os
 import pickle
 import random
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from conftest import TINY, run_entry
+import sat
+from conftest import TINY, run_entry, user_error
 from hostile import (craft, is_damaged, one_line_error, pickle_payload, torch_load_node, torch_payload,
                      write_evil_cifar, zip_entries)
 from sat.checkpoint import load_checkpoint
@@ -33,9 +38,8 @@ VICTIM_TEXT = "precious results: must survive every checkpoint\n"
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> SimpleNamespace:
     """One real tiny run (synthetic data, 20% label noise); its last.pt is the raw material."""
-    cwd = tmp_path_factory.mktemp("base")
-    run = cwd / "run"
-    run_entry("train.py", *TINY, "noise.rate=0.2", f"hydra.run.dir={run}", cwd=cwd)
+    run = tmp_path_factory.mktemp("base") / "run"
+    sat.train([*TINY, "noise.rate=0.2"], output_dir=run)
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     return SimpleNamespace(run=run, ckpt=run / "checkpoints" / "last.pt", test_acc=last["test/acc"])
 
@@ -52,18 +56,28 @@ def ctx(tmp_path) -> SimpleNamespace:
     return c
 
 
+TASKS = {"evaluate.py": sat.evaluate, "attack.py": sat.attack}
+
+
 def entry_args(entry: str, ckpt: Path, c: SimpleNamespace, *extra: str) -> list[str]:
-    args = [f"checkpoint={ckpt}", "device=cpu", f"hydra.run.dir={c.tmp / 'out'}", f"paths.data_dir={c.nodata}"]
+    """The overrides of ``entry`` on ``ckpt`` (the run folder is ``<tmp>/out``, given apart)."""
+    args = [f"checkpoint={ckpt}", "device=cpu", f"paths.data_dir={c.nodata}"]
     if entry == "attack.py":
         args += ["attack=fgsm", "num_samples=16"]
     return [*args, *extra]
 
 
 def refused(entry: str, ckpt: Path, c: SimpleNamespace, *contains: str, extra: tuple[str, ...] = (),
-            absent: tuple[str, ...] = ()) -> str:
-    """Run ``entry`` on ``ckpt``: one-line refusal, nothing ran, the victim intact."""
-    proc = run_entry(entry, *entry_args(entry, ckpt, c, *extra), cwd=c.tmp, check=False)
-    line = one_line_error(proc, *contains, absent=absent, out=c.tmp / "out")
+            absent: tuple[str, ...] = (), subprocess: bool = False) -> str:
+    """Run ``entry`` on ``ckpt`` (in this process, or through the entry point): a one-line
+    refusal, nothing ran, the victim intact. Returns the message."""
+    args, out = entry_args(entry, ckpt, c, *extra), c.tmp / "out"
+    if subprocess:
+        proc = run_entry(entry, *args, f"hydra.run.dir={out}", cwd=c.tmp, check=False)
+        line = one_line_error(proc, *contains, absent=absent, out=out)
+    else:
+        line = user_error(TASKS[entry], args, out)
+        assert all(text in line for text in contains) and not any(text in line for text in absent), line
     assert not c.marker.exists(), f"the payload ran: {c.marker} was written ({line})"
     assert c.victim.read_text() == VICTIM_TEXT, "the victim file was changed"
     return line
@@ -131,6 +145,15 @@ def test_a_crafted_checkpoint_runs_nothing(base, ctx, case, entry):
     extra = tuple(x.format(evil=ctx.evil) for x in extra)
     line = refused(entry, ckpt, ctx, *contains, extra=extra)
     assert str(ctx.evil) not in line or "dataset_root" in case  # the stored root is never even mentioned
+
+
+@pytest.mark.parametrize("case,entry", [("torch_load_payload_as_dataset", "evaluate.py"),
+                                        ("torch_load_payload_as_dataset", "attack.py"),
+                                        ("builtins_open_truncates_victim", "evaluate.py")])
+def test_a_crafted_checkpoint_through_the_entry_point_exits_2_with_one_line(base, ctx, case, entry):
+    edit, extra, contains = CRAFTED[case]
+    ckpt = craft(base.ckpt, ctx.tmp / "shared" / "ckpt.pt", edit(ctx))
+    refused(entry, ckpt, ctx, *contains, extra=extra, subprocess=True)
 
 
 def test_the_crafted_inputs_would_run_code_if_used_naively(tmp_path):
@@ -223,7 +246,8 @@ def _fuzzed(base_ckpt: Path, scratch: Path) -> dict[str, bytes]:
 
 
 def test_fuzzed_checkpoint_bytes_give_the_one_line_error(base, ctx):
-    """Each damaged variant, alternately through evaluate.py and attack.py."""
+    """Each damaged variant, alternately through evaluate and attack; the first two of
+    them (a bit flipped in the pickle, in tensor data) through evaluate.py and attack.py."""
     variants = _fuzzed(base.ckpt, ctx.tmp / "scratch.pt")
     failures = []
     for i, (name, data) in enumerate(variants.items()):
@@ -232,7 +256,7 @@ def test_fuzzed_checkpoint_bytes_give_the_one_line_error(base, ctx):
         ckpt.write_bytes(data)
         entry = ("evaluate.py", "attack.py")[i % 2]
         try:
-            refused(entry, ckpt, ctx, f"checkpoint={str(ckpt)!r}")
+            refused(entry, ckpt, ctx, f"checkpoint={str(ckpt)!r}", subprocess=i < 2)
         except AssertionError as e:
             failures.append(f"{name} via {entry}: {e}")
     assert not failures, "\n\n".join(failures)
@@ -261,7 +285,8 @@ def test_a_malicious_pickle_as_checkpoint_is_refused_without_advice_to_run_it(ct
     ckpt = ctx.tmp / "run/checkpoints/last.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(torch_payload(ctx.marker) if form == "torch_save" else pickle_payload(ctx.marker))
-    refused(entry, ckpt, ctx, "refused", absent=("weights_only", "weights-only", "WeightsUnpickler"))
+    refused(entry, ckpt, ctx, "refused", absent=("weights_only", "weights-only", "WeightsUnpickler"),
+            subprocess=entry == "attack.py")
 
 
 def test_the_malicious_pickle_is_a_real_payload(tmp_path):
@@ -327,13 +352,17 @@ def make_net(**kwargs):
 
 @pytest.fixture
 def plugin(ctx, monkeypatch) -> Path:
-    """Package ``myplug`` on PYTHONPATH; importing it writes ``<tmp>/imported``."""
+    """Package ``myplug`` importable here (sys.path) and in subprocesses (PYTHONPATH);
+    importing it writes ``<tmp>/imported``. Forgotten afterwards, so each test imports its own."""
     folder = ctx.tmp / "plug" / "myplug"
     folder.mkdir(parents=True)
     (folder / "__init__.py").write_text(PLUGIN.format(imported=str(ctx.tmp / "imported"), marker=str(ctx.marker)))
     paths = [str(ctx.tmp / "plug"), os.environ.get("PYTHONPATH")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-    return ctx.tmp / "imported"
+    monkeypatch.syspath_prepend(str(ctx.tmp / "plug"))
+    yield ctx.tmp / "imported"
+    for name in [m for m in sys.modules if m == "myplug" or m.startswith("myplug.")]:
+        del sys.modules[name]
 
 
 def _with_model_target(target: str):
