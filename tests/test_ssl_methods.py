@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from sat.data.views import TwoViews
 from sat.errors import UserError
-from sat.methods.ssl import BYOL, SelfSupervisedSAT, SimCLR, SimSiam
+from sat.methods.ssl import BYOL, SelfSupervisedSAT, SimCLR, SimSiam, probe_loss_of
 from sat.models import SmallCNN, with_normalization
 from sat.ssl import backbone
 
@@ -146,3 +146,10 @@ def test_refusals_one_line():
         world_size = 2
     with pytest.raises(UserError, match="method=simclr is not supported under DDP"):
         SimCLR().use_global_batch(TwoProcesses())
+
+
+def test_probe_loss_leaves_unlabeled_images_out():
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, 5.0]]), torch.tensor([0, -1, 1])
+    expected = (F.cross_entropy(logits[:1], labels[:1]) + F.cross_entropy(logits[2:], labels[2:])) / 2
+    assert float(probe_loss_of(logits, labels)) == pytest.approx(float(expected))
+    assert float(probe_loss_of(logits, torch.full((3,), -1))) == 0.0

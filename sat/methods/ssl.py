@@ -50,6 +50,13 @@ def two_views(x) -> tuple[torch.Tensor, torch.Tensor]:
     return x[0], x[1]
 
 
+def probe_loss_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the probe over the labelled images; unlabeled ones (label < 0,
+    STL-10's) are left out, and a batch without labels gives 0, not NaN."""
+    loss = F.cross_entropy(logits.float(), labels, ignore_index=-1, reduction="sum")
+    return loss / (labels >= 0).sum().clamp_min(1)
+
+
 class SelfSupervised(Method):
     """What the four methods share: the heads, the target branch, the online probe."""
 
@@ -103,7 +110,7 @@ class SelfSupervised(Method):
         z = [self.projector(f) for f in feats]
         ssl = self.ssl_loss(model, views, z, index, epoch)
         probe = backbone.classifier(model)(torch.cat(feats).detach())
-        probe_loss = F.cross_entropy(probe.float(), torch.cat([y, y]))
+        probe_loss = probe_loss_of(probe, torch.cat([y, y]))
         self.ssl_loss_sum += torch.stack([ssl.detach().double(), torch.ones((), dtype=torch.float64,
                                                                              device=ssl.device)])
         return ssl + probe_loss, probe[: len(y)]
