@@ -135,7 +135,8 @@ def train_one_epoch(
     device = loader.device
     for x, y, index in loader:
         if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = tuple(v.contiguous(memory_format=torch.channels_last) for v in x) if isinstance(x, tuple) \
+                else x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
             loss, logits = step(x, y, index, epoch) if step is not None else method(model, x, y, index, epoch)
         optimizer.zero_grad(set_to_none=True)

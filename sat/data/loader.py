@@ -13,6 +13,13 @@ import torch
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
+def _as_float(x):
+    """A uint8 batch as floats in [0, 1]; an augmentation's views (a tuple) each so (SSL methods)."""
+    if isinstance(x, tuple):
+        return tuple(v.float().div(255) if v.dtype == torch.uint8 else v for v in x)
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
 class DeviceLoader:
     """Yields ``(x, y, index)``: float images in [0, 1], labels, and dataset indices
     (SAT's per-sample state is indexed by them).
@@ -79,7 +86,7 @@ class DeviceLoader:
                 if self.augment is not None:
                     x = self.augment(x, self.generator)
             self._position += 1
-            yield x.float().div_(255), self.labels[index], index
+            yield _as_float(x), self.labels[index], index
         self._order = None
 
     def _shard(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +97,8 @@ class DeviceLoader:
         stop = start + self.shard_sizes[self.rank]
         if self.augment is None:
             return parts[self.rank], self.images[parts[self.rank]]
-        return parts[self.rank], self.augment(self.images[index], self.generator)[start:stop]
+        x = self.augment(self.images[index], self.generator)
+        return parts[self.rank], tuple(v[start:stop] for v in x) if isinstance(x, tuple) else x[start:stop]
 
     def state_dict(self) -> dict:
         mid_epoch = self._order is not None
