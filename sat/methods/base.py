@@ -54,6 +54,13 @@ class Method(nn.Module):
         returns metrics of the method's own to log. Default: none."""
         return {}
 
+    def representation_metrics(self, model: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
+                               test_images: torch.Tensor, test_labels: torch.Tensor) -> dict[str, float]:
+        """Called after each evaluation with the training and test images (uint8, on the
+        device, no augmentation): metrics of the learnt representation (self-supervised
+        methods: kNN accuracy, collapse diagnostics). Default: none."""
+        return {}
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Loss of a batch given its logits, labels and dataset indices."""
         raise NotImplementedError

@@ -37,7 +37,9 @@ from sat.methods.base import Method
 from sat.ssl import backbone
 from sat.ssl.bank import TargetBank
 from sat.ssl.ema import copy_weights, cosine_tau, ema_update
+from sat.ssl.collapse import effective_rank, normalized_std
 from sat.ssl.heads import mlp_head
+from sat.ssl.knn import check_knn, knn_accuracy
 from sat.ssl.losses import check_temperature, cosine_loss, negative_cosine, nt_xent
 
 TARGET_NETWORKS = ("ema", "online")
@@ -63,8 +65,10 @@ class SelfSupervised(Method):
     uses_predictor = True
 
     def __init__(self, projector_hidden_dim: int = 4096, projector_dim: int = 256, predictor_hidden_dim: int = 4096,
-                 target_network: str = "ema", base_tau: float = 0.99):
+                 target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1):
         super().__init__()
+        self.knn_k, self.knn_temperature = check_knn(knn_k, knn_temperature, prefix="method.knn")
+        self.num_classes = 0
         self.projector_hidden_dim = validate.positive_int("method.projector_hidden_dim", projector_hidden_dim)
         self.projector_dim = validate.positive_int("method.projector_dim", projector_dim)
         self.predictor_hidden_dim = validate.positive_int("method.predictor_hidden_dim", predictor_hidden_dim) \
@@ -99,6 +103,9 @@ class SelfSupervised(Method):
 
     def schedule(self, epochs: int) -> None:
         self.epochs = epochs
+
+    def setup(self, labels: torch.Tensor, num_classes: int) -> None:
+        self.num_classes = num_classes
 
     # --- one step ---------------------------------------------------------------------
 
@@ -148,8 +155,26 @@ class SelfSupervised(Method):
             out["train/tau"] = self.tau(epoch - 1)
         return out
 
+    @torch.no_grad()
+    def representation_metrics(self, model, train_images, train_labels, test_images, test_labels):
+        """kNN accuracy of the backbone's features (training images with labels as the bank,
+        test images as queries) and collapse diagnostics of the test images' features and
+        projections (heads in eval mode for it)."""
+        bank, test = backbone.extract(model, train_images), backbone.extract(model, test_images)
+        labelled = train_labels >= 0
+        out = {"test/knn_acc": knn_accuracy(bank[labelled], train_labels[labelled], test, test_labels,
+                                            self.num_classes, self.knn_k, self.knn_temperature)}
+        was_training = self.projector.training
+        self.projector.eval()
+        z = torch.cat([self.projector(test[i: i + 1024]) for i in range(0, len(test), 1024)])
+        self.projector.train(was_training)
+        for name, emb in (("feature", test), ("projection", z)):
+            out[f"repr/{name}_std"] = normalized_std(emb)
+            out[f"repr/{name}_rank"] = effective_rank(emb)
+        return out
+
     def hparams(self):
-        return {"projector_hidden_dim": self.projector_hidden_dim, "projector_dim": self.projector_dim,
+        return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature, "projector_hidden_dim": self.projector_hidden_dim, "projector_dim": self.projector_dim,
                 "predictor_hidden_dim": self.predictor_hidden_dim, "target_network": self.target_network,
                 "base_tau": self.base_tau}
 
@@ -159,9 +184,8 @@ class BYOL(SelfSupervised):
     ``2 - 2 cos``, symmetrised as the paper's sum of both directions. ``base_tau=0`` makes
     the target the online network (under stop-grad) at every step."""
 
-    def __init__(self, base_tau: float = 0.99, projector_hidden_dim: int = 4096, projector_dim: int = 256,
-                 predictor_hidden_dim: int = 4096):
-        super().__init__(projector_hidden_dim, projector_dim, predictor_hidden_dim, "ema", base_tau)
+    def __init__(self, base_tau: float = 0.99, **kwargs):
+        super().__init__(target_network="ema", base_tau=base_tau, **kwargs)
 
     def ssl_loss(self, model, views, z, index, epoch):
         t = self.target_projections(model, views, z, epoch)
@@ -172,8 +196,9 @@ class BYOL(SelfSupervised):
 class SimSiam(SelfSupervised):
     """SimSiam (Chen & He 2021): ``D(p1, sg z2) / 2 + D(p2, sg z1) / 2``, D = -cos; no EMA."""
 
-    def __init__(self, projector_hidden_dim: int = 2048, projector_dim: int = 2048, predictor_hidden_dim: int = 512):
-        super().__init__(projector_hidden_dim, projector_dim, predictor_hidden_dim, target_network="online")
+    def __init__(self, projector_hidden_dim: int = 2048, projector_dim: int = 2048, predictor_hidden_dim: int = 512,
+                 **kwargs):
+        super().__init__(projector_hidden_dim, projector_dim, predictor_hidden_dim, target_network="online", **kwargs)
 
     def ssl_loss(self, model, views, z, index, epoch):
         q = [self.predict(zi) for zi in z]
@@ -185,8 +210,8 @@ class SimCLR(SelfSupervised):
 
     uses_predictor = False
 
-    def __init__(self, projector_hidden_dim: int = 2048, projector_dim: int = 256, temperature: float = 0.2):
-        super().__init__(projector_hidden_dim, projector_dim, target_network="online")
+    def __init__(self, projector_hidden_dim: int = 2048, projector_dim: int = 256, temperature: float = 0.2, **kwargs):
+        super().__init__(projector_hidden_dim, projector_dim, target_network="online", **kwargs)
         self.temperature = check_temperature(temperature)
 
     def use_global_batch(self, batch: GlobalBatch) -> None:
@@ -207,9 +232,8 @@ class SelfSupervisedSAT(SelfSupervised):
     accumulated target ``t_i`` (see the module's docstring)."""
 
     def __init__(self, alpha: float = 0.9, start_epoch: int = 10, init: str = "first", target_network: str = "ema",
-                 base_tau: float = 0.99, projector_hidden_dim: int = 4096, projector_dim: int = 256,
-                 predictor_hidden_dim: int = 4096):
-        super().__init__(projector_hidden_dim, projector_dim, predictor_hidden_dim, target_network, base_tau)
+                 **kwargs):
+        super().__init__(target_network=target_network, **kwargs)
         self.bank = TargetBank(alpha, init)
         self.alpha, self.init = self.bank.alpha, self.bank.init
         self.start_epoch = validate.number("method.start_epoch", start_epoch, lo=0, integer=True)
@@ -222,6 +246,7 @@ class SelfSupervisedSAT(SelfSupervised):
                             "(or more trainer.epochs)")
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
+        super().setup(labels, num_classes)
         self.bank.allocate(len(labels), self.projector_dim, labels.device)
 
     def ssl_loss(self, model, views, z, index, epoch):
