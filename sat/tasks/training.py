@@ -318,6 +318,9 @@ class TrainingJob:
                 result = evaluate_loader(self.model, evaluation, self.amp_dtype, self.channels_last,
                                          self.data.num_classes)
             metrics.update({f"{split}/{k}": v for k, v in result.items()})
+        if evaluate_now and isinstance(self.loader, DeviceLoader):  # SSL: kNN accuracy, collapse diagnostics
+            metrics.update(self.method.representation_metrics(self.model, self.loader.images, self.train_labels,
+                                                              *self.eval_sets["test"]))
         for split in ("train", "val", "test"):  # error curves are what double-descent plots show
             if f"{split}/acc" in metrics:
                 metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
