@@ -70,7 +70,8 @@ class TwoViews:
     def pipeline(self, view: int, channels: int, height: int, width: int) -> nn.Module:
         import kornia.augmentation as K
 
-        ops: list[nn.Module] = [K.RandomResizedCrop((height, width), scale=self.crop_scale),
+        ops: list[nn.Module] = [K.RandomResizedCrop((height, width), scale=self.crop_scale,
+                                                    cropping_mode="resample")  # one batched warp, no per-sample loop,
                                 K.RandomHorizontalFlip(p=self.flip_p)]
         b, c, s, h = self.jitter
         if channels == 3:
