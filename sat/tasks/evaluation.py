@@ -14,6 +14,7 @@ from sat.engine import accuracy_and_loss, predict
 from sat.rundir import prepare_output_dir, write_json_atomic
 from sat.tasks.common import resolve_device, resolve_precision
 from sat.errors import UserError
+from sat.tasks import representation
 from sat.tasks.reports import checked_top, label_error_report, selective_calibration, selective_report
 from sat.tasks.restore import RestoredRun, restore_run
 from sat.tasks.streaming import StreamData
@@ -55,7 +56,7 @@ def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any]) -> Pat
     return path
 
 
-REPORTS = ("accuracy", "selective", "label_errors")
+REPORTS = ("accuracy", "selective", "label_errors", *representation.REPORTS)
 
 
 def checkpoint_list(value: Any) -> list[Path]:
@@ -89,6 +90,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                         "(dataset.loader=device), or report=accuracy")
     if report == "selective":
         return selective_report(runs, out, batch_size, amp_dtype, *calibration)
+    if report in representation.REPORTS:
+        keys = ("label_fraction", "labels_per_class", "knn_k", "knn_temperature", "seed")
+        return representation.representation_report(report, *runs[0], out, batch_size, {k: read(cfg, k) for k in keys},
+                                                     trusted_packages(cfg))
     if report == "label_errors":
         result = label_error_report(*runs[0], out, batch_size, amp_dtype, top)
         print(json.dumps({k: v for k, v in result.items() if k != "noise"}, indent=2))
