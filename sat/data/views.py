@@ -70,8 +70,8 @@ class TwoViews:
     def pipeline(self, view: int, channels: int, height: int, width: int) -> nn.Module:
         import kornia.augmentation as K
 
-        ops: list[nn.Module] = [K.RandomResizedCrop((height, width), scale=self.crop_scale,
-                                                    cropping_mode="resample")  # one batched warp, no per-sample loop,
+        # cropping_mode=resample: one batched warp (the default slices sample by sample)
+        ops: list[nn.Module] = [K.RandomResizedCrop((height, width), scale=self.crop_scale, cropping_mode="resample"),
                                 K.RandomHorizontalFlip(p=self.flip_p)]
         b, c, s, h = self.jitter
         if channels == 3:
