@@ -22,9 +22,13 @@ def test_every_ssl_method_composes(compose_cfg, method):
     assert cfg.method.projector_hidden_dim == 256  # method_tuning/ssl_digits-<method>.yaml
 
 
-def test_other_ssl_groups_compose(compose_cfg):
-    cfg = compose_cfg("train", ["dataset=stl10", "augment=ssl_stl10", "method=ssl_sat"])
-    assert cfg.dataset._target_ == "sat.data.stl10.STL10" and cfg.augment.blur_p == [1.0, 0.1]
+@pytest.mark.parametrize("experiment, method", [("ssl_cifar10_resnet18", "ssl_sat"), ("ssl_cifar10_resnet18", "simclr"),
+                                                ("ssl_stl10_resnet18", "byol"), ("ssl_stl10_resnet18", "simsiam")])
+def test_gpu_presets_compose(compose_cfg, experiment, method):
+    cfg = compose_cfg("train", [f"experiment={experiment}", f"method={method}"])
+    assert cfg.model.depth == 18 and cfg.augment.blur_min_size == 96 and cfg.method.projector_hidden_dim >= 2048
+    if experiment.startswith("ssl_stl10"):
+        assert cfg.dataset._target_ == "sat.data.stl10.STL10"
 
 
 def _metrics(run):
