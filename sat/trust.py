@@ -32,7 +32,7 @@ SAT_TARGETS: dict[str, frozenset[str]] = {
         "sat.models.MLP", "sat.models.vgg.VGG", "sat.models.resnet50.ResNet50",
     }),
     "dataset": frozenset({"sat.data.datasets.CIFAR", "sat.data.datasets.Digits", "sat.data.datasets.Synthetic",
-                         "sat.data.svhn.SVHN", "sat.data.folder.ImageFolderSource"}),
+                         "sat.data.svhn.SVHN", "sat.data.folder.ImageFolderSource", "sat.data.stl10.STL10"}),
     "noise": frozenset({
         "sat.data.noise.UniformLabelNoise", "sat.data.noise.FlipLabelNoise", "sat.data.noise.AsymmetricLabelNoise",
         "sat.data.noise.GaussianImageNoise", "sat.data.noise.RandomPixelsNoise", "sat.data.noise.ShuffledPixelsNoise",
@@ -44,6 +44,7 @@ SAT_TARGETS: dict[str, frozenset[str]] = {
         "sat.methods.bootstrapping.SoftBootstrapping", "sat.methods.bootstrapping.HardBootstrapping",
         "sat.methods.elr.EarlyLearningRegularization", "sat.methods.coteaching.CoTeaching",
         "sat.methods.selective.SelfAdaptiveSelective", "sat.methods.selective.DeepGamblers",
+        "sat.methods.ssl.SelfSupervisedSAT", "sat.methods.ssl.BYOL", "sat.methods.ssl.SimSiam", "sat.methods.ssl.SimCLR",
     }),
     # parts of the above (a method's start-epoch detector)
     "component": frozenset({"sat.methods.auto_start.AutoStartEpoch"}),
