@@ -64,6 +64,12 @@ class Method(nn.Module):
         returns metrics of the method's own to log. Default: none."""
         return {}
 
+    def representation_metrics(self, model: nn.Module, train, test) -> dict[str, float]:
+        """Called after each evaluation with loaders over the training and test splits (in
+        order, no augmentation, labels as given): metrics of the learnt representation
+        (self-supervised methods: kNN accuracy, collapse diagnostics). Default: none."""
+        return {}
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Loss of a batch given its logits, labels and dataset indices."""
         raise NotImplementedError

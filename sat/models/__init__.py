@@ -1,5 +1,7 @@
 """Model zoo. Every model is ``Cls(num_classes, input_shape=(C, H, W), **args)`` with an
-int ``width`` and returns logits; wrap it with :func:`with_normalization` to take [0, 1] inputs."""
+int ``width`` and returns logits; wrap it with :func:`with_normalization` to take [0, 1] inputs.
+Each also has timm's ``forward_features(x)`` (the pooled features), ``num_features`` and
+``get_classifier()`` (the linear layer on them), which self-supervised methods use."""
 
 from torch import nn
 

@@ -99,10 +99,21 @@ class ResNet(nn.Module):
         self.layers, c_out = _make_stages(BasicBlock, blocks, width)
         self.linear = nn.Linear(c_out, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def num_features(self) -> int:
+        return self.linear.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the classifier reads (self-supervised methods train these)."""
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
         # Global average pool instead of a fixed 4x4 pool: works for any input size.
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+
+    def get_classifier(self) -> nn.Module:
+        return self.linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.forward_features(x))
 
 
 @trusted("model", "sat.models.PreActResNet")
@@ -118,6 +129,15 @@ class PreActResNet(nn.Module):
         self.layers, c_out = _make_stages(PreActBlock, blocks, width)
         self.linear = nn.Linear(c_out, num_classes)
 
+    @property
+    def num_features(self) -> int:
+        return self.linear.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.layers(self.conv1(x)), 1), 1)
+
+    def get_classifier(self) -> nn.Module:
+        return self.linear
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(self.conv1(x))
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return self.linear(self.forward_features(x))

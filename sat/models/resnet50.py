@@ -74,6 +74,19 @@ class ResNet50(ResNet):
                                 f"{channels} channels")
             self._load_imagenet(find_weights(weights_path))
 
+    @property
+    def num_features(self) -> int:
+        return self.fc.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """torchvision's forward up to the classifier: the pooled features."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def _load_imagenet(self, path: Path) -> None:
         state = read_state_dict(path)
         if state.get("fc.weight") is not None and state["fc.weight"].shape != self.fc.weight.shape:

@@ -38,6 +38,17 @@ class SmallCNN(nn.Module):
         )
         self.fc = nn.Linear(4 * width, num_classes)
 
+    @property
+    def num_features(self) -> int:
+        return self.fc.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the classifier reads (self-supervised methods train these)."""
+        return self.features(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
 
@@ -56,6 +67,16 @@ class MLP(nn.Module):
             c_in = width
         layers.append(nn.Linear(c_in, num_classes))
         self.net = nn.Sequential(*layers)
+
+    @property
+    def num_features(self) -> int:
+        return self.net[-1].in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[:-1](x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.net[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -87,5 +87,16 @@ class VGG(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    @property
+    def num_features(self) -> int:
+        return self.classifier[-1].in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden layer's output (what the last linear layer reads)."""
+        return self.classifier[:-1](self.features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

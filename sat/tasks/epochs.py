@@ -86,6 +86,10 @@ def evaluation(job: TrainingJob, epoch: int) -> dict[str, float]:
             result = evaluate(job.model, loader, job.amp_dtype, job.channels_last, job.data.num_classes,
                               job.global_batch)
             metrics.update({f"{split}/{k}": v for k, v in result.items()})
+        if "test" in job.eval_loaders:  # self-supervised methods: kNN accuracy, collapse diagnostics
+            train = job.data.train.loader(s.eval_batch_size, device=job.device)
+            metrics.update(job.method.representation_metrics(job.model, train, job.eval_loaders["test"]))
+            train.close()
     return metrics
 
 

@@ -15,6 +15,7 @@ from sat.engine import accuracy_and_loss, predict
 from sat.rundir import RunFolder, prepare_output_dir, write_json_atomic
 from sat.tasks.common import resolve_device, resolve_precision
 from sat.errors import UserError
+from sat.tasks import representation
 from sat.tasks.reports import checked_top, label_error_report, selective_calibration, selective_report
 from sat.tasks.label_detectors import check_detector, compare_detectors, format_table
 from sat.tasks.restore import RestoredRun, restore_run
@@ -55,7 +56,7 @@ def save_next_to_run(checkpoint: Path, name: str, result: dict[str, Any], stem: 
     return path
 
 
-REPORTS = ("accuracy", "selective", "label_errors")
+REPORTS = ("accuracy", "selective", "label_errors", *representation.REPORTS)
 
 
 def checkpoint_list(value: Any) -> list[Path]:
@@ -90,6 +91,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                         "(dataset.loader=device), or report=accuracy")
     if report == "selective":
         return selective_report(runs, out, batch_size, amp_dtype, *calibration)
+    if report in representation.REPORTS:
+        keys = ("label_fraction", "labels_per_class", "knn_k", "knn_temperature", "seed")
+        return representation.representation_report(report, *runs[0], out, batch_size, {k: read(cfg, k) for k in keys},
+                                                     trusted_packages(cfg))
     if report == "label_errors":
         detectors = compare_detectors(runs[0][1], batch_size=batch_size, amp_dtype=amp_dtype, folds=read(cfg, "folds"),
                                       cv_epochs=read(cfg, "cv_epochs"), seed=read(cfg, "seed"),

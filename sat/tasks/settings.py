@@ -152,6 +152,10 @@ class EvaluateConfig(CheckpointReading):
     detector: str = "model"  # report=label_errors: model | confident_learning
     folds: int = 5
     cv_epochs: Optional[int] = None
+    label_fraction: Optional[float] = None  # report=linear_probe|knn
+    labels_per_class: Optional[int] = None
+    knn_k: int = 200
+    knn_temperature: float = 0.1
 
 
 @dataclass

@@ -1,0 +1,33 @@
+"""The self-supervised losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sat import validate
+
+
+def cosine_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per-row ``2 - 2 cos(p, z)`` (BYOL's normalised MSE, ``||p/|p| - z/|z|||^2``)."""
+    return 2.0 - 2.0 * F.cosine_similarity(p.float(), z.float(), dim=1)
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per-row ``-cos(p, z)`` (SimSiam's D)."""
+    return -F.cosine_similarity(p.float(), z.float(), dim=1)
+
+
+def check_temperature(temperature: float, name: str = "method.temperature") -> float:
+    return validate.number(name, temperature, lo=0.0, lo_open=True)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent over the 2N embeddings of N pairs: for each one, cross-entropy of
+    its pair among the other 2N - 1 by cosine similarity / temperature; mean over 2N."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n = len(z1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    pair = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, pair)

@@ -1,0 +1,76 @@
+"""SSL-SAT under DDP (gloo, two forked processes): the per-image bank, gathered like SAT's
+soft targets, is identical on both ranks and equal to one process's with the whole batch."""
+
+import json
+import socket
+from pathlib import Path
+
+import torch
+
+
+def _two_steps(rank: int, port: int, out: str) -> None:
+    import copy
+
+    import torch.distributed as dist
+    from torch import nn
+
+    from sat.parallel.step import DataParallelStep
+    from sat.parallel import Distributed, ShardedBatch
+    from sat.methods.ssl import BYOL, SelfSupervisedSAT
+    from sat.models import MLP, with_normalization
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    group = Distributed(rank, 2, rank, torch.device("cpu"), "gloo", "test")
+    sizes, gaps = [4, 3], {}
+    heads = dict(projector_hidden_dim=8, projector_dim=4, predictor_hidden_dim=8)
+    for name, make in {"ssl_sat": lambda: SelfSupervisedSAT(start_epoch=0, **heads), "byol": lambda: BYOL(**heads)}.items():
+        torch.manual_seed(0)
+        build = lambda: with_normalization(MLP(4, (1, 3, 3), width=8), [0.5], [0.25])  # noqa: E731
+        model, method = build(), make()
+        method.attach_model(build)
+        for head in method.networks():  # BatchNorm normalises per shard by design (as for every method): off here
+            head[1] = nn.Identity()
+        if method.target_projector is not None:
+            method.target_projector[1] = nn.Identity()
+        method.schedule(4)
+        method.setup(torch.arange(10) % 4, 4)
+        ref_model, ref_method = copy.deepcopy(model), copy.deepcopy(method)
+        step = DataParallelStep(model, method, group, ShardedBatch(group, lambda: sizes))
+        opt = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.5)
+        ref_opt = torch.optim.SGD([*ref_model.parameters(), *ref_method.parameters()], lr=0.5)
+        gen = torch.Generator().manual_seed(1)
+        for epoch in range(3):
+            v1, v2 = torch.rand(7, 1, 3, 3, generator=gen), torch.rand(7, 1, 3, 3, generator=gen)
+            labels, index = torch.arange(7) % 4, torch.randperm(10, generator=gen)[:7]
+            mine = slice(0, 4) if rank == 0 else slice(4, 7)
+            for run, (m, o) in (("ddp", (None, opt)), ("ref", (ref_method, ref_opt))):
+                if run == "ddp":
+                    loss, _ = step((v1[mine], v2[mine]), labels[mine], index[mine], epoch)
+                else:
+                    loss, _ = m(ref_model, (v1, v2), labels, index, epoch)
+                o.zero_grad()
+                loss.backward()
+                o.step()
+        params = zip([*model.parameters(), *method.parameters()], [*ref_model.parameters(), *ref_method.parameters()])
+        gaps[name] = max(float((a - b).abs().max()) for a, b in params)
+        if name == "ssl_sat":
+            gaps["bank"] = float((method.bank.targets - ref_method.bank.targets).abs().max())
+            gaps["visited_equal"] = float(not torch.equal(method.bank.visited, ref_method.bank.visited))
+            Path(f"{out}.bank.{rank}").write_bytes(method.bank.targets.numpy().tobytes())
+    Path(f"{out}.{rank}").write_text(json.dumps(gaps))
+    dist.destroy_process_group()
+
+
+def test_ssl_state_identical_on_both_ranks_and_equal_to_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_two_steps, args=(port, str(tmp_path / "gaps")), nprocs=2, start_method="fork")
+    for rank in (0, 1):
+        gaps = json.loads((tmp_path / f"gaps.{rank}").read_text())
+        assert {"ssl_sat", "byol", "bank", "visited_equal"} <= set(gaps)
+        assert all(gap < 1e-6 for gap in gaps.values()), gaps
+    assert (tmp_path / "gaps.bank.0").read_bytes() == (tmp_path / "gaps.bank.1").read_bytes()  # bit-identical
