@@ -10,8 +10,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of pytest-xdist's processes (-n 2: one per core)
+    # Each worker takes one core, and so do the runs it starts: torch's default of a thread
+    # per core in every worker would oversubscribe the machine.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (after the thread setting above, which torch reads at import)
+from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra
 
 from sat.cli import register_resolvers
