@@ -166,6 +166,12 @@ class RunFolder:
             return None
         return run
 
+    @staticmethod
+    def name_of_checkpoint(checkpoint: str | Path) -> str:
+        """The name a checkpoint's run goes by (its folder's name; a loose file's own folder), without resolving links."""
+        path = Path(checkpoint)
+        return (path.parent.parent if path.parent.name == "checkpoints" else path.parent).name
+
     @property
     def noise_file(self) -> Path:
         return self.path / "noise.pt"

@@ -17,6 +17,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sat.rundir import RunFolder
+
 # Settings that say where or how fast, not what is evaluated: left out of job names.
 NOT_IN_NAME = ("device", "batch_size", "dataset_root", "trusted_packages", "name", "precision", "num_samples")
 RESULT_FILES = ("robustness.json", "evaluation.json", "selective.json", "label_errors.json")
@@ -27,8 +29,7 @@ def _checkpoint_name(value: str) -> str:
     """``.../<run>/checkpoints/epoch_3.pt`` -> ``<run>.epoch_3``; a run folder -> ``<run>``."""
     path = Path(value.strip("'\""))
     if path.suffix == ".pt":
-        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        return f"{run.name}.{path.stem}"
+        return f"{RunFolder.name_of_checkpoint(path)}.{path.stem}"
     return path.name
 
 
@@ -96,8 +97,7 @@ def collect(root: Path) -> list[dict[str, Any]]:
             continue
         for row in _rows_of(found):
             checkpoint = Path(str(row.get("checkpoint", "")))
-            run = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else checkpoint.parent.name
-            rows.append({"job": job.name, "run": run, **row})
+            rows.append({"job": job.name, "run": RunFolder.name_of_checkpoint(checkpoint), **row})
     return sorted(rows, key=lambda r: (r.get("eps", 0), r["run"], r.get("epoch", 0), r["job"]))
 
 
