@@ -222,8 +222,9 @@ def predict_images(model: nn.Module, images: torch.Tensor, batch_size: int, amp_
 def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     if len(labels) == 0:
         return {}
-    acc, loss = torch.stack([(logits.argmax(1) == labels).float().mean(), F.cross_entropy(logits, labels)]).tolist()
-    return {"acc": acc, "loss": loss}
+    correct, loss = torch.stack([(logits.argmax(1) == labels).sum().double(),
+                                 F.cross_entropy(logits, labels).double()]).tolist()
+    return {"acc": correct / len(labels), "loss": loss}  # the count over the number, as evaluate() computes it
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
+from sat import validate
 from sat.errors import UserError
 
 KINDS = ("model", "dataset", "noise", "method", "component")  # component: a part of the above (SAT's start detector)
@@ -232,8 +233,8 @@ def build(
         pass
     try:
         return cls(**kwargs)
-    except UserError:
-        raise
+    except UserError as e:  # the library names its argument; here it is the stored config's key
+        raise validate.within(e, what, validate.argument_names(cls)) from None
     except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
         detail = str(e).splitlines()[0] if str(e) else ""
         raise UserError(f"{what}: {target} cannot be built from the checkpoint's stored config "

@@ -80,8 +80,8 @@ def test_a_seed_torch_can_take_is_kept():
 
 
 @pytest.mark.parametrize("overrides,match", [
-    ("method=nosuch", r"Could not find 'method/nosuch'; accepted: .*\bsat\b"),
-    ("nosuchkey=1", "Could not override 'nosuchkey'"),
+    ("method=nosuch", r"method=nosuch is not an option; accepted: the files in conf/method/: .*\bsat\b"),
+    ("nosuchkey=1", "nosuchkey is not a key of the config; accepted: augment, "),
     ("method='sat", "cannot be split into settings"),
 ])
 def test_the_api_refuses_what_it_cannot_compose_with_a_user_error(tmp_path, overrides, match):

@@ -122,7 +122,8 @@ def test_sweep_subdir_is_pasteable_and_leaves_out_settings_that_change_nothing(c
 # Where each method's behaviour starts later than epoch 0 (its per-sample branch: soft
 # targets, abstention); the others run theirs from the first step.
 DELAYED_START = {"sat": ["start_epoch"], "sat_sce": ["start_epoch"], "trades_sat": ["natural.start_epoch"],
-                 "sat_selective": ["start_epoch", "pretrain"], "gambler": ["start_epoch", "pretrain"]}
+                 "sat_selective": ["start_epoch", "pretrain"], "gambler": ["start_epoch", "pretrain"],
+                 "ssl_sat": ["start_epoch"]}
 DELAY_NAMES = ("start_epoch", "pretrain")
 
 

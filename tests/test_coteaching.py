@@ -107,10 +107,11 @@ def test_without_a_peer_it_says_what_to_call():
         CoTeaching(forget_rate=0.2)(mlp(), torch.randn(2, 4), torch.tensor([0, 1]), torch.arange(2), 0)
 
 
-@pytest.mark.parametrize("kwargs,bad", [({"forget_rate": 1.0}, r"method\.forget_rate=1\.0"),
-                                        ({"forget_rate": None}, r"method\.forget_rate=null"),
-                                        ({"forget_rate": 0.2, "num_gradual": -1}, r"method\.num_gradual=-1"),
-                                        ({"forget_rate": 0.2, "exponent": 0}, r"method\.exponent=0")])
+# the library names its argument (the task layer puts the config path, method., in front)
+@pytest.mark.parametrize("kwargs,bad", [({"forget_rate": 1.0}, r"^forget_rate=1\.0"),
+                                        ({"forget_rate": None}, r"^forget_rate=null"),
+                                        ({"forget_rate": 0.2, "num_gradual": -1}, r"^num_gradual=-1"),
+                                        ({"forget_rate": 0.2, "exponent": 0}, r"^exponent=0")])
 def test_bad_hyper_parameters_name_the_value(kwargs, bad):
     with pytest.raises(UserError, match=bad):
         CoTeaching(**kwargs)

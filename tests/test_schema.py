@@ -42,7 +42,7 @@ COMPOSITION = [
                                         "conf/experiment/"]),
     ("train", "method=nosuch", ["method=nosuch is not an option", "conf/method/", "sat_sce"]),
     ("train", ["trainer.epochs='abc"], ["cannot parse the override", "trainer.epochs='abc"]),  # unbalanced quote
-    ("train", "trainer.epochs='abc", ["cannot split the overrides", "No closing quotation"]),
+    ("train", "trainer.epochs='abc", ["cannot be split into settings", "No closing quotation"]),
     ("evaluate", "checkpoint=x.pt batch_size=8", ["batch_size is not a key of the config",
                                                   "trainer.eval_batch_size"]),  # the key training has
     ("evaluate", "checkpoint=x.pt precision=bf16", ["precision is not a key", "trainer.precision"]),

@@ -25,7 +25,7 @@ def test_presets_compose_for_every_method(compose_cfg, experiment, method):
     assert cfg.name == experiment
     built = instantiate(cfg.method)
     if method == "ce":
-        assert not hasattr(built, "extra_outputs") and "pretrain" not in cfg.method  # the tuning files stay out
+        assert built.extra_outputs == 0 and "pretrain" not in cfg.method  # the tuning files stay out
     else:
         assert built.pretrain == PRETRAIN[experiment][method] and built.extra_outputs == 1
         assert isinstance(built, SelfAdaptiveSelective if method == "sat_selective" else DeepGamblers)

@@ -95,7 +95,7 @@ def test_on_digits_selective_error_at_half_coverage_is_below_full(method):
     images, errors on the 497 test images."""
     torch.manual_seed(0)
     data = Digits().load()
-    train_set, val = data.train.split(data.val_size)
+    train_set, val = data.train.tail(data.val_size)
     as_float = lambda images: images.float() / 255  # noqa: E731
     model = with_normalization(SmallCNN(10 + method.extra_outputs, (1, 8, 8), width=4), data.mean, data.std)
     train(method, model, as_float(train_set.images), train_set.labels, 10, epochs=20, batch=128)

@@ -266,7 +266,7 @@ def test_a_checkpoint_with_a_negative_epoch_is_refused(tmp_path):
                                                       r"sat\.models\.SmallCNN .*bogus"),
     ({"_target_": "sat.models.SmallCNN", "width": {"_target_": "sat.models.SmallCNN"}},
      r"model\.width in the checkpoint's stored config is an object node"),
-    ({"_target_": "sat.models.SmallCNN", "width": "abc"}, r"model\.width='abc' is not supported"),
+    ({"_target_": "sat.models.SmallCNN", "width": "abc"}, r"model\.width='abc' is not an integer"),
 ])
 def test_a_crafted_model_node_is_one_line(node, match):
     from sat import trust
