@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
-from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
 from sat import trust, validate
@@ -67,6 +66,8 @@ def fold_split(labels: torch.Tensor, folds: int, seed: int) -> list[tuple[torch.
     if smallest < folds:
         raise UserError(f"folds={folds} but a class has only {smallest} training sample(s); accepted: folds <= "
                         "the smallest class's count")
+    from sklearn.model_selection import StratifiedKFold  # (scikit-learn takes 2 s to import: only when used)
+
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(torch.as_tensor(a), torch.as_tensor(b)) for a, b in splitter.split(labels.numpy(), labels.numpy())]
 
