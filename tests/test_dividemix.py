@@ -12,7 +12,6 @@ from torch import nn
 from sat.errors import UserError
 from sat.methods.dividemix import (DivideMix, clean_probability, co_guess, mixmatch_loss, refine_labels, sharpen,
                                    two_views)
-from sat.methods.mixup import mix
 
 
 def mlp() -> nn.Module:

@@ -12,7 +12,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.methods.elr_plus import ELRPlus, sigmoid_rampup, update_weight_average
-from sat.methods.mixup import Mixup, draw_lambda, mix
+from sat.methods.mixup import Mixup, draw_lambda
 
 
 def mlp() -> nn.Module:
