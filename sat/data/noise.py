@@ -339,31 +339,39 @@ def _permute_pixels(images: Tensor, perms: Tensor) -> Tensor:
     return out.view_as(images)
 
 
-@trusted("noise")
-class RandomPixelsNoise(_ImageNoise):
-    """Each chosen image gets its own random permutation of its pixels."""
+class _PixelPermutation(_ImageNoise):
+    """Chosen images get their pixel positions permuted (the same permutation across an
+    image's channels); the subclasses say which permutations."""
 
-    kind = "random_pixels"
+    def _permutations(self, count: int, hw: int, gen: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
 
     def _draw(self, images, labels, num_classes, gen, **kw):
         chosen = self._choose(len(labels), gen)
-        hw = images.shape[2] * images.shape[3]
-        perms = torch.stack([torch.randperm(hw, generator=gen) for _ in range(len(chosen))]) \
-            if len(chosen) else torch.empty(0, hw, dtype=torch.int64)
+        perms = self._permutations(len(chosen), images.shape[2] * images.shape[3], gen)
         return chosen, labels.clone(), _permute_pixels(images[chosen], perms)
 
 
 @trusted("noise")
-class ShuffledPixelsNoise(_ImageNoise):
+class RandomPixelsNoise(_PixelPermutation):
+    """Each chosen image gets its own random permutation of its pixels."""
+
+    kind = "random_pixels"
+
+    def _permutations(self, count, hw, gen):
+        if not count:
+            return torch.empty(0, hw, dtype=torch.int64)
+        return torch.stack([torch.randperm(hw, generator=gen) for _ in range(count)])
+
+
+@trusted("noise")
+class ShuffledPixelsNoise(_PixelPermutation):
     """All chosen images share one random permutation of pixel positions."""
 
     kind = "shuffled_pixels"
 
-    def _draw(self, images, labels, num_classes, gen, **kw):
-        chosen = self._choose(len(labels), gen)
-        hw = images.shape[2] * images.shape[3]
-        perm = torch.randperm(hw, generator=gen)
-        return chosen, labels.clone(), _permute_pixels(images[chosen], perm.expand(len(chosen), hw))
+    def _permutations(self, count, hw, gen):
+        return torch.randperm(hw, generator=gen).expand(count, hw)
 
 
 @trusted("noise")

@@ -92,3 +92,22 @@ class Method(nn.Module):
     def hparams(self) -> dict[str, float | int | str | bool]:
         """The values this method actually uses (after any derivation), for logging."""
         return {}
+
+
+class PeerMethod(Method):
+    """A method that trains a second network of the model's architecture beside it, the
+    *peer* (co-teaching, DivideMix, ELR+). The peer is a submodule: it moves, is saved and
+    resumed with the method's state, and under DDP is wrapped with the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peer: nn.Module | None = None
+
+    def attach_model(self, build: Callable[[], nn.Module]) -> None:
+        """Build the peer, a fresh, independently initialised copy of the model's
+        architecture. Call before ``.to(device)``, building the optimizer and loading a
+        checkpoint."""
+        self.peer = build()
+
+    def networks(self) -> list[nn.Module]:
+        return [self.peer] if self.peer is not None else []

@@ -26,14 +26,11 @@ that mean by the number kept once more, which only rescales the step size.)
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sat.errors import UserError
-from sat.methods.base import Method
+from sat.methods.base import PeerMethod
 from sat.trust import trusted
 
 
@@ -60,7 +57,7 @@ def _local(positions: torch.Tensor, mine: torch.Tensor) -> torch.Tensor:
 
 
 @trusted("method")
-class CoTeaching(Method):
+class CoTeaching(PeerMethod):
     def __init__(self, forget_rate: float | None = None, num_gradual: int = 10, exponent: float = 1.0):
         super().__init__()
         if forget_rate is None:
@@ -73,16 +70,6 @@ class CoTeaching(Method):
         if exponent <= 0:
             raise UserError(f"exponent={exponent} is out of range; accepted: exponent > 0")
         self.forget_rate, self.num_gradual, self.exponent = float(forget_rate), int(num_gradual), float(exponent)
-        self.peer: nn.Module | None = None
-
-    def attach_model(self, build: Callable[[], nn.Module]) -> None:
-        """Build the peer network (a fresh, independently initialised copy of the model's
-        architecture). Call before ``.to(device)``, building the optimizer and loading a
-        checkpoint."""
-        self.peer = build()
-
-    def networks(self) -> list[nn.Module]:
-        return [self.peer] if self.peer is not None else []
 
     def forget_rate_at(self, epoch: int) -> float:
         return forget_rate_schedule(epoch, self.forget_rate, self.num_gradual, self.exponent)

@@ -31,7 +31,6 @@ returns a tuple); a single batch is used as both views (no augmentation: the vie
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ from torch import nn
 from sat import validate
 from sat.errors import UserError
 from sat.parallel.batch import GlobalBatch
-from sat.methods.base import Method
+from sat.methods.base import PeerMethod
 from sat.trust import trusted
 from sat.methods.mixup import draw_lambda, mix, refuse_distributed
 
@@ -112,7 +111,7 @@ def two_views(x: torch.Tensor | tuple | list) -> tuple[torch.Tensor, torch.Tenso
 
 
 @trusted("method")
-class DivideMix(Method):
+class DivideMix(PeerMethod):
     def __init__(self, warmup_epochs: int = 10, lambda_u: float = 25.0, p_threshold: float = 0.5,
                  temperature: float = 0.5, alpha: float = 4.0, rampup_epochs: int = 16):
         super().__init__()
@@ -122,19 +121,12 @@ class DivideMix(Method):
         self.temperature = validate.number("method.temperature", temperature, lo=0.0, lo_open=True)
         self.alpha = validate.number("method.alpha", alpha, lo=0.0)
         self.rampup_epochs = validate.number("method.rampup_epochs", rampup_epochs, lo=0, integer=True)
-        self.peer: nn.Module | None = None
         # row 0: the model's clean probabilities (the peer trains on them), row 1: the peer's
         self.register_buffer("clean_prob", torch.empty(2, 0), persistent=True)
         self.register_buffer("labels", torch.empty(0, dtype=torch.long), persistent=False)
         self.num_classes = 0
 
     # --- set-up -------------------------------------------------------------------------
-
-    def attach_model(self, build: Callable[[], nn.Module]) -> None:
-        self.peer = build()
-
-    def networks(self) -> list[nn.Module]:
-        return [self.peer] if self.peer is not None else []
 
     def use_global_batch(self, batch: GlobalBatch) -> None:
         refuse_distributed(batch, "dividemix")

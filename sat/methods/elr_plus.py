@@ -33,7 +33,7 @@ from torch import nn
 
 from sat import validate
 from sat.parallel.batch import GlobalBatch
-from sat.methods.base import Method
+from sat.methods.base import PeerMethod
 from sat.trust import trusted
 from sat.methods.elr import PROB_CLAMP
 from sat.methods.mixup import clean_logits, draw_lambda, mix, refuse_distributed, soft_cross_entropy
@@ -64,7 +64,7 @@ def elr_plus_loss(logits: torch.Tensor, mixed_labels: torch.Tensor, mixed_target
 
 
 @trusted("method")
-class ELRPlus(Method):
+class ELRPlus(PeerMethod):
     def __init__(self, beta: float = 0.7, lam: float = 3.0, alpha: float = 1.0, ema_decay: float = 0.997,
                  ema_rampup_steps: int = 40000, reg_rampup_steps: int = 0):
         super().__init__()
@@ -74,7 +74,6 @@ class ELRPlus(Method):
         self.ema_decay = validate.number("method.ema_decay", ema_decay, lo=0.0, hi=1.0)
         self.ema_rampup_steps = validate.number("method.ema_rampup_steps", ema_rampup_steps, lo=0, integer=True)
         self.reg_rampup_steps = validate.number("method.reg_rampup_steps", reg_rampup_steps, lo=0, integer=True)
-        self.peer: nn.Module | None = None
         self.model_average: nn.Module | None = None
         self.peer_average: nn.Module | None = None
         # per sample: the model's targets (from the peer's average), the peer's (from the model's)
@@ -83,13 +82,10 @@ class ELRPlus(Method):
         self._host_steps: int | None = None  # the step count as a host int (no sync per step)
 
     def attach_model(self, build: Callable[[], nn.Module]) -> None:
-        self.peer = build()
+        super().attach_model(build)
         self.model_average, self.peer_average = build(), build()
         for average in (self.model_average, self.peer_average):
             average.requires_grad_(False)
-
-    def networks(self) -> list[nn.Module]:
-        return [self.peer] if self.peer is not None else []
 
     def use_global_batch(self, batch: GlobalBatch) -> None:
         refuse_distributed(batch, "elr_plus")
