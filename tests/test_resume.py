@@ -178,6 +178,24 @@ def test_changed_settings_are_refused_and_the_run_keeps_its_record(tmp_path):
                                  tmp_path / "b")
 
 
+def test_a_schedule_change_is_accepted_until_it_acts(tmp_path):
+    """gamma changed after epoch 2 of 3 under a step schedule that first decays after
+    epoch 2: nothing run so far felt it, so the continuation takes it and ends as a run
+    started with it; a milestone moved into the past is refused."""
+    args = [*TINY, "trainer.epochs=3", "scheduler=step", "trainer.checkpoint_every=1"]
+    old, new = ["scheduler.milestones=[2]", "scheduler.gamma=0.1"], ["scheduler.milestones=[2]", "scheduler.gamma=0.5"]
+    sat.train([*args, *old], output_dir=tmp_path / "old")
+    sat.train([*args, *new], output_dir=tmp_path / "new")
+    epoch_2 = tmp_path / "old/checkpoints/epoch_2.pt"
+    sat.train([*args, *new, f"resume={epoch_2}"], output_dir=tmp_path / "continued")
+    assert rows(tmp_path / "continued") == rows(tmp_path / "new")
+    assert [r["lr"] for r in rows(tmp_path / "new")] != [r["lr"] for r in rows(tmp_path / "old")]
+    assert same_weights(tmp_path / "continued/checkpoints/last.pt", tmp_path / "new/checkpoints/last.pt")
+    line = user_error(sat.train, [*args, "scheduler.milestones=[1]", f"resume={epoch_2}"],
+                      tmp_path / "refused")
+    assert "other settings: scheduler" in line and "before it acts" in line
+
+
 def test_a_finished_run_rerun_changes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     sat.train(TINY, output_dir=run)

@@ -16,7 +16,9 @@ from typing import Any
 from sat.checkpoint import checkpoint_epoch, load_checkpoint, repair
 from sat.errors import UserError
 from sat.rundir import RunFolder
+from sat.tasks.common import plain
 from sat.tasks.continue_run import checkpoint_to_resume
+from sat.tasks.reschedule import adopt_unused_schedule
 
 log = logging.getLogger("sat")
 
@@ -49,13 +51,20 @@ def changed_settings(now: dict[str, Any], stored: dict[str, Any]) -> list[str]:
     return changed
 
 
-def check_resumable(now: dict[str, Any], state: dict[str, Any], source: Path) -> None:
-    changed = changed_settings(now, state["config"])
+def check_resumable(cfg: Any, state: dict[str, Any], source: Path) -> None:
+    """Refuse continuing ``state`` under changed settings, except a schedule change that
+    no epoch so far has felt, which ``state`` then takes (:mod:`sat.tasks.reschedule`)."""
+    changed = changed_settings(plain(cfg), state["config"])
+    if "scheduler" in changed and adopt_unused_schedule(cfg, state):
+        changed.remove("scheduler")
+        log.info("resume: the changed scheduler settings have not acted before epoch %d; the run continues with "
+                 "them", int(state["epoch"]) + 1)
     if changed:
         raise UserError(
             f"resume: {source} was trained with other settings: {', '.join(changed)}. A continued run keeps its "
-            f"checkpoint's data, model, optimizer, schedule and length; rerun with the run's own settings (its "
-            f"folder's .hydra/config.yaml) or start a new run in another folder")
+            f"checkpoint's data, model, optimizer, schedule and length (a schedule change is accepted only before "
+            f"it acts); rerun with the run's own settings (its folder's .hydra/config.yaml) or start a new run in "
+            f"another folder")
 
 
 def resume_source(run: RunFolder, resume: str) -> Path | None:

@@ -56,7 +56,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         source = resume_source(run, resume)
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:
-            check_resumable(plain(cfg), resumed, source)
+            check_resumable(cfg, resumed, source)
         if _finished(cfg, run, settings, source, resumed):
             return run.read_summary()
         job = _begin(build_job(cfg, settings, seed, run, resumed, group), source, resumed, wall_start)
