@@ -60,6 +60,13 @@ def test_a_bad_training_value_through_train_py_exits_2_with_one_line(tmp_path):
     assert not run.exists()
 
 
+def test_an_argument_the_tracker_does_not_take_is_one_line_before_training(tmp_path):
+    run = tmp_path / "run"
+    line = user_error(sat.train, [*TINY, "+logger.flush_secs=abc"], run)
+    assert "logger.flush_secs is not a key of logger; accepted: " in line
+    assert not (run / "checkpoints").exists() and not (run / "metrics.jsonl").exists()
+
+
 # A value of the wrong type for the schema (sat/tasks/settings.py) is refused while Hydra
 # composes the config: before any run folder is made.
 SCHEMA_VALUES = [("trainer.epochs=abc", "trainer.epochs='abc' is not an integer"), ("seed=abc", "seed='abc'")]
