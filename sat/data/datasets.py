@@ -9,6 +9,7 @@ before minutes go into loading data.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import pickle
 from dataclasses import dataclass, field
@@ -224,17 +225,31 @@ class Digits(DataSource):
         self.name, self.num_classes, self.input_shape = "digits", 10, (1, 8, 8)
 
     def load(self) -> DatasetSplits:
-        from sklearn.datasets import load_digits as sk_digits
-
-        data = sk_digits()
-        images = torch.from_numpy(np.round(data.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
-        labels = torch.from_numpy(data.target.astype(np.int64))
+        pixels, target = _bundled_digits()
+        images = torch.from_numpy(np.round(pixels * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+        labels = torch.from_numpy(target.astype(np.int64))
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
         cut = len(labels) - self.test_size
         train = ImageSet(images[order[:cut]], labels[order[:cut]], order[:cut].clone())
         test = ImageSet(images[order[cut:]], labels[order[cut:]], order[cut:].clone())
         mean, std = _channel_stats(train.images)
         return DatasetSplits("digits", train, test, 10, mean, std, self.val_size, list(MNIST_ASYMMETRIC))
+
+
+def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits, images (1797, 8, 8) of values 0..16 and targets: the
+    file ``load_digits`` reads, read without importing scikit-learn (2 s of every process
+    start, as much as the rest of a 2-epoch test run); ``load_digits`` where the file is
+    not at its usual place."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        data = load_digits()
+        return data.images, data.target
+    rows = np.loadtxt(path, delimiter=",")
+    return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(np.int64)
 
 
 # --- synthetic (tests, smoke runs) --------------------------------------------------
