@@ -27,6 +27,20 @@ register_resolvers()  # as the entry points do before Hydra composes
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
+# Fixtures that train (or write) something several tests read. pytest-xdist builds a
+# module- or session-scoped fixture in every worker that runs one of its tests, so the
+# tests sharing one are kept in one worker (``--dist loadgroup``): it is built once.
+SHARED_FIXTURES = {"quickstart_sweep", "trained", "refused_rerun", "sweep", "run_dir", "single", "ddp", "sat_run",
+                   "dd_sweep", "noise_sweep", "uninterrupted", "base", "bombs", "cifar10", "split"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = sorted(SHARED_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+        if shared:  # the session's quickstart sweep is one group; the others are per module
+            group = "quickstart_sweep" if "quickstart_sweep" in shared else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture
 def compose_cfg():
