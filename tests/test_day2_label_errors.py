@@ -45,3 +45,26 @@ def test_training_and_the_report_write_one_schema_and_the_report_is_complete(tmp
     assert len(report_rows) == printed["flagged"] > 0
     # the run's soft targets are what the report reads from its last checkpoint: the same suspects
     assert [r["sample_id"] for r in report_rows] == [r["sample_id"] for r in csv.DictReader(open(run / "label_errors.csv"))]
+
+
+def test_refined_labels_keep_the_validation_samples_wherever_the_holdout_took_them():
+    """A folder dataset holds its validation samples out at seeded positions of the pool:
+    the refined pattern puts each suggestion at its own sample and leaves those alone."""
+    from sat.data.datasets import DatasetSplits
+    from sat.data.noise import FlipLabelNoise
+    from sat.data.prepare import prepare
+    from sat.data.splits import ImageSet
+    from sat.tasks.reports import refined_labels
+
+    n, classes = 40, 4
+    pool = ImageSet(torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n) % classes, torch.arange(100, 100 + n))
+    test = ImageSet(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.arange(4), torch.arange(4))
+    for holdout_seed in (None, 3):  # the tail, or seeded positions
+        data = DatasetSplits("toy", pool, test, classes, (0.0,), (1.0,), val_size=10, holdout_seed=holdout_seed)
+        nd = prepare(data, FlipLabelNoise(rate=0.5, seed=0), "cpu")
+        suggested = (nd.train.labels + 1) % classes  # every training sample gets another label
+        refined = refined_labels(nd, suggested)
+        by_id = dict(zip(pool.ids.tolist(), refined.labels.tolist()))
+        assert [by_id[i] for i in nd.train.ids.tolist()] == suggested.tolist()
+        assert [by_id[i] for i in nd.val.ids.tolist()] == nd.val.labels.tolist()  # the given (noisy) labels
+        assert refined.num_samples == n and bool((refined.labels != pool.labels).any())

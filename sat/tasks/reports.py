@@ -111,13 +111,17 @@ def label_error_report(checkpoint: Path, run: RestoredRun, out: Path, batch_size
 
 
 def refined_labels(nd, suggested: torch.Tensor) -> NoisePattern:
-    """The training set's labels with each training sample's label replaced by the
-    suggested one (the validation tail keeps its given labels: it must stay an honest,
-    equally noisy selection set), as a pattern for ``noise=refined``."""
-    clean = nd.data.train.labels
-    labels = torch.cat([suggested.long(), nd.val.labels]) if nd.val is not None else suggested.long()
-    changed = torch.nonzero(labels != clean).flatten()
-    rate = len(changed) / max(len(clean), 1)
+    """The training pool's labels with each training sample's label replaced by the
+    suggested one, as a pattern for ``noise=refined``. The validation samples, wherever
+    the holdout took them from the pool (its tail, or seeded positions), keep their given
+    labels: they must stay an honest, equally noisy selection set."""
+    pool = nd.data.train
+    labels = nd.pattern.labels.clone()  # the pool's given labels, in the pool's order
+    position = {sample: at for at, sample in enumerate(pool.ids.tolist())}
+    trained = torch.tensor([position[sample] for sample in nd.train.ids.tolist()], dtype=torch.long)
+    labels[trained] = suggested.long()
+    changed = torch.nonzero(labels != pool.labels).flatten()
+    rate = len(changed) / max(len(pool), 1)
     return NoisePattern("refined", rate, 0, changed, labels, None, nd.data.identity())
 
 
