@@ -10,6 +10,7 @@ same augmentation runs whichever loader (memory or files) feeds it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -52,12 +53,21 @@ def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def seed_from(generator: torch.Generator) -> int:
+    """A seed determined by ``generator``'s state, which is then advanced on its device: a
+    host integer from a device generator without waiting for the device (``int(randint)``
+    would, every batch)."""
+    digest = hashlib.blake2b(generator.get_state().numpy().tobytes(), digest_size=8).digest()
+    torch.randint(2, (1,), generator=generator, device=generator.device)
+    return int.from_bytes(digest, "little") >> 1
+
+
 @contextlib.contextmanager
 def seeded_by(generator: torch.Generator, device: torch.device) -> Iterator[None]:
-    """Run a block with torch's global RNG (what kornia draws from) seeded by one draw of
+    """Run a block with torch's global RNG (what kornia draws from) seeded from
     ``generator``, and restored afterwards: the loader's generator stays the only source
     of randomness (exact resume, DDP processes in step)."""
-    seed = int(torch.randint(2**62, (1,), device=generator.device, generator=generator))
+    seed = seed_from(generator)
     cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)

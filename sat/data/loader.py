@@ -15,6 +15,8 @@ from typing import Protocol
 
 import torch
 
+from sat.data.augment import seed_from
+
 # uint8 (N, C, H, W) batch on the device + the loader's generator -> uint8 or float-in-[0, 1]
 # batch, or a tuple of them (views of the same samples, e.g. for self-supervised methods)
 Augment = Callable[[torch.Tensor, torch.Generator], "torch.Tensor | tuple[torch.Tensor, ...]"]
@@ -134,8 +136,7 @@ class Loader:
             return _views(images)
         if self.world_size > 1 and keep is None:  # a shard read from files
             generator = torch.Generator(device=self.device)
-            draw = torch.randint(2**62, (1,), device=self.device, generator=self.generator)
-            generator.manual_seed(int(draw) + self.rank)
+            generator.manual_seed(seed_from(self.generator) + self.rank)
             return _views(self.augment(images, generator))
         return _views(self.augment(images, self.generator), keep)
 

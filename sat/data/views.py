@@ -19,13 +19,13 @@ source, as an exact resume and DDP need, and the global RNG is left as it was.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from sat import validate
+from sat.data.augment import seed_from
 from sat.errors import UserError
 
 
@@ -34,13 +34,6 @@ def _pair(name: str, value: Sequence[float], lo: float = 0.0, hi: float = 1.0) -
     if len(values) != 2:
         raise UserError(f"{name}={values} is not a pair; accepted: [view 1, view 2]")
     return tuple(validate.number(f"{name}[{i}]", v, lo=lo, hi=hi) for i, v in enumerate(values))
-
-
-def seed_from(generator: torch.Generator) -> int:
-    """A seed determined by ``generator``'s state; advances the generator."""
-    digest = hashlib.blake2b(generator.get_state().numpy().tobytes(), digest_size=8).digest()
-    torch.randint(2, (1,), generator=generator, device=generator.device)
-    return int.from_bytes(digest, "little") >> 1
 
 
 class TwoViews:
