@@ -18,7 +18,7 @@ TINY_SSL = ["experiment=ssl_digits", "dataset=synthetic", "dataset.num_train=160
 @pytest.mark.parametrize("method", ["ssl_sat", "byol", "simsiam", "simclr"])
 def test_every_ssl_method_composes(compose_cfg, method):
     cfg = compose_cfg("train", ["experiment=ssl_digits", f"method={method}"])
-    assert cfg.augment._target_ == "sat.data.views.TwoViews" and cfg.augment.crop_scale == [0.3, 1.0]
+    assert cfg.augment._target_ == "sat.data.views.TwoViews" and cfg.augment.crop_scale == [0.5, 1.0]
     assert cfg.method.projector_hidden_dim == 256  # method_tuning/ssl_digits-<method>.yaml
 
 

@@ -14,7 +14,13 @@ runs of one group are averaged. Writes into ``--out`` (default ``<folder>/report
 - ``test_error_vs_epoch``: test error against epoch per group (or per width);
 - with a sweep over ``model.width`` (double descent) also ``test_error_vs_width`` (the
   interpolation threshold marked) and ``test_error_heatmap``, one line or panel per
-  series of groups that differ only in width.
+  series of groups that differ only in width;
+- with self-supervised runs (those logging ``test/knn_acc``) also ``ssl.md`` / ``ssl.csv``
+  (per group: kNN at the last evaluation of training, the offline ``evaluate.py
+  report=linear_probe|knn`` results of ``last.pt`` found in ``RUN/evaluations/`` beside
+  their random-init reference, the projection std; mean ± std over seeds) and
+  ``knn_vs_epoch`` (test kNN accuracy against epoch, mean ± std band over seeds; its data
+  in ``knn_vs_epoch.csv``).
 
 Figures are PNG (200 dpi) and PDF; all numbers are percentages. It also prints the
 groups, the comparison and which runs finished, failed (with the error line), were
@@ -23,7 +29,8 @@ without a folder, from the ``multirun.yaml`` Hydra writes at the sweep root).
 
 Modules, one job each: ``settings`` (which config values count), ``runs`` (folders ->
 plain :class:`Run` values), ``groups`` (grouping, titles), ``grid`` (a sweep's jobs, by
-Hydra), ``double_descent`` (width curves), ``tables``, ``comparison``, ``status``,
+Hydra), ``double_descent`` (width curves), ``tables``, ``comparison``, ``ssl`` (the
+self-supervised table and curves), ``status``,
 ``figures``, ``make`` (all of it), ``cli``.
 """
 

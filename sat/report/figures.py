@@ -140,3 +140,25 @@ def plot_heatmap(series: list[WidthSeries], title: str, ylabel: str, stem: Path)
         fig.colorbar(mesh, ax=axes[0].tolist(), label="test error (%, mean over seeds)")
     fig.suptitle(title, fontsize=10)
     return save(fig, stem)
+
+
+def plot_knn_vs_epoch(curves: list, title: str, stem: Path) -> list[Path]:
+    """kNN accuracy (%) against epoch, one line per group (``sat.report.ssl.Curve``: the
+    mean over seeds, a band of ± one sample std where more than one seed logged the epoch)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, c in enumerate(curves):
+        style, seeds = line_style(i), int(c.n.max()) if len(c.n) else 0
+        ax.plot(c.epochs, c.mean, marker="o", markersize=3, label=f"{c.label} ({seeds} seed{'s' * (seeds != 1)})",
+                **style)
+        band = c.n > 1
+        if band.any():
+            ax.fill_between(c.epochs[band], (c.mean - c.std)[band], (c.mean + c.std)[band], color=style["color"],
+                            alpha=0.15, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("kNN accuracy (%, test; mean ± std over seeds)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, stem)

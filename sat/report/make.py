@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sat.report import comparison, figures
+from sat.report import comparison, figures, ssl
 from sat.report.double_descent import (WIDTH, WidthSeries, default_widths, interpolation_threshold, width_axis_label,
                                        width_series)
 from sat.errors import UserError
@@ -27,6 +27,7 @@ class Report:
     comparison: comparison.Comparison
     not_started: list[tuple[Path, list[str]]]  # (sweep root, job overrides)
     tol: float
+    ssl: ssl.SSLComparison | None = None  # the self-supervised runs' table (None: no SSL run)
     files: list[Path] = field(default_factory=list)
 
 
@@ -47,7 +48,7 @@ def make_report(
         s.threshold = interpolation_threshold(s.points, tol)
     finished = [r for r in runs if r.finished]
     report = Report(root, out, runs, grouping, series, comparison.compare(grouping, _noise_title(runs)),
-                    not_started(root, [(r.path, r.overrides) for r in runs]), tol)
+                    not_started(root, [(r.path, r.overrides) for r in runs]), tol, ssl.compare(runs, ignore))
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,8 @@ def make_report(
         report.files = [out / "runs.csv", out / "comparison.md", out / "comparison.csv"]
         if finished:
             report.files += _figures(report, finished, widths)
+        if report.ssl is not None:
+            report.files += _ssl_files(report)
     except OSError as e:  # a read-only sweep folder (a shared archive): say where to write instead
         raise UserError(f"cannot write the report into {out} ({e.strerror or e}); accepted: --out a writable "
                         "folder") from None
@@ -73,6 +76,20 @@ def _figures(report: Report, finished: list[Run], widths: list[int] | None) -> l
     files = figures.plot_width(series, head, axis, report.tol, out / "test_error_vs_width")
     files += figures.plot_epochs_by_width(series, widths or default_widths(series), head, out / "test_error_vs_epoch")
     files += figures.plot_heatmap(series, head, axis, out / "test_error_heatmap")
+    return files
+
+
+def _ssl_files(report: Report) -> list[Path]:
+    """``ssl.md``/``.csv`` and, with finished SSL runs, the kNN-vs-epoch curves (figure and data)."""
+    out, cmp = report.out, report.ssl
+    head = title([r for g in cmp.grouping.groups for r in g.runs])
+    (out / "ssl.md").write_text(ssl.to_markdown(cmp, head) + "\n", encoding="utf-8")
+    ssl.write_csv(cmp, out / "ssl.csv")
+    files = [out / "ssl.md", out / "ssl.csv"]
+    if cmp.groups:
+        data = ssl.curves(cmp)
+        ssl.write_curves_csv(data, out / "knn_vs_epoch.csv")
+        files += [out / "knn_vs_epoch.csv", *figures.plot_knn_vs_epoch(data, head, out / "knn_vs_epoch")]
     return files
 
 
@@ -96,6 +113,8 @@ def format_report(report: Report) -> str:
     if report.series:
         lines.append("")
     lines += [comparison.to_markdown(report.comparison, ""), ""]
+    if report.ssl is not None:
+        lines += [ssl.to_markdown(report.ssl, ""), ""]
     lines += status_lines(report.runs, report.not_started, report.root)
     lines.append(f"wrote {report.out}/: " + ", ".join(relative(f, report.out) for f in report.files))
     return "\n".join(lines)
