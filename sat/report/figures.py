@@ -108,12 +108,7 @@ def plot_epochs_by_group(groups: list[tuple[str, list[Run]]], title: str, stem: 
         if len(runs) > 1:
             ax.fill_between(epochs, lo, hi, color=style["color"], alpha=0.15, linewidth=0)
     epoch_axis(ax, max((len(r.history) for _, runs in groups for r in runs), default=0))
-    ax.set_ylabel("test error (%, mean over seeds)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save(fig, stem)
+    return _finish_lines(fig, ax, "test error (%, mean over seeds)", title, stem)
 
 
 def plot_heatmap(series: list[WidthSeries], title: str, ylabel: str, stem: Path) -> list[Path]:
@@ -156,7 +151,12 @@ def plot_knn_vs_epoch(curves: list, title: str, stem: Path) -> list[Path]:
             ax.fill_between(c.epochs[band], (c.mean - c.std)[band], (c.mean + c.std)[band], color=style["color"],
                             alpha=0.15, linewidth=0)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("kNN accuracy (%, test; mean ± std over seeds)")
+    return _finish_lines(fig, ax, "kNN accuracy (%, test; mean ± std over seeds)", title, stem)
+
+
+def _finish_lines(fig, ax, ylabel: str, title: str, stem: Path) -> list[Path]:
+    """A line plot's labels, grid and legend, saved as png and pdf."""
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
