@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +132,8 @@ def download_human_labels(dataset: str, path: str | os.PathLike) -> Path:
         return path
     url = RAW_URL.format(file_name=spec.file_name)
     try:
+        import urllib.request  # (with ssl and http: 0.1 s of every process start, for a download)
+
         with urllib.request.urlopen(url, timeout=60) as response:
             payload = response.read()
     except Exception as e:  # no network, proxy, HTTP error, ...
