@@ -14,6 +14,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
+from sat.models.base import Classifier
 from sat.trust import trusted
 from sat.validate import positive_int
 
@@ -86,7 +87,7 @@ def _make_stages(block: type[nn.Module], blocks: Sequence[int], width: int) -> t
 
 
 @trusted("model", "sat.models.ResNet")
-class ResNet(nn.Module):
+class ResNet(Classifier):
     """CIFAR ResNet-18/34; ``width`` is the first stage's channel count (64 standard)."""
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], depth: int = 18, width: int = 64) -> None:
@@ -99,10 +100,6 @@ class ResNet(nn.Module):
         self.layers, c_out = _make_stages(BasicBlock, blocks, width)
         self.linear = nn.Linear(c_out, num_classes)
 
-    @property
-    def num_features(self) -> int:
-        return self.linear.in_features
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled features the classifier reads (self-supervised methods train these)."""
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
@@ -112,12 +109,9 @@ class ResNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.linear
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.forward_features(x))
-
 
 @trusted("model", "sat.models.PreActResNet")
-class PreActResNet(nn.Module):
+class PreActResNet(Classifier):
     """Pre-activation CIFAR ResNet-18/34 (kuangliu layout: no BN-ReLU after the last block)."""
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], depth: int = 18, width: int = 64) -> None:
@@ -129,15 +123,8 @@ class PreActResNet(nn.Module):
         self.layers, c_out = _make_stages(PreActBlock, blocks, width)
         self.linear = nn.Linear(c_out, num_classes)
 
-    @property
-    def num_features(self) -> int:
-        return self.linear.in_features
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(F.adaptive_avg_pool2d(self.layers(self.conv1(x)), 1), 1)
 
     def get_classifier(self) -> nn.Module:
         return self.linear
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.forward_features(x))

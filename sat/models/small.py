@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sat.models._checks import image_shape
+from sat.models.base import Classifier
 from sat.trust import trusted
 from sat.validate import positive_int
 
@@ -18,7 +19,7 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 @trusted("model", "sat.models.SmallCNN")
-class SmallCNN(nn.Module):
+class SmallCNN(Classifier):
     """Three conv-BN-ReLU layers (``w, 2w, 4w`` channels), one 2x2 max-pool, global average pool, linear.
 
     A single pool keeps 8x8 inputs at 4x4 for the last conv while staying cheap on 32x32.
@@ -38,10 +39,6 @@ class SmallCNN(nn.Module):
         )
         self.fc = nn.Linear(4 * width, num_classes)
 
-    @property
-    def num_features(self) -> int:
-        return self.fc.in_features
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled features the classifier reads (self-supervised methods train these)."""
         return self.features(x)
@@ -49,12 +46,9 @@ class SmallCNN(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
-
 
 @trusted("model", "sat.models.MLP")
-class MLP(nn.Module):
+class MLP(Classifier):
     """Flatten, ``depth`` hidden layers of ``width`` ReLU units, linear output."""
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], width: int = 128, depth: int = 1) -> None:
@@ -67,10 +61,6 @@ class MLP(nn.Module):
             c_in = width
         layers.append(nn.Linear(c_in, num_classes))
         self.net = nn.Sequential(*layers)
-
-    @property
-    def num_features(self) -> int:
-        return self.net[-1].in_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net[:-1](x)

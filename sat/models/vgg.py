@@ -23,6 +23,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
+from sat.models.base import Classifier
 from sat.trust import trusted
 from sat.validate import positive_int
 
@@ -39,7 +40,7 @@ def _stage_convs(depth: int) -> tuple[int, ...]:
 
 
 @trusted("model")
-class VGG(nn.Module):
+class VGG(Classifier):
     """VGG-``depth`` with BN for inputs of any size >= 1x1; ``width`` = channels of the
     first stage (64 standard; 15.0M parameters at depth 16 with 10 classes)."""
 
@@ -86,10 +87,6 @@ class VGG(nn.Module):
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    @property
-    def num_features(self) -> int:
-        return self.classifier[-1].in_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden layer's output (what the last linear layer reads)."""

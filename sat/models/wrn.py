@@ -16,6 +16,7 @@ from torch import nn
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
+from sat.models.base import Classifier
 from sat.trust import trusted
 from sat.validate import positive_int
 
@@ -44,7 +45,7 @@ class WideBlock(nn.Module):
 
 
 @trusted("model", "sat.models.WideResNet")
-class WideResNet(nn.Module):
+class WideResNet(Classifier):
     """WRN-``depth``-``width``: e.g. WRN-28-10 (36.5M params) and WRN-34-10 (46.2M)."""
 
     def __init__(
@@ -85,16 +86,9 @@ class WideResNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    @property
-    def num_features(self) -> int:
-        return self.fc.in_features
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn(self.blocks(self.conv1(x))))
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
 
     def get_classifier(self) -> nn.Module:
         return self.fc
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.forward_features(x))
