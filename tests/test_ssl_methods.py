@@ -143,11 +143,6 @@ def test_refusals_one_line():
         method.attach_model(_build)
         method(model, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), torch.arange(4), 0)
 
-    class TwoProcesses:
-        world_size = 2
-    with pytest.raises(UserError, match="method=simclr is not supported under DDP"):
-        SimCLR().use_global_batch(TwoProcesses())
-
 
 def test_probe_loss_leaves_unlabeled_images_out():
     logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, 5.0]]), torch.tensor([0, -1, 1])

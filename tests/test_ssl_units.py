@@ -31,6 +31,9 @@ def test_nt_xent_equals_a_naive_double_loop():
         denominator = sum(math.exp(cos(i, j) / t) for j in range(n2) if j != i)
         total += -math.log(math.exp(cos(i, pair) / t) / denominator)
     assert float(nt_xent(z1, z2, t)) == pytest.approx(total / n2, rel=1e-5)
+    # a DDP process's share: its pairs' rows against every key; the shares' means, weighted, are the whole
+    first, rest = nt_xent(z1, z2, t, queries=torch.tensor([0, 1, 2])), nt_xent(z1, z2, t, queries=torch.tensor([3, 4]))
+    assert float(3 * first + 2 * rest) / 5 == pytest.approx(total / n2, rel=1e-5)
 
 
 def test_cosine_losses_by_hand():

@@ -33,7 +33,6 @@ from torch import nn
 from sat import validate
 from sat.errors import UserError
 from sat.trust import trusted
-from sat.parallel.batch import GlobalBatch
 from sat.methods.base import Method
 from sat.ssl import backbone
 from sat.ssl.bank import TargetBank
@@ -218,14 +217,13 @@ class SimCLR(SelfSupervised):
         super().__init__(projector_hidden_dim, projector_dim, target_network="online", **kwargs)
         self.temperature = check_temperature(temperature)
 
-    def use_global_batch(self, batch: GlobalBatch) -> None:
-        if batch.world_size > 1:  # the negatives would be this process's shard only
-            raise UserError("method=simclr is not supported under DDP yet (its negatives would be each process's "
-                            "shard, not the global batch); accepted: one process, or method=byol|simsiam|ssl_sat")
-        super().use_global_batch(batch)
-
     def ssl_loss(self, model, views, z, index, epoch):
-        return nt_xent(z[0], z[1], self.temperature)
+        # Under DDP the negatives are the whole global batch's (gathered with their
+        # gradients); this process's mean is over its own samples, as for every method.
+        batch = self.global_batch
+        z1, z2 = batch.gather_with_grad(z[0]), batch.gather_with_grad(z[1])
+        mine = batch.local(torch.arange(len(z1), device=z1.device))
+        return nt_xent(z1, z2, self.temperature, queries=mine)
 
     def hparams(self):
         return {**super().hparams(), "temperature": self.temperature}

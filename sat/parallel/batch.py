@@ -35,6 +35,13 @@ class GlobalBatch:
         before updating per-sample state, so that every process updates it alike."""
         return tuple(t.detach() for t in tensors)
 
+    def gather_with_grad(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` (one per sample of this process's shard) over the whole global batch, in
+        batch order, with the gradient of every process's loss flowing back to the rows
+        this process gave: a loss over the global batch (SimCLR's negatives) computed from
+        :meth:`local` queries then sums, over the processes, to the single-process loss."""
+        return rows
+
     def local(self, rows: torch.Tensor) -> torch.Tensor:
         """This process's rows of a tensor with one row per sample of the global batch."""
         return rows
@@ -94,6 +101,16 @@ class ShardedBatch(GlobalBatch):
             value = block.bool() if t.dtype == torch.bool else block.view(t.dtype)
             out.append(value.reshape(len(whole), *t.shape[1:]))
         return tuple(out)
+
+    def gather_with_grad(self, rows: torch.Tensor) -> torch.Tensor:
+        from torch.distributed.nn.functional import all_gather  # differentiable: its backward sums the gradients
+
+        sizes = list(self._sizes())
+        if len(rows) != sizes[self.rank]:
+            raise ValueError(f"gather_with_grad: {len(rows)} rows, but this process's shard has {sizes[self.rank]}")
+        cap = max(sizes)  # all_gather needs equal sizes: pad, then cut each part back
+        padded = torch.cat([rows, rows.new_zeros(cap - len(rows), *rows.shape[1:])]) if len(rows) < cap else rows
+        return torch.cat([part[:n] for part, n in zip(all_gather(padded), sizes)])
 
     def local(self, rows: torch.Tensor) -> torch.Tensor:
         sizes = self._sizes()
