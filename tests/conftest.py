@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -26,21 +27,6 @@ register_resolvers()  # as the entry points do before Hydra composes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-
-# Fixtures that train (or write) something several tests read. pytest-xdist builds a
-# module- or session-scoped fixture in every worker that runs one of its tests, so the
-# tests sharing one are kept in one worker (``--dist loadgroup``): it is built once.
-SHARED_FIXTURES = {"quickstart_sweep", "trained", "refused_rerun", "sweep", "run_dir", "single", "ddp", "sat_run",
-                   "dd_sweep", "noise_sweep", "uninterrupted", "base", "bombs", "cifar10", "split"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        shared = sorted(SHARED_FIXTURES.intersection(getattr(item, "fixturenames", ())))
-        if shared:  # the session's quickstart sweep is one group; the others are per module
-            group = "quickstart_sweep" if "quickstart_sweep" in shared else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
-
 
 @pytest.fixture
 def compose_cfg():
@@ -86,11 +72,22 @@ def quickstart_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProces
     suite; its SAT run also serves the soft-label and label-error tests):
     ``python train.py -m experiment=quickstart method=ce,sat``, its two jobs side by side
     (the quickstart runs each job on one thread, so the results are those of one after the
-    other). Returns the sweep folder (``method-ce+seed-0``, ``method-sat+seed-0``) and the process."""
-    sweep = tmp_path_factory.mktemp("quickstart")
-    proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", "hydra/launcher=local",
-                     "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=sweep, timeout=1800)
-    return sweep, proc
+    other). Returns the sweep folder (``method-ce+seed-0``, ``method-sat+seed-0``) and the process.
+
+    Under pytest-xdist each worker process would train its own: the first to get here
+    trains it into the session's shared folder, the others wait for it and read it."""
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+    root = shared if shared is not None else tmp_path_factory.mktemp("session")
+    sweep, record = root / "quickstart", root / "quickstart.json"
+    with open(root / "quickstart.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the sweep fails
+        if not record.is_file():
+            sweep.mkdir()
+            proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", "hydra/launcher=local",
+                             "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=sweep, timeout=1800)
+            record.write_text(json.dumps({"args": proc.args, "stdout": proc.stdout, "stderr": proc.stderr}))
+    done = json.loads(record.read_text())
+    return sweep, subprocess.CompletedProcess(done["args"], 0, done["stdout"], done["stderr"])
 
 
 def read_metrics(run: Path, timings: bool = True) -> list[dict]:

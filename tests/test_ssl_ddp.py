@@ -18,7 +18,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
 
     from sat.parallel.step import DataParallelStep
     from sat.parallel import Distributed, ShardedBatch
-    from sat.methods.ssl import BYOL, SelfSupervisedSAT, SimCLR
+    from sat.methods.ssl import BYOL, SelfSupervisedSAT, SimCLR, SimSiam
     from sat.models import MLP, with_normalization
 
     torch.set_num_threads(1)
@@ -27,6 +27,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
     sizes, gaps = [4, 3], {}
     heads = dict(projector_hidden_dim=8, projector_dim=4, predictor_hidden_dim=8)
     methods = {"ssl_sat": lambda: SelfSupervisedSAT(start_epoch=0, **heads), "byol": lambda: BYOL(**heads),
+               "simsiam": lambda: SimSiam(**heads),
                "simclr": lambda: SimCLR(projector_hidden_dim=8, projector_dim=4, temperature=0.5)}
     for name, make in methods.items():
         torch.manual_seed(0)
@@ -75,6 +76,6 @@ def test_ssl_state_identical_on_both_ranks_and_equal_to_one_process(tmp_path):
     mp.start_processes(_two_steps, args=(port, str(tmp_path / "gaps")), nprocs=2, start_method="fork")
     for rank in (0, 1):
         gaps = json.loads((tmp_path / f"gaps.{rank}").read_text())
-        assert {"ssl_sat", "byol", "simclr", "bank", "visited_equal"} <= set(gaps)
+        assert {"ssl_sat", "byol", "simsiam", "simclr", "bank", "visited_equal"} <= set(gaps)
         assert all(gap < 1e-6 for gap in gaps.values()), gaps
     assert (tmp_path / "gaps.bank.0").read_bytes() == (tmp_path / "gaps.bank.1").read_bytes()  # bit-identical
