@@ -28,6 +28,7 @@ register_resolvers()  # as the entry points do before Hydra composes
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
+
 @pytest.fixture
 def compose_cfg():
     """``compose_cfg(config_name, overrides)`` -> the composed DictConfig."""
@@ -82,7 +83,7 @@ def quickstart_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProces
     with open(root / "quickstart.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the sweep fails
         if not record.is_file():
-            sweep.mkdir()
+            sweep.mkdir(exist_ok=True)  # (a worker whose sweep failed left it: train again)
             proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", "hydra/launcher=local",
                              "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=sweep, timeout=1800)
             record.write_text(json.dumps({"args": proc.args, "stdout": proc.stdout, "stderr": proc.stderr}))
