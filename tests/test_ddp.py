@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT, run_entry
+from two_processes import run_two
 from image_folder_files import write_list_dataset
 from sat.checkpoint import load_checkpoint
 from sat.parallel.step import check_batch_split, check_last_batch
@@ -233,15 +233,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
 
 
 def test_every_method_keeps_its_state_identical_and_equal_to_one_process(tmp_path):
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # fork: the children need not import torch again
-    mp.start_processes(_two_steps, args=(port, str(tmp_path / "gaps")), nprocs=2, start_method="fork")
-    for rank in (0, 1):
-        gaps = json.loads((tmp_path / f"gaps.{rank}").read_text())
+    for gaps in run_two(_two_steps, tmp_path):
         assert set(gaps) >= set(METHODS)
         assert all(gap < 1e-6 for gap in gaps.values()), gaps
 

@@ -4,10 +4,11 @@ both ranks and equal to one process's; SimCLR's negatives are the whole global b
 embeddings gathered with their gradients), so its weights equal one process's too."""
 
 import json
-import socket
 from pathlib import Path
 
 import torch
+
+from two_processes import run_two
 
 
 def _two_steps(rank: int, port: int, out: str) -> None:
@@ -68,14 +69,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
 
 
 def test_ssl_state_identical_on_both_ranks_and_equal_to_one_process(tmp_path):
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_two_steps, args=(port, str(tmp_path / "gaps")), nprocs=2, start_method="fork")
-    for rank in (0, 1):
-        gaps = json.loads((tmp_path / f"gaps.{rank}").read_text())
+    for gaps in run_two(_two_steps, tmp_path):
         assert {"ssl_sat", "byol", "simsiam", "simclr", "bank", "visited_equal"} <= set(gaps)
         assert all(gap < 1e-6 for gap in gaps.values()), gaps
     assert (tmp_path / "gaps.bank.0").read_bytes() == (tmp_path / "gaps.bank.1").read_bytes()  # bit-identical
