@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT, run_entry
-from two_processes import run_two
+from two_processes import largest_gap, run_two, side_by_side
 from image_folder_files import write_list_dataset
 from sat.checkpoint import load_checkpoint
 from sat.parallel.step import check_batch_split, check_last_batch
@@ -185,13 +185,11 @@ METHODS = {
 def _two_steps(rank: int, port: int, out: str) -> None:
     """In each process: two steps of every method on a batch of 7 (shards of 4 and 3),
     next to a single-process copy that sees the whole batch; writes the largest gaps."""
-    import copy
 
     import torch.distributed as dist
     from torch import nn
 
-    from sat.parallel.step import DataParallelStep
-    from sat.parallel import Distributed, ShardedBatch
+    from sat.parallel import Distributed
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -205,10 +203,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
         method.attach_model(lambda: nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, outputs)))
         labels = torch.arange(10) % 4
         method.setup(labels, 4)
-        ref_model, ref_method = copy.deepcopy(model), copy.deepcopy(method)
-        step = DataParallelStep(model, method, group, ShardedBatch(group, lambda: sizes))
-        opt = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.5)
-        ref_opt = torch.optim.SGD([*ref_model.parameters(), *ref_method.parameters()], lr=0.5)
+        step, opt, ref_model, ref_method, ref_opt = side_by_side(model, method, group, sizes)
         gen = torch.Generator().manual_seed(1)
         for _ in range(2):
             x, index = torch.rand(7, 6, generator=gen), torch.randperm(10, generator=gen)[:7]
@@ -223,8 +218,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
             ref_opt.zero_grad()
             ref_loss.backward()
             ref_opt.step()
-        params = zip([*model.parameters(), *method.parameters()], [*ref_model.parameters(), *ref_method.parameters()])
-        gaps[name] = max(float((a - b).abs().max()) for a, b in params)
+        gaps[name] = largest_gap(model, method, ref_model, ref_method)
         soft = method.soft_labels()
         if soft is not None:
             gaps[name + "/targets"] = float((soft - ref_method.soft_labels()).abs().max())

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import torch
 
-from two_processes import run_two
+from two_processes import largest_gap, run_two, side_by_side
 
 
 def _two_steps(rank: int, port: int, out: str) -> None:
-    import copy
 
     import torch.distributed as dist
     from torch import nn
 
-    from sat.parallel.step import DataParallelStep
-    from sat.parallel import Distributed, ShardedBatch
+    from sat.parallel import Distributed
     from sat.methods.ssl import BYOL, SelfSupervisedSAT, SimCLR, SimSiam
     from sat.models import MLP, with_normalization
 
@@ -41,10 +39,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
             method.target_projector[1] = nn.Identity()
         method.schedule(4)
         method.setup(torch.arange(10) % 4, 4)
-        ref_model, ref_method = copy.deepcopy(model), copy.deepcopy(method)
-        step = DataParallelStep(model, method, group, ShardedBatch(group, lambda: sizes))
-        opt = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.5)
-        ref_opt = torch.optim.SGD([*ref_model.parameters(), *ref_method.parameters()], lr=0.5)
+        step, opt, ref_model, ref_method, ref_opt = side_by_side(model, method, group, sizes)
         gen = torch.Generator().manual_seed(1)
         for epoch in range(3):
             v1, v2 = torch.rand(7, 1, 3, 3, generator=gen), torch.rand(7, 1, 3, 3, generator=gen)
@@ -58,8 +53,7 @@ def _two_steps(rank: int, port: int, out: str) -> None:
                 o.zero_grad()
                 loss.backward()
                 o.step()
-        params = zip([*model.parameters(), *method.parameters()], [*ref_model.parameters(), *ref_method.parameters()])
-        gaps[name] = max(float((a - b).abs().max()) for a, b in params)
+        gaps[name] = largest_gap(model, method, ref_model, ref_method)
         if name == "ssl_sat":
             gaps["bank"] = float((method.bank.targets - ref_method.bank.targets).abs().max())
             gaps["visited_equal"] = float(not torch.equal(method.bank.visited, ref_method.bank.visited))
