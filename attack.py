@@ -3,12 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from sat import cli, tasks
+from sat import cli
+from sat.tasks import attack
 
 
 @hydra.main(config_path="conf", config_name="attack", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return cli.run_task(tasks.attack, cfg)["best"]["robust"]
+    return cli.run_task(attack.run, cfg)["best"]["robust"]
 
 
 if __name__ == "__main__":

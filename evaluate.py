@@ -3,12 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from sat import cli, tasks
+from sat import cli
+from sat.tasks import evaluate
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return cli.run_task(tasks.evaluate, cfg).get("test/acc", float("nan"))
+    return cli.run_task(evaluate.run, cfg).get("test/acc", float("nan"))
 
 
 if __name__ == "__main__":

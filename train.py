@@ -3,13 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from sat import cli, tasks
+from sat import cli
+from sat.tasks import train
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    summary = cli.run_task(tasks.train, cfg)
-    return tasks.objective(summary, cfg)  # the value a sweeper optimises (validation accuracy by default)
+    summary = cli.run_task(train.run, cfg)
+    return train.objective(summary, cfg)  # the value a sweeper optimises (validation accuracy by default)
 
 
 if __name__ == "__main__":

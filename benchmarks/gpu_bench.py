@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from data_pipeline import PILDataset  # benchmarks/ (this script's folder) is on sys.path
 from sat.attacks import PGD, robust_accuracy
-from sat.checkpoint import checksum, rng_state, save_checkpoint
+from sat.run.checkpoint import checksum, rng_state, save_checkpoint
 from sat.data.augment import CropFlip
 from sat.data.loader import DeviceLoader
 from sat.engine import EpochStats, NonFiniteLoss, evaluate, train_one_epoch

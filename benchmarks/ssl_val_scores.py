@@ -18,7 +18,7 @@ import torch
 from sat.ssl import backbone
 from sat.ssl.knn import knn_accuracy
 from sat.ssl.probe import linear_probe, select_labelled
-from sat.tasks.representation import random_init_model
+from sat.tasks.evaluate.representation import random_init_model
 from sat.tasks.restore import restore_run
 
 

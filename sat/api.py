@@ -38,7 +38,7 @@ def _compose(config_name: str, items: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sat.tasks.keys import check_keys, composition_error
+    from sat.config.keys import check_keys, composition_error
 
     GlobalHydra.instance().clear()
     try:
@@ -69,8 +69,8 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     from omegaconf import OmegaConf, open_dict
 
     from sat.cli import register_config
-    from sat.rundir import hold_lock, prepare_output_dir, refuse_other_task, release_lock
-    from sat.runfiles import write_atomic
+    from sat.run.folder import hold_lock, prepare_output_dir, refuse_other_task, release_lock
+    from sat.run.files import write_atomic
 
     if not CONF.is_dir():
         raise FileNotFoundError(f"{CONF} is missing: the API reads the configs of a source checkout (pip install -e .)")
@@ -100,20 +100,20 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
 
 def train(overrides: str | Sequence[str] = (), output_dir: str | Path | None = None) -> dict[str, Any]:
     """``python train.py <overrides>`` from Python; returns the run's summary."""
-    from sat import tasks
+    from sat.tasks import train
 
-    return _run("train", tasks.train, overrides, output_dir)
+    return _run("train", train.run, overrides, output_dir)
 
 
 def evaluate(overrides: str | Sequence[str] = (), output_dir: str | Path | None = None) -> dict[str, Any]:
     """``python evaluate.py <overrides>``; returns the evaluation."""
-    from sat import tasks
+    from sat.tasks import evaluate
 
-    return _run("evaluate", tasks.evaluate, overrides, output_dir)
+    return _run("evaluate", evaluate.run, overrides, output_dir)
 
 
 def attack(overrides: str | Sequence[str] = (), output_dir: str | Path | None = None) -> dict[str, Any]:
     """``python attack.py <overrides>``; returns the robustness summary."""
-    from sat import tasks
+    from sat.tasks import attack
 
-    return _run("attack", tasks.attack, overrides, output_dir)
+    return _run("attack", attack.run, overrides, output_dir)

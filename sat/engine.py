@@ -171,7 +171,7 @@ def train_one_epoch(
     the epoch is complete, False when ``should_stop()`` ended it after a step (the
     loader and ``stats`` then hold where it stopped, for a checkpoint). ``step(x, y,
     index, epoch) -> (loss, logits)`` replaces ``method(model, ...)`` where the step is
-    wrapped (DDP: ``sat.parallel.step.DataParallelStep``)."""
+    wrapped (DDP: ``sat.tasks.train.ddp.DataParallelStep``)."""
     model.train()
     device = loader.device
     for x, y, index in loader:

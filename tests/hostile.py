@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from sat.checkpoint import checksum
+from sat.run.checkpoint import checksum
 
 
 class Payload:

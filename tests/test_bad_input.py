@@ -67,7 +67,7 @@ def test_an_argument_the_tracker_does_not_take_is_one_line_before_training(tmp_p
     assert not (run / "checkpoints").exists() and not (run / "metrics.jsonl").exists()
 
 
-# A value of the wrong type for the schema (sat/tasks/settings.py) is refused while Hydra
+# A value of the wrong type for the schema (sat/config/schema.py) is refused while Hydra
 # composes the config: before any run folder is made.
 SCHEMA_VALUES = [("trainer.epochs=abc", "trainer.epochs='abc' is not an integer"), ("seed=abc", "seed='abc'")]
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF
 from sat.errors import UserError
-from sat.tasks.value_checks import check_node, check_seed
+from sat.config.value_checks import check_node, check_seed
 
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1, "momentum": 0.9, "nesterov": False}
 MULTISTEP = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True, "milestones": [100, 150],

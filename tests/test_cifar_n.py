@@ -15,11 +15,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import sat.data.cifar_n as cifar_n
+import sat.data.noise.cifar_n as cifar_n
 from cifar_files import write_cifar10, write_cifar100
-from sat.data.cifar_n import HUMAN_LABEL_FILES, download_human_labels, load_human_labels
+from sat.data.noise.cifar_n import HUMAN_LABEL_FILES, download_human_labels, load_human_labels
 from sat.data.datasets import CIFAR
-from sat.data.human_noise import CIFAR10NLabelNoise, CIFAR100NLabelNoise
+from sat.data.noise.human import CIFAR10NLabelNoise, CIFAR100NLabelNoise
 from sat.errors import UserError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "noise"

@@ -8,11 +8,11 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from sat.detection import confident_learning, detection_quality
+from sat.label_errors.detection import confident_learning, detection_quality
 from sat.errors import UserError
 from sat.methods import CrossEntropy
-from sat.tasks.cross_val import fold_split, optimizer_builder, out_of_sample_probabilities
-from sat.tasks.label_detectors import check_detector, format_table
+from sat.tasks.evaluate.cross_val import fold_split, optimizer_builder, out_of_sample_probabilities
+from sat.tasks.evaluate.label_detectors import check_detector, format_table
 
 
 class Recording(CrossEntropy):
@@ -91,7 +91,8 @@ def test_label_error_report_puts_every_detector_in_one_table(compose_cfg, tmp_pa
     """In-process: a short quickstart SAT run, then evaluate's report with confident learning."""
     import json
 
-    from sat.tasks import evaluate, train
+    from sat.tasks.evaluate import run as evaluate
+    from sat.tasks.train import run as train
 
     run = tmp_path / "run"
     train(compose_cfg("train", ["experiment=quickstart", "trainer.epochs=3", "method.start_epoch=1", "model.width=8",

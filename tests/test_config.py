@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF
-from sat.tasks.keys import check_keys
+from sat.config.keys import check_keys
 
 GROUPS = ["dataset", "model", "noise", "method", "optimizer", "scheduler", "augment", "debug"]
 
@@ -150,7 +150,7 @@ def test_debug_fast_reaches_every_method_s_per_sample_branch(compose_cfg, method
 
 def test_every_target_a_checkpoint_may_name_is_registered():
     """evaluate/attack rebuild only registered classes: each sat config option must be one."""
-    from sat.trust import project_targets
+    from sat.config.trust import project_targets
 
     for group, kind in [("model", "model"), ("dataset", "dataset"), ("noise", "noise"), ("method", "method"),
                         ("auto_start", "component")]:

@@ -106,7 +106,7 @@ def test_resume_names_itself_for_a_missing_path_or_a_folder_without_a_checkpoint
 
 
 def test_resume_run_dir_puts_the_run_s_overrides_back_and_keeps_what_is_typed(tmp_path):
-    from sat.tasks.continue_run import expand_resume
+    from sat.cli.continue_run import expand_resume
 
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra/overrides.yaml").write_text("- experiment=quickstart\n- device=cuda\n- resume=auto\n")

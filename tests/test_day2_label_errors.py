@@ -10,7 +10,7 @@ import json
 import torch
 
 from conftest import run_entry
-from sat.label_errors import COLUMNS, write_label_errors
+from sat.label_errors.export import COLUMNS, write_label_errors
 
 
 def test_the_csv_ranks_flagged_samples_by_suspicion(tmp_path):
@@ -54,7 +54,7 @@ def test_refined_labels_keep_the_validation_samples_wherever_the_holdout_took_th
     from sat.data.noise import FlipLabelNoise
     from sat.data.prepare import prepare
     from sat.data.splits import ImageSet
-    from sat.tasks.reports import refined_labels
+    from sat.tasks.evaluate.reports import refined_labels
 
     n, classes = 40, 4
     pool = ImageSet(torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n) % classes, torch.arange(100, 100 + n))

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from conftest import TINY, run_entry
-from sat.tasks.evaluation_sweep import job_name
-from sat.tasks.robustness import _print_table
+from sat.report.evaluation_sweep import job_name
+from sat.tasks.attack import _print_table
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 from conftest import ROOT, run_entry
 from two_processes import largest_gap, run_two, side_by_side
 from image_folder_files import write_list_dataset
-from sat.checkpoint import load_checkpoint
-from sat.parallel.step import check_batch_split, check_last_batch
+from sat.run.checkpoint import load_checkpoint
+from sat.tasks.train.ddp import check_batch_split, check_last_batch
 from sat.parallel.group import Launch, first_host, launch_from_env
 from sat.errors import UserError
 from sat.methods import TRADES, SelfAdaptiveTraining, SelfAdaptiveTrainingSCE

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from sat.detection import (
+from sat.label_errors.detection import (
     auroc,
     average_ranks,
     detection_quality,

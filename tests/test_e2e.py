@@ -158,7 +158,7 @@ def test_missing_cifar_stops_at_once_with_directions(tmp_path):
 @pytest.mark.parametrize("kind", ["uniform", "flip", "asymmetric", "gaussian", "random_pixels", "shuffled_pixels"])
 def test_every_noise_kind_trains(compose_cfg, tmp_path, kind):
     """In-process through sat.tasks.train: the noise reaches the data as it should."""
-    from sat.tasks import train
+    from sat.tasks.train import run as train
 
     cfg = compose_cfg("train", [*TINY, "trainer.epochs=1", "method.start_epoch=0", f"noise={kind}", "noise.rate=0.5",
                                 f"paths.output_dir={tmp_path}"])

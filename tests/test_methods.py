@@ -148,7 +148,7 @@ def test_cross_entropy_method():
 
 
 def test_label_error_detection_metrics_by_hand():
-    from sat.tasks.outputs import label_error_metrics
+    from sat.tasks.train.outputs import label_error_metrics
 
     given = torch.tensor([0, 1, 2, 0])
     true = torch.tensor([0, 2, 2, 1])  # samples 1 and 3 carry wrong labels

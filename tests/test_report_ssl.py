@@ -1,7 +1,7 @@
 """sat.report's self-supervised table and kNN-vs-epoch curves.
 
 First on run folders that follow the run-folder contract (tests/run_folders.py), with
-metrics.jsonl written by the framework's own writer (sat.loggers.RunLogger) and the
+metrics.jsonl written by the framework's own writer (sat.run.loggers.RunLogger) and the
 offline evaluations saved where evaluate.py saves them (save_next_to_run), every number
 chosen so the table and the curves can be computed by hand; then on a tiny real sweep
 (train.py -m experiment=ssl_digits, two methods, two seeds, 3 epochs) evaluated by
@@ -18,10 +18,10 @@ import pytest
 from conftest import run_entry
 from run_folders import make_run
 
-from sat.loggers import RunLogger
+from sat.run.loggers import RunLogger
 from sat.report import format_report, make_report
 from sat.report.ssl import is_ssl, knn_curve
-from sat.tasks.evaluation import save_next_to_run
+from sat.tasks.evaluate import save_next_to_run
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -137,7 +137,7 @@ def test_a_folder_without_ssl_runs_writes_no_ssl_table(tmp_path):
 
 
 def test_a_real_ssl_sweep_and_its_evaluations_make_the_table_and_curves(tmp_path, compose_cfg):
-    from sat.tasks import evaluate
+    from sat.tasks.evaluate import run as evaluate
 
     root = tmp_path / "sweep"
     run_entry("train.py", "-m", "experiment=ssl_digits", "method=byol,simclr", "seed=0,1", "trainer.epochs=3",

@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import sat
 from conftest import ROOT, TINY, read_metrics, run_entry, user_error
-from sat.checkpoint import load_checkpoint, repair, save_checkpoint
+from sat.run.checkpoint import load_checkpoint, repair, save_checkpoint
 
 # A run whose epochs are long enough (many small steps) to be stopped in the middle.
 LONG = ["dataset=synthetic", "dataset.num_train=6000", "dataset.num_test=64", "model=cnn", "model.width=4",
@@ -239,7 +239,7 @@ def test_two_fresh_runs_with_one_seed_are_identical(tmp_path):
 def test_preemption_hands_the_signal_to_the_launcher_s_handler():
     """Under submitit, its SIGUSR2 handler requeues the job: after our checkpoint it must
     still be called, and the exit status says which signal stopped the run."""
-    from sat.preemption import Preempted, Preemption
+    from sat.run.preemption import Preempted, Preemption
 
     calls = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))

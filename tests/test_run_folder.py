@@ -19,9 +19,9 @@ import torch
 from conftest import run_entry
 from hostile import one_line_error
 from sat.errors import UserError
-from sat.loggers import CSVLogger, RunLogger
-from sat.rundir import RunFolder, RunLogFile, hold_lock, release_lock
-from sat.runfiles import check_no_links, open_append, write_atomic
+from sat.run.loggers import CSVLogger, RunLogger
+from sat.run.folder import RunFolder, RunLogFile, hold_lock, release_lock
+from sat.run.files import check_no_links, open_append, write_atomic
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_restoring_the_hydra_record_never_writes_through_links(tmp_path, victim)
 @pytest.mark.parametrize("name", ["label_errors.csv", "soft_labels.npy", "given_labels.npy", "sample_ids.npy",
                                   "soft_labels.pt"])
 def test_refined_labels_never_write_through_links(tmp_path, victim, name):
-    from sat.tasks.outputs import write_soft_labels
+    from sat.tasks.train.outputs import write_soft_labels
 
     class Soft:
         def soft_labels(self):
@@ -137,7 +137,7 @@ def test_refined_labels_never_write_through_links(tmp_path, victim, name):
 
 
 def test_written_refined_labels_are_plain_files(tmp_path):
-    from sat.tasks.outputs import write_soft_labels
+    from sat.tasks.train.outputs import write_soft_labels
 
     class Soft:
         def soft_labels(self):
@@ -247,7 +247,7 @@ def test_status_failed_on_a_full_disk_keeps_the_original_error(tmp_path, monkeyp
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("sat.rundir.write_atomic", full)
+    monkeypatch.setattr("sat.run.folder.write_atomic", full)
     run.set_status("failed", error="UserError: could not write last.pt")  # no second OSError raised
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"  # recorded in place
     monkeypatch.setattr("os.open", full)
@@ -260,7 +260,7 @@ def test_status_failed_on_a_full_disk_keeps_the_original_error(tmp_path, monkeyp
 def test_a_sweep_folder_with_a_linked_job_folder_is_refused_before_hydra_writes(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from sat.rundir import SweepFolderCheck
+    from sat.run.folder import SweepFolderCheck
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

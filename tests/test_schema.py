@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 import sat
 from conftest import TINY, run_entry
 from hostile import one_line_error
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
-from sat.tasks.settings import TrainerSettings
+from sat.config.schema import TrainerSettings
 
 
 def refused(entry, overrides, tmp_path) -> str:
@@ -81,7 +81,7 @@ def test_a_config_that_does_not_compose_or_adds_a_key_nothing_takes_is_one_line(
 def test_added_keys_that_exist_somewhere_are_accepted(compose_cfg):
     """What the check lets through: constructor arguments a node does not list (SGD's
     dampening), following **kwargs up the classes (SAT+SCE passes reference_width on to SAT)."""
-    from sat.tasks.keys import check_keys
+    from sat.config.keys import check_keys
 
     cfg = compose_cfg("train", ["method=sat_sce", "~method.reference_width", "+method.reference_width=32",
                                 "+optimizer.dampening=0.1"])
@@ -154,7 +154,7 @@ def test_within_prefixes_only_the_object_s_own_arguments():
 
 
 def test_the_registry_is_built_by_the_decorator_with_old_names_as_aliases():
-    from sat import trust
+    from sat.config import trust
     from sat.methods.sat import SelfAdaptiveTraining
     from sat.models.small import SmallCNN
 
@@ -170,13 +170,13 @@ def test_the_registry_is_built_by_the_decorator_with_old_names_as_aliases():
     # the kind must match, and only marked classes pass
     with pytest.raises(UserError, match="not allowed"):
         trust.resolve("sat.models.small.SmallCNN", "method", "method")
-    for name in ("sat.checkpoint.os.system", "sat.methods.sat.scale_for_width", "sat.methods.base.Method"):
+    for name in ("sat.run.checkpoint.os.system", "sat.methods.sat.scale_for_width", "sat.methods.base.Method"):
         with pytest.raises(UserError, match="not allowed"):
             trust.resolve(name, "method", "method")
 
 
 def test_a_new_class_is_trusted_by_its_decorator_alone():
-    from sat import trust
+    from sat.config import trust
     from sat.methods.base import Method
 
     @trust.trusted("method", "sat.methods.Probe")
@@ -215,7 +215,7 @@ def test_the_log_format_and_end_box_carry_the_job(compose_cfg, capsys, monkeypat
     from hydra.core.hydra_config import HydraConfig
 
     from sat.cli import SWEPT_KEYS
-    from sat.tasks.outputs import print_run_table
+    from sat.tasks.train.outputs import print_run_table
 
     monkeypatch.setenv(SWEPT_KEYS, "method")
     cfg = compose_cfg("train", ["method=sat", "paths.output_dir=/tmp/x"], return_hydra_config=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sat.checkpoint import load_checkpoint
+from sat.run.checkpoint import load_checkpoint
 from sat.errors import UserError
 from sat.tasks.restore import RestoredRun
 
@@ -37,7 +37,8 @@ def _metrics(run):
 
 
 def test_ssl_sat_trains_logs_representation_metrics_and_resumes_exactly(compose_cfg, tmp_path):
-    from sat.tasks import evaluate, train
+    from sat.tasks.evaluate import run as evaluate
+    from sat.tasks.train import run as train
 
     overrides = [*TINY_SSL, "method.start_epoch=1"]
     train(compose_cfg("train", [*overrides, f"paths.output_dir={tmp_path / 'full'}"]))
@@ -65,8 +66,8 @@ def test_ssl_sat_trains_logs_representation_metrics_and_resumes_exactly(compose_
 
 
 def test_refusals_one_line(compose_cfg, tmp_path):
-    from sat.tasks import train
-    from sat.tasks.representation import representation_report
+    from sat.tasks.train import run as train
+    from sat.tasks.evaluate.representation import representation_report
 
     with pytest.raises(UserError, match="method.start_epoch=2 >= trainer.epochs=2"):
         train(compose_cfg("train", [*TINY_SSL, "method.start_epoch=2", f"paths.output_dir={tmp_path / 'a'}"]))

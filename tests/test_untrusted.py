@@ -4,7 +4,7 @@ Python API (``sat.evaluate``, ``sat.attack``), and for a representative few thro
 evaluate.py and attack.py in subprocesses.
 
 A crafted checkpoint loads with weights_only=True and carries a valid checksum, so only the
-registry of sat.trust can refuse it: every case must be refused with one message (a
+registry of sat.config.trust can refuse it: every case must be refused with one message (a
 UserError; through the entry points: exit status 2, one ``error:`` line, no traceback), no
 marker file written by a payload, and a victim file left intact. Damaged files are refused
 by the checksum or the loader with the same one line.
@@ -29,7 +29,7 @@ import sat
 from conftest import TINY, run_entry, user_error
 from hostile import (craft, is_damaged, one_line_error, pickle_payload, torch_load_node, torch_payload,
                      write_evil_cifar, zip_entries)
-from sat.checkpoint import load_checkpoint
+from sat.run.checkpoint import load_checkpoint
 from sat.errors import UserError
 
 VICTIM_TEXT = "precious results: must survive every checkpoint\n"
@@ -119,16 +119,16 @@ CRAFTED = {
     "cifar_payload_batches_under_dataset_root": (
         _set("dataset", _cifar_node), ("dataset_root={evil}",), ("is not a CIFAR batch file", "refused global")),
     "module_attribute_sat_checkpoint_os_system": (
-        _set("dataset", lambda c: {"_target_": "sat.checkpoint.os.system", "_args_": [f"touch {c.marker}"]}), (),
-        ("sat.checkpoint.os.system",)),
+        _set("dataset", lambda c: {"_target_": "sat.run.checkpoint.os.system", "_args_": [f"touch {c.marker}"]}), (),
+        ("sat.run.checkpoint.os.system",)),
     "builtins_open_truncates_victim": (
         _set("dataset", lambda c: {"_target_": "builtins.open", "file": str(c.victim), "mode": "w"}), (),
         ("builtins.open",)),
     "atomic_torch_save_replaces_victim": (
-        _set("model.width", lambda c: {"_target_": "sat.checkpoint.atomic_torch_save", "obj": "pwned",
-                                       "path": str(c.victim)}), (), ("sat.checkpoint.atomic_torch_save",)),
+        _set("model.width", lambda c: {"_target_": "sat.run.checkpoint.atomic_torch_save", "obj": "pwned",
+                                       "path": str(c.victim)}), (), ("sat.run.checkpoint.atomic_torch_save",)),
     "trusting_sat_as_a_package": (
-        _set("dataset", lambda c: {"_target_": "sat.checkpoint.os.system", "_args_": [f"touch {c.marker}"]}),
+        _set("dataset", lambda c: {"_target_": "sat.run.checkpoint.os.system", "_args_": [f"touch {c.marker}"]}),
         ("trusted_packages=[sat]",), ("trusted_packages",)),
 }
 

@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT
 from run_folders import make_run
-from sat.checkpoint import load_checkpoint, save_checkpoint
+from sat.run.checkpoint import load_checkpoint, save_checkpoint
 from sat.errors import UserError
-from sat.fingerprint import check_fingerprints, check_same_run, config_fingerprint, differing_settings
+from sat.config.fingerprint import check_fingerprints, check_same_run, config_fingerprint, differing_settings
 
 CAP_GIB = 4  # torch itself maps ~3 GiB of address space
 
@@ -187,11 +187,11 @@ def case(name, attack):
     except UserError as e:
         print(name + ": refused:", e)
 
-from sat.tasks.robustness import select_checkpoints
+from sat.tasks.attack import select_checkpoints
 case("epochs", lambda: [p.name for p in select_checkpoints(None, RUN, "1-99999999999")])
 case("epochs_none", lambda: select_checkpoints(None, RUN, "100-99999999999"))
 
-from sat.budget import check_model_size, check_source_size
+from sat.run.budget import check_model_size, check_source_size
 from sat.models import ResNet
 case("small_model", lambda: check_model_size(lambda: ResNet(num_classes=10, input_shape=(3, 32, 32), width=4),
                                              (3, 32, 32), 128, "cpu"))
@@ -222,7 +222,7 @@ def test_an_epoch_range_is_never_materialised(bombs):
 
 
 def test_epochs_with_one_checkpoint_is_checked_not_ignored():
-    from sat.tasks.robustness import select_checkpoints
+    from sat.tasks.attack import select_checkpoints
 
     with pytest.raises(UserError, match="is not an epoch range"):
         select_checkpoints("x.pt", None, "abc")
@@ -269,7 +269,7 @@ def test_a_checkpoint_with_a_negative_epoch_is_refused(tmp_path):
     ({"_target_": "sat.models.SmallCNN", "width": "abc"}, r"model\.width='abc' is not an integer"),
 ])
 def test_a_crafted_model_node_is_one_line(node, match):
-    from sat import trust
+    from sat.config import trust
 
     with pytest.raises(UserError, match=match) as e:
         trust.build(node, "model", "model", num_classes=4, input_shape=(3, 8, 8))
@@ -277,14 +277,14 @@ def test_a_crafted_model_node_is_one_line(node, match):
 
 
 def test_a_crafted_dataset_node_with_a_private_argument_is_one_line():
-    from sat import trust
+    from sat.config import trust
 
     with pytest.raises(UserError, match=r"dataset in the checkpoint's stored config does not fit .*_foo"):
         trust.build({"_target_": "sat.data.datasets.Synthetic", "_foo": 1}, "dataset", "dataset")
 
 
 def test_a_constructor_failing_on_a_crafted_value_is_one_line():
-    from sat import trust
+    from sat.config import trust
 
     class Fragile:
         def __init__(self, n: int = 1):
@@ -302,7 +302,7 @@ def test_a_constructor_failing_on_a_crafted_value_is_one_line():
                                             (["torch"], "a library sat runs on"), (["os"], "a library sat runs on"),
                                             (["torch.nn"], "a library sat runs on"), (["sat.models"], "sat's classes")])
 def test_trusted_packages_name_only_the_users_own_packages(packages, match):
-    from sat import trust
+    from sat.config import trust
 
     with pytest.raises(UserError, match=match):
         trust.trusted_package_names(packages)

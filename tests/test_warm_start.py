@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from sat.checkpoint import save_checkpoint
+from sat.run.checkpoint import save_checkpoint
 from sat.errors import UserError
 from sat.models.normalize import with_normalization
-from sat.tasks.warm_start import warm_start
+from sat.tasks.train.warm_start import warm_start
 
 
 def net(classes: int = 3, hidden: int = 8) -> nn.Module:
@@ -64,7 +64,7 @@ def test_init_from_starts_a_new_run_from_the_weights_only(compose_cfg, tmp_path)
     run's weights; epoch, optimizer and soft targets start fresh."""
     from conftest import TINY
 
-    from sat.tasks import train
+    from sat.tasks.train import run as train
 
     first = tmp_path / "first"
     train(compose_cfg("train", [*TINY, "method=sat", "method.start_epoch=0", "logger=none",

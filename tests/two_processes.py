@@ -31,7 +31,7 @@ def side_by_side(model, method, group, sizes: list[int]):
     import torch
 
     from sat.parallel import ShardedBatch
-    from sat.parallel.step import DataParallelStep
+    from sat.tasks.train.ddp import DataParallelStep
 
     ref_model, ref_method = copy.deepcopy(model), copy.deepcopy(method)
     step = DataParallelStep(model, method, group, ShardedBatch(group, lambda: sizes))

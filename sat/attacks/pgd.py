@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 from sat.attacks.base import Attack, input_grad, parse_eps, project
 
 LOSSES = ("ce", "margin")

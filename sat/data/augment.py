@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
 
 

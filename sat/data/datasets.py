@@ -19,11 +19,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from sat import validate
+from sat.config import validate
 from sat.data.class_maps import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
 from sat.data.splits import ImageSet, Split  # ImageSet: re-exported for dataset plugins
 from sat.errors import UserError
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 
 @dataclass
@@ -67,7 +67,7 @@ class DataSource:
     ``input_shape`` from their arguments and read the data in :meth:`load`."""
 
     # Constructor arguments that name or fetch files: a config read back from a
-    # checkpoint must not choose them (see sat.trust); the user's current settings do.
+    # checkpoint must not choose them (see sat.config.trust); the user's current settings do.
     file_args: ClassVar[tuple[str, ...]] = ()
     name: str
     num_classes: int

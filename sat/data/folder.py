@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sat import validate
+from sat.config import validate
 from sat.data.datasets import DatasetSplits, DataSource
 from sat.data.prepare import LOADERS
 from sat.data.splits import FileReading, FileSplit
 from sat.errors import UserError
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 log = logging.getLogger("sat")
 

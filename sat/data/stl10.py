@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sat import validate
+from sat.config import validate
 from sat.data.class_maps import cyclic_asymmetric_map
 from sat.data.datasets import DatasetSplits, DataSource, ImageSet
 from sat.errors import UserError
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 SHAPE = (3, 96, 96)
 FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")

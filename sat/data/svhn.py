@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sat import validate
+from sat.config import validate
 from sat.data.class_maps import MNIST_ASYMMETRIC
 from sat.data.datasets import DataSource, DatasetSplits, ImageSet
 from sat.errors import UserError
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 

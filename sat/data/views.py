@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 from sat.data.augment import seed_from
 from sat.errors import UserError
 

@@ -38,9 +38,9 @@ from typing import Any
 
 import torch
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 
 @trusted("component")

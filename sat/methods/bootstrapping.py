@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 
 class _Bootstrapping(Method):

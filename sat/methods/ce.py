@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sat import validate
+from sat.config import validate
 from sat.methods.base import Method
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 
 @trusted("method", "sat.methods.CrossEntropy")

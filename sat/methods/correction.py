@@ -23,10 +23,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 ROW_SUM_TOLERANCE = 1e-6
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import PeerMethod
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 
 def forget_rate_schedule(epoch: int, forget_rate: float, num_gradual: int, exponent: float) -> float:

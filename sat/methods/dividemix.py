@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
 from sat.parallel.batch import GlobalBatch
 from sat.methods.base import PeerMethod
-from sat.trust import trusted
+from sat.config.trust import trusted
 from sat.methods.mixup import draw_lambda, mix, refuse_distributed
 
 log = logging.getLogger("sat")

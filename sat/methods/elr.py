@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 PROB_CLAMP = 1e-4
 

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 from sat.parallel.batch import GlobalBatch
 from sat.methods.base import PeerMethod
-from sat.trust import trusted
+from sat.config.trust import trusted
 from sat.methods.elr import PROB_CLAMP
 from sat.methods.mixup import clean_logits, draw_lambda, mix, refuse_distributed, soft_cross_entropy
 

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
 from sat.parallel.batch import GlobalBatch
 from sat.methods.base import Method
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 
 def draw_lambda(alpha: float, symmetric_max: bool = False) -> float:

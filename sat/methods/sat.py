@@ -17,11 +17,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
 from sat.methods.auto_start import AutoStartEpoch, PredictionChanges
 from sat.methods.base import Method
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 log = logging.getLogger("sat")
 

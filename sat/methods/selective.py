@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.trust import trusted
+from sat.config.trust import trusted
 
 
 def _check_pretrain(pretrain: int) -> int:

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
-from sat.trust import trusted
+from sat.config.trust import trusted
 from sat.methods.base import Method
 from sat.ssl import backbone
 from sat.ssl.bank import TargetBank

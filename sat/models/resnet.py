@@ -15,8 +15,8 @@ from torch import nn
 from sat.errors import UserError
 from sat.models._checks import image_shape
 from sat.models.base import Classifier
-from sat.trust import trusted
-from sat.validate import positive_int
+from sat.config.trust import trusted
+from sat.config.validate import positive_int
 
 # Blocks per stage for each supported depth (BasicBlock only).
 _BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}

@@ -22,8 +22,8 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from sat.errors import UserError
 from sat.models._checks import image_shape
-from sat.trust import trusted
-from sat.validate import positive_int
+from sat.config.trust import trusted
+from sat.config.validate import positive_int
 
 BLOCKS = (3, 4, 6, 3)
 # The file names torchvision's downloader gives the ImageNet weights in <hub>/checkpoints.
@@ -38,7 +38,7 @@ class ResNet50(ResNet):
     ``num_classes`` is 1000); they need ``width=64`` and 3 channels.
     """
 
-    # Names a file: a config read back from a checkpoint must not choose it (sat.trust).
+    # Names a file: a config read back from a checkpoint must not choose it (sat.config.trust).
     file_args = ("weights_path",)
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], width: int = 64, pretrained: bool = False,

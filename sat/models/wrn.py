@@ -17,8 +17,8 @@ from torch import nn
 from sat.errors import UserError
 from sat.models._checks import image_shape
 from sat.models.base import Classifier
-from sat.trust import trusted
-from sat.validate import positive_int
+from sat.config.trust import trusted
+from sat.config.validate import positive_int
 
 
 class WideBlock(nn.Module):

@@ -156,7 +156,7 @@ class Distributed:
         return values
 
     def signal_agreement(self) -> Callable[[int], int] | None:
-        """For :class:`sat.preemption.Preemption`: the processes' agreed signal (None in
+        """For :class:`sat.run.preemption.Preemption`: the processes' agreed signal (None in
         one process)."""
         return _SignalAgreement(self.control) if self.enabled else None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sat.figures import line_style, pyplot as _pyplot, save
+from sat.run.figures import line_style, pyplot as _pyplot, save
 from sat.report.double_descent import WidthSeries
 from sat.report.runs import Run
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sat.figures import LINESTYLES, OKABE_ITO, pyplot, save
+from sat.run.figures import LINESTYLES, OKABE_ITO, pyplot, save
 from sat.selective.risk import SelectiveResult
 
 # Line styles and markers vary with the colours too, so a grey print still works.

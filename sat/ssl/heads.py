@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from sat import validate
+from sat.config import validate
 
 
 def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, name: str = "method.projector") -> nn.Sequential:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sat import validate
+from sat.config import validate
 
 
 def check_knn(k: int, temperature: float, prefix: str = "knn") -> tuple[int, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sat import validate
+from sat.config import validate
 
 
 def cosine_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sat import validate
+from sat.config import validate
 from sat.errors import UserError
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from sat.data.datasets import DatasetSplits
 from sat.errors import UserError
-from sat.tasks import keys
+from sat.config import keys
 from sat.models import Normalize, with_normalization
 
 # --- devices ------------------------------------------------------------------------

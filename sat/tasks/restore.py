@@ -1,7 +1,7 @@
 """Rebuilding a run from one of its checkpoints (evaluate.py, attack.py).
 
 The checkpoint's stored config is data from whoever wrote the file: objects are built
-from it only through :mod:`sat.trust`, and the files it reads (dataset root, noise) are
+from it only through :mod:`sat.config.trust`, and the files it reads (dataset root, noise) are
 the ones the user confirms now, never paths taken from the stored config.
 """
 
@@ -15,13 +15,13 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
-from sat import trust
-from sat.checkpoint import load_checkpoint
+from sat.config import trust
+from sat.run.checkpoint import load_checkpoint
 from sat.data.noise import NoisePattern
 from sat.errors import UserError
 from sat.data.prepare import TrainingData, load, prepare
 from sat.models import with_normalization
-from sat.rundir import RunFolder
+from sat.run.folder import RunFolder
 
 
 @contextlib.contextmanager

@@ -1,0 +1,99 @@
+"""What a training run writes besides checkpoints: label-error metrics, the refined
+labels, TensorBoard's HParams entry and the closing table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sat.run.checkpoint import atomic_torch_save
+from sat.cli import current_sweep_job
+from sat.label_errors.detection import detection_quality, soft_label_detection
+from sat.engine import EpochStats
+from sat.label_errors.export import write_label_errors
+from sat.run.loggers import flatten, tracker_pointer
+from sat.run.files import write_atomic
+from sat.tasks.common import choices
+
+
+def label_error_metrics(soft: torch.Tensor | None, given: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor,
+                        stats: EpochStats | None = None) -> dict[str, float]:
+    """How well the run finds its wrong labels.
+
+    Soft targets (SAT, ELR): ``sat/target_on_given`` (their mean mass on the given
+    labels: 1 until they start moving); where labels are noisy, ``sat/label_recovery``
+    (wrong labels whose target points to the true class) and ``detect/targets_*``:
+    flagging "argmax != given label" (precision, recall, F1) and ranking by
+    ``1 - t[given]`` (AUROC). ``detect/model_*``: the same for the model's own
+    predictions in the training pass (every method's baseline)."""
+    out: dict[str, float] = {}
+    wrong = noisy.bool()
+    if soft is not None:
+        out["sat/target_on_given"] = float(soft.gather(1, given[:, None]).mean())
+        if bool(wrong.any()):
+            out["sat/label_recovery"] = float((soft.argmax(dim=1)[wrong] == true[wrong]).float().mean())
+            out.update({f"detect/targets_{k}": v for k, v in soft_label_detection(soft, given, wrong).items()})
+    if stats is not None and stats.prob_given is not None and bool(wrong.any()):
+        scores = 1.0 - stats.prob_given.double()
+        out.update({f"detect/model_{k}": v for k, v in detection_quality(scores, wrong, ~stats.predicts_given).items()})
+    return out
+
+
+def hparams_of(config: dict[str, Any], effective: dict[str, Any]) -> dict[str, Any]:
+    """The HParams-tab columns: every config value under its override name
+    (``method.alpha``), the method's effective values, and the group choices."""
+    flat = flatten({k: v for k, v in config.items() if k not in ("paths", "hydra")})
+    flat = {k: v for k, v in flat.items() if "._" not in k and not k.startswith("_")}
+    flat.update(flatten({f"effective.{k}": v for k, v in effective.items()}))
+    flat.update({f"choice.{k}": v for k, v in choices().items()})
+    return flat
+
+
+def results_of(metrics: dict[str, float], params: int, at_best_val: dict[str, Any] | None = None) -> dict[str, float]:
+    """The HParams-tab metrics: the final ones, and those of the best-validation epoch
+    (the test accuracy a paper reports)."""
+    results = {f"final/{k}": v for k, v in metrics.items() if k.split("/")[0] in ("train", "val", "test", "sat")}
+    best = {f"at_best_val/{k}": float(v) for k, v in (at_best_val or {}).items()}
+    return {**results, **best, "params": float(params)}
+
+
+def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor | None, ids: torch.Tensor,
+                      files: list[str] | None = None) -> None:
+    """SAT's refined labels (``soft_labels.pt`` and, for other tools such as cleanlab or
+    pandas, ``.npy`` arrays aligned row by row), and the samples whose refined label
+    disagrees with the given one (suspected label errors, most suspect first). Every
+    sample is named by its id in the dataset's original order."""
+    soft = method.soft_labels()
+    if soft is None or soft.numel() == 0:
+        return
+    soft, given, ids = soft.detach().float().cpu(), given.cpu(), ids.cpu()
+    true = given.new_full(given.shape, -1) if true is None else true.cpu()  # -1: unknown (real noisy data)
+    atomic_torch_save({"soft_labels": soft, "given_labels": given, "true_labels": true, "sample_ids": ids},
+                      out / "soft_labels.pt")
+    for name, array in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
+        write_atomic(out / f"{name}.npy", lambda f, a=array.numpy(): np.save(f, a))
+    write_label_errors(out / "label_errors.csv", soft, given, ids, true, files)
+
+
+def print_run_table(s: dict[str, Any]) -> None:
+    f, b, n = s.get("final") or {}, s.get("at_best_val"), s["noise"]
+    method_values = [f"{k} {v}" for k, v in (s.get("method") or {}).items() if k in ("alpha", "start_epoch", "beta", "momentum", "pretrain", "reward", "q", "lam")]
+    rows = [
+        ("method", ", ".join([s.get("choices", {}).get("method", "")] + method_values).strip(", ")),
+        ("noise", f"{n['kind']} rate {n['rate']:g} -> {100 * n['realised_error']:.1f}% wrong training labels"),
+        ("final test acc", f"{100 * f.get('test/acc', math.nan):.2f}% (epoch {s.get('epochs_done')})"),
+        ("test acc at best val epoch", f"{100 * b['test/acc']:.2f}% (epoch {b['epoch']}, val acc "
+                                       f"{100 * b['val/acc']:.2f}%)" if b else "n/a (no validation split)"),
+    ]
+    if "sat/label_recovery" in f:
+        rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
+    pointer = tracker_pointer((s.get("choices") or {}).get("logger"), s["output_dir"])
+    rows += [("run folder", s["output_dir"]), *([pointer] if pointer else [])]
+    width = max(len(k) for k, _ in rows)
+    job = current_sweep_job().strip()  # in a sweep every line says which job it is
+    lines = ["=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]
+    print("\n".join([""] + [f"{job} {line}" if job else line for line in lines]), flush=True)

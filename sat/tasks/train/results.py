@@ -1,0 +1,37 @@
+"""What a training run reports: its summary (``summary.json``, also what the task
+returns) and, when it ends, the refined labels and TensorBoard's HParams entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sat.run.loggers import RunLogger
+from sat.tasks.common import choices, packages_used
+from sat.tasks.train.job import TrainingJob
+from sat.tasks.train.outputs import hparams_of, results_of, write_soft_labels
+
+
+def summary(job: TrainingJob) -> dict[str, Any]:
+    config = job.config
+    return {
+        "status": "finished" if job.epoch >= job.settings.epochs else "running",
+        "name": job.cfg.get("name"), "output_dir": str(job.run.path), "seed": job.seed,
+        "epochs": job.settings.epochs, "epochs_done": job.epoch, "params": job.params,
+        "wall_time_s": job.wall_time_s, "choices": choices(), "packages": packages_used(config),
+        "deterministic": job.settings.deterministic, "method": job.method.hparams(),
+        "noise": job.data.noise_summary(), "final": job.metrics, "at_best_val": job.at_best_val,
+        "loader": job.data.loader_kind,
+        "distributed": job.group.describe() | {"sync_batchnorm": job.settings.sync_batchnorm},
+        "init_from": job.init_from,
+    }
+
+
+def finish(job: TrainingJob, logger: RunLogger) -> dict[str, Any]:
+    """The finished run's files (soft labels, label errors), HParams entry and summary."""
+    result = summary(job)
+    if job.run.writable:
+        train = job.data.train
+        write_soft_labels(job.run.path, job.method, job.train_labels, job.true_labels, train.ids, train.file_names())
+    logger.log_hparams(hparams_of(job.config, job.method.hparams()), results_of(job.metrics, job.params, job.at_best_val))
+    job.run.write_summary(result)
+    return result
