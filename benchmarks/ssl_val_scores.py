@@ -4,7 +4,7 @@ so a recipe is chosen without looking at the test split (docs/results/ssl_digits
     python benchmarks/ssl_val_scores.py RUN [RUN ...] [--random-init]
 
 kNN: k 200, T 0.1, cosine, the run's training images as the bank; linear probe: 10 training labels per
-class (seed 0), as ``evaluate.py report=linear_probe labels_per_class=10``; ``--random-init``: also the same
+class (seed 0), as ``evaluate.py report=linear_probe report.labels_per_class=10``; ``--random-init``: also the same
 protocols on the architecture freshly initialised (seed 0). Prints one JSON line per run."""
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torchvision.io import encode_jpeg
 
 from sat.data.augment import RandomResizedCrop
-from sat.data.folder import read_split
+from sat.data.lists import read_split
 from sat.data.loader import Loader
-from sat.data.splits import FileReading
+from sat.data.splits import FileReading, StreamSettings
 from sat.data.stream import FileBatches, cuda_jpeg_available
 from sat.engine import autocast
 from sat.models import with_normalization
@@ -130,9 +130,9 @@ def main() -> None:
             return model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
 
         def make_loader(workers: int) -> Loader:
-            reading = FileReading(args.crop, args.crop, num_workers=workers, decode=args.decode,
-                                  persistent_workers=workers > 0)
-            return Loader(FileBatches(split.with_reading(reading), device), split.labels, args.batch_size,
+            streaming = StreamSettings(num_workers=workers, decode=args.decode, persistent_workers=workers > 0)
+            view = split.with_reading(FileReading(args.crop, args.crop)).streamed(streaming)
+            return Loader(FileBatches(view, device), split.labels, args.batch_size,
                           shuffle=True, augment=RandomResizedCrop(), drop_last=True)
 
         if not args.no_train:  # the process's first training steps are slow (kernel selection, allocator): not timed

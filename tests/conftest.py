@@ -21,9 +21,9 @@ import torch  # noqa: E402  (after the thread setting above, which torch reads a
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra
 
-from sat.cli import register_resolvers
+from sat.cli.register import register_config
 
-register_resolvers()  # as the entry points do before Hydra composes
+register_config()  # as the entry points do before Hydra composes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -12,7 +12,8 @@ from sat.label_errors.detection import confident_learning, detection_quality
 from sat.errors import UserError
 from sat.methods import CrossEntropy
 from sat.tasks.evaluate.cross_val import fold_split, optimizer_builder, out_of_sample_probabilities
-from sat.tasks.evaluate.label_detectors import check_detector, format_table
+from sat.tasks.evaluate.label_detectors import format_table
+from sat.tasks.evaluate.label_errors import LabelErrorReport
 
 
 class Recording(CrossEntropy):
@@ -78,7 +79,7 @@ def test_cleanlab_finds_known_flips_on_digits():
 
 def test_bad_values_are_one_line_errors():
     with pytest.raises(UserError, match=r"detector='cleanlabs' is not supported; accepted: model, confident_learning"):
-        check_detector("cleanlabs")
+        LabelErrorReport(detector="cleanlabs")
     with pytest.raises(UserError, match="cannot be rebuilt"):
         optimizer_builder({"_target_": "os.system", "command": "true"})
     with pytest.raises(UserError, match="not a plain value"):
@@ -99,12 +100,13 @@ def test_label_error_report_puts_every_detector_in_one_table(compose_cfg, tmp_pa
                                 "device=cpu", "logger=none", f"paths.output_dir={run}"]))
     out = tmp_path / "eval"
     evaluate(compose_cfg("evaluate", [f"checkpoint={run}/checkpoints/last.pt", "report=label_errors",
-                                      "detector=confident_learning", "folds=2", "cv_epochs=2", "top_suspects=4",
+                                      "report.detector=confident_learning", "report.folds=2", "report.cv_epochs=2",
+                                      "report.top_suspects=4",
                                       "device=cpu", f"paths.output_dir={out}"]))
     detectors = json.loads((out / "label_errors.json").read_text())["detectors"]
     assert list(detectors) == ["soft targets", "model probabilities", "confident learning"]
     assert all(0 <= d["precision"] <= 1 and 0.5 < d["auroc"] <= 1 for d in detectors.values()), detectors
     assert "confident learning" in capsys.readouterr().out
-    with pytest.raises(UserError, match="detector='x' is not supported"):
-        evaluate(compose_cfg("evaluate", [f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "detector=x",
+    with pytest.raises(UserError, match="report.detector='x' is not supported"):
+        evaluate(compose_cfg("evaluate", [f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "report.detector=x",
                                           "device=cpu", f"paths.output_dir={tmp_path / 'bad'}"]))

@@ -29,7 +29,7 @@ def test_training_and_the_report_write_one_schema_and_the_report_is_complete(tmp
     run_entry("train.py", "experiment=quickstart", "trainer.epochs=12", "method.start_epoch=2", "device=cpu",
               "logger=none", f"hydra.run.dir={run}", cwd=tmp_path)
     out = tmp_path / "errors"
-    proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "top_suspects=4",
+    proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "report.top_suspects=4",
                      "device=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
     lines = proc.stdout.splitlines()
     printed = json.loads("\n".join(lines[lines.index("{"):lines.index("}") + 1]))  # strict JSON: NaN would fail

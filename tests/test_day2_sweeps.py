@@ -10,7 +10,7 @@ import json
 import pytest
 
 from conftest import TINY, run_entry
-from sat.report.evaluation_sweep import job_name
+from sat.cli.sweeps import job_name
 from sat.tasks.attack import _print_table
 
 
@@ -23,13 +23,14 @@ def run_dir(tmp_path_factory):
     return run
 
 
-def test_job_names_keep_what_the_sweep_varies(tmp_path):
+def test_job_names_keep_what_the_sweep_varies(tmp_path, compose_cfg):
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  overrides:\n    task: ['checkpoint=a/r1/checkpoints/epoch_3.pt,b/r2/checkpoints/last.pt', "
         "'attack=pgd', 'attack.eps=2/255,8/255', 'device=cpu']\n")
     job = ["checkpoint=b/r2/checkpoints/last.pt", "attack=pgd", "attack.eps=8/255", "device=cpu"]
-    assert job_name(job, str(tmp_path)) == "r2.last+eps-8_255"
-    assert job_name(job) == "r2.last+attack-pgd+eps-8_255"  # no sweep record: every setting but where/how fast
+    root = compose_cfg("attack", job)  # the job's config: the roles of its keys (device is neutral)
+    assert job_name(job, str(tmp_path), _root_=root) == "r2.last+eps-8_255"
+    assert job_name(job, _root_=root) == "r2.last+attack-pgd+eps-8_255"  # no sweep record: every setting but neutral ones
 
 
 def test_attack_sweep_over_checkpoints_and_eps_writes_one_table(run_dir, tmp_path):

@@ -122,7 +122,7 @@ def test_a_streamed_folder_dataset_trains_under_ddp(tmp_path):
     what one process measures on the saved checkpoint."""
     images = write_list_dataset(tmp_path / "data", num_train=42, num_test=9)  # 34 train: last batch of 2
     args = ["dataset=image_folder", f"dataset.root={images}", "dataset.num_classes=3", "dataset.image_size=8",
-            "dataset.resize=10", "dataset.val_size=8", "dataset.loader=stream", "dataset.num_workers=1", "model=mlp",
+            "dataset.resize=10", "dataset.val_size=8", "loader.kind=stream", "loader.num_workers=1", "model=mlp",
             "model.width=8", "augment=crop_flip", "trainer.epochs=2", "trainer.batch_size=8", "trainer.num_threads=1",
             "device=cpu", "method=sat", "method.start_epoch=1", f"hydra.run.dir={tmp_path / 'run'}"]
     torchrun(args, tmp_path)

@@ -20,7 +20,7 @@ from image_folder_files import write_list_dataset
 
 def folder_args(root: Path, loader: str) -> list[str]:
     return ["dataset=image_folder", f"dataset.root={root}", "dataset.num_classes=3", "dataset.image_size=8",
-            "dataset.resize=10", "dataset.val_size=10", f"dataset.loader={loader}", "dataset.num_workers=0",
+            "dataset.resize=10", "dataset.val_size=10", f"loader.kind={loader}", "loader.num_workers=0",
             "model=cnn", "model.width=4", "augment=none", "trainer.epochs=3", "trainer.batch_size=16", "device=cpu",
             "method=sat", "method.start_epoch=1", "noise=flip", "noise.rate=0.3", "trainer.checkpoint_every=1"]
 

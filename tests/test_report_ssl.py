@@ -21,7 +21,7 @@ from run_folders import make_run
 from sat.run.loggers import RunLogger
 from sat.report import format_report, make_report
 from sat.report.ssl import is_ssl, knn_curve
-from sat.tasks.evaluate import save_next_to_run
+from sat.tasks.evaluate.base import save_next_to_run
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -147,7 +147,7 @@ def test_a_real_ssl_sweep_and_its_evaluations_make_the_table_and_curves(tmp_path
     assert len(runs) == 4
     for run in runs:
         for report in ("knn", "linear_probe"):
-            evaluate(compose_cfg("evaluate", [f"report={report}", "labels_per_class=5", "device=cpu",
+            evaluate(compose_cfg("evaluate", [f"report={report}", "report.labels_per_class=5", "device=cpu",
                                               f"checkpoint={run / 'checkpoints/last.pt'}",
                                               f"paths.output_dir={tmp_path / 'eval' / run.name / report}"]))
     report = make_report(root)

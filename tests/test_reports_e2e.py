@@ -39,7 +39,7 @@ def test_selective_report_compares_checkpoints_in_one_figure(tmp_path):
 def test_label_error_report_and_training_on_the_refined_labels(quickstart_sweep, tmp_path):
     run = quickstart_sweep[0] / "method-sat+seed-0"  # the quickstart's SAT run
     out = tmp_path / "errors"
-    sat.evaluate([f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "top_suspects=16", "device=cpu"],
+    sat.evaluate([f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "report.top_suspects=16", "device=cpu"],
                  output_dir=out)
     result = json.loads((out / "label_errors.json").read_text())
     assert result["source"] == "soft targets"

@@ -20,7 +20,9 @@ from conftest import run_entry
 from hostile import one_line_error
 from sat.errors import UserError
 from sat.run.loggers import CSVLogger, RunLogger
-from sat.run.folder import RunFolder, RunLogFile, hold_lock, release_lock
+from sat.cli.hooks import RunLogFile
+from sat.run.folder import RunFolder
+from sat.run.lock import hold_lock, release_lock
 from sat.run.files import check_no_links, open_append, write_atomic
 
 
@@ -260,7 +262,7 @@ def test_status_failed_on_a_full_disk_keeps_the_original_error(tmp_path, monkeyp
 def test_a_sweep_folder_with_a_linked_job_folder_is_refused_before_hydra_writes(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from sat.run.folder import SweepFolderCheck
+    from sat.cli.hooks import SweepFolderCheck
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -199,7 +199,7 @@ def test_a_new_class_is_trusted_by_its_decorator_alone():
 
 
 def test_a_sweep_job_is_named_by_its_number_and_swept_values(monkeypatch):
-    from sat.cli import SWEPT_KEYS, sweep_job
+    from sat.tasks.context import SWEPT_KEYS, sweep_job
 
     hydra = OmegaConf.create({"mode": "RunMode.MULTIRUN", "job": {"num": 3},
                               "overrides": {"task": ["experiment=dd_digits", "model.width=8", "method=sat", "seed=0"]},
@@ -214,7 +214,7 @@ def test_a_sweep_job_is_named_by_its_number_and_swept_values(monkeypatch):
 def test_the_log_format_and_end_box_carry_the_job(compose_cfg, capsys, monkeypatch):
     from hydra.core.hydra_config import HydraConfig
 
-    from sat.cli import SWEPT_KEYS
+    from sat.tasks.context import SWEPT_KEYS
     from sat.tasks.train.outputs import print_run_table
 
     monkeypatch.setenv(SWEPT_KEYS, "method")

@@ -56,7 +56,7 @@ def test_ssl_sat_trains_logs_representation_metrics_and_resumes_exactly(compose_
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part] if isinstance(a[part][k], torch.Tensor))
     assert bool(a["method"]["bank.visited"].all())  # the second epoch visited every image
     # the offline probes, beside a random-init backbone
-    for report, extra in (("linear_probe", ["labels_per_class=5"]), ("knn", ["knn_k=20"])):
+    for report, extra in (("linear_probe", ["report.labels_per_class=5"]), ("knn", ["report.k=20"])):
         result = evaluate(compose_cfg("evaluate", [f"report={report}", *extra, "device=cpu",
                                                    f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}",
                                                    f"paths.output_dir={tmp_path / report}"]))
@@ -67,15 +67,16 @@ def test_ssl_sat_trains_logs_representation_metrics_and_resumes_exactly(compose_
 
 def test_refusals_one_line(compose_cfg, tmp_path):
     from sat.tasks.train import run as train
-    from sat.tasks.evaluate.representation import representation_report
+    from sat.tasks.evaluate.base import Evaluation
+    from sat.tasks.evaluate.representation import KnnReport, LinearProbeReport
 
     with pytest.raises(UserError, match="method.start_epoch=2 >= trainer.epochs=2"):
         train(compose_cfg("train", [*TINY_SSL, "method.start_epoch=2", f"paths.output_dir={tmp_path / 'a'}"]))
     with pytest.raises(UserError, match="train on two views per image"):
         train(compose_cfg("train", [*TINY_SSL, "method=byol", "augment=crop_flip", f"paths.output_dir={tmp_path / 'b'}"]))
-    no_backbone = RestoredRun(state={"epoch": 1}, config={}, data=None, model=nn.Sequential(nn.Flatten()))
-    settings = {"knn_k": 200, "knn_temperature": 0.1, "seed": 0}
+    no_backbone = RestoredRun(state={"epoch": 1}, config={}, data=None, model=nn.Sequential(nn.Flatten()),
+                              policy=None)
     with pytest.raises(UserError, match=r"report=linear_probe: checkpoint='x.pt' has no backbone to evaluate"):
-        representation_report("linear_probe", "x.pt", no_backbone, tmp_path, 64, settings, [])
-    with pytest.raises(UserError, match="knn.k=0 is out of range"):
-        representation_report("knn", "x.pt", no_backbone, tmp_path, 64, {**settings, "knn_k": 0}, [])
+        LinearProbeReport()(Evaluation([("x.pt", no_backbone)], tmp_path, 64, None, 0))
+    with pytest.raises(UserError, match="^k=0 is out of range"):
+        KnnReport(k=0)

@@ -10,8 +10,8 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from image_folder_files import write_list_dataset
 from sat.data.augment import CropFlip, RandomResizedCrop
-from sat.data.folder import read_split
-from sat.data.splits import FileReading
+from sat.data.lists import read_split
+from sat.data.splits import FileReading, StreamSettings
 from sat.data.stream import FileBatches, view
 from sat.errors import UserError
 
@@ -78,7 +78,7 @@ def test_relabelled_split_yields_its_labels(split):
 
 def test_resume_mid_epoch_continues_with_the_next_batch(split):
     def loader(seed):
-        return split.with_reading(FileReading(SIZE, 10, num_workers=1)).loader(4, shuffle=True, augment=CropFlip(2),
+        return split.streamed(StreamSettings(num_workers=1)).loader(4, shuffle=True, augment=CropFlip(2),
                                                                               seed=seed)
 
     reference = sum(batches(loader(4), epochs=3), [])  # 6 batches per epoch
@@ -105,8 +105,8 @@ def test_resume_refuses_another_dataset(split):
 
 def test_results_do_not_depend_on_the_number_of_workers(split):
     def run(workers, persistent=False):
-        reading = FileReading(SIZE, 10, num_workers=workers, persistent_workers=persistent)
-        return batches(split.with_reading(reading).loader(4, shuffle=True, augment=RandomResizedCrop(), seed=1), 2)
+        streaming = StreamSettings(num_workers=workers, persistent_workers=persistent)
+        return batches(split.streamed(streaming).loader(4, shuffle=True, augment=RandomResizedCrop(), seed=1), 2)
 
     base = run(0)
     assert_same(base, run(2))
@@ -117,8 +117,7 @@ def test_iterating_leaves_the_global_rng_alone(split):
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    reading = FileReading(SIZE, 10, num_workers=1)
-    for _ in split.with_reading(reading).loader(8, shuffle=True, augment=RandomResizedCrop()):
+    for _ in split.streamed(StreamSettings(num_workers=1)).loader(8, shuffle=True, augment=RandomResizedCrop()):
         pass
     assert torch.equal(torch.rand(3), expected)
 
@@ -132,11 +131,11 @@ def test_missing_file_at_read_time_names_it(tmp_path):
 
 
 def test_bad_reader_values_are_user_errors(split):
-    for reading, value in ((FileReading(num_workers=-1), "dataset.num_workers=-1"),
-                           (FileReading(decode="gpu"), "dataset.decode='gpu'"),
-                           (FileReading(decode="cuda"), "dataset.decode=cuda")):
+    for streaming, value in ((StreamSettings(num_workers=-1), "loader.num_workers=-1"),
+                             (StreamSettings(decode="gpu"), "loader.decode='gpu'"),
+                             (StreamSettings(decode="cuda"), "loader.decode=cuda")):
         with pytest.raises(UserError, match=value):
-            FileBatches(split.with_reading(reading), "cpu")
+            FileBatches(split.streamed(streaming), "cpu")
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -165,7 +164,7 @@ def test_bad_images_are_one_line_and_16_bit_pngs_are_scaled(tmp_path, workers):
                                          + b"\x00" * 24)
     for name in ("deep.png", "flat.png", "bomb.png", "broken.jpg", "image.bmp"):
         (tmp_path / "l.txt").write_text(f"{name} 0\n")
-        split = read_split(tmp_path, {"list": "l.txt"}, num_classes=2).with_reading(FileReading(2, 2, workers))
+        split = read_split(tmp_path, {"list": "l.txt"}, num_classes=2).with_reading(FileReading(2, 2)).streamed(StreamSettings(num_workers=workers))
         if name.endswith("png") and name != "bomb.png":
             x, _, _ = next(iter(split.loader(1)))
             assert torch.equal((x[0, :, 0, 0] * 255).round(), torch.tensor([255.0, 128.0, 0.0]))

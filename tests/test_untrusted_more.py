@@ -58,18 +58,35 @@ def test_jobs_differing_only_in_a_file_location_get_their_own_folders(compose_cf
     assert OmegaConf.select(plain, "hydra.sweep.subdir") == "method-ce+seed-0"  # speed settings still leave no trace
 
 
+CIFAR10 = {"_target_": "sat.data.datasets.CIFAR", "name": "cifar10", "root": "/data"}
+UNIFORM = {"_target_": "sat.data.noise.label.UniformLabelNoise"}
+
+
+def _roles(config: dict) -> dict:
+    """Every key's roles, as the train task reads them (sat.config.roles)."""
+    from sat.config.build import USER_CONFIG
+    from sat.config.schema import TrainConfig
+
+    return USER_CONFIG.roles(config, TrainConfig)
+
+
 def test_a_finished_run_with_other_settings_is_not_this_commands_result(tmp_path):
-    stored = {"seed": 0, "noise": {"rate": 0.4, "from_file": "A.pt"}, "trainer": {"epochs": 3, "num_threads": 1},
-              "paths": {"output_dir": "/runs/x"}, "dataset": {"root": "/data", "num_workers": 2}}
+    stored = {"seed": 0, "noise": {**UNIFORM, "rate": 0.4, "from_file": "A.pt"},
+              "trainer": {"epochs": 3, "num_threads": 1, "async_checkpoint": True, "compile_mode": "default"},
+              "paths": {"output_dir": "/runs/x"}, "dataset": CIFAR10, "loader": {"num_workers": 2, "decode": "auto"},
+              "objective": "at_best_val/val/acc"}
     same = json.loads(json.dumps(stored))
-    same["trainer"]["num_threads"], same["dataset"]["num_workers"], same["paths"]["output_dir"] = 4, 0, "/elsewhere"
-    check_same_run(same, stored, tmp_path)  # speed and folder settings do not make another run
+    same["trainer"].update(num_threads=4, async_checkpoint=False, compile_mode="max-autotune")
+    same["loader"].update(num_workers=0, decode="cpu")
+    same["paths"]["output_dir"], same["objective"] = "/elsewhere", "final/val/acc"
+    check_same_run(same, stored, tmp_path, _roles(same))  # speed and folder settings do not make another run
     other = json.loads(json.dumps(stored))
     other["noise"]["from_file"] = "B.pt"
     with pytest.raises(UserError, match=r"finished run with other settings: noise\.from_file \(A\.pt -> B\.pt\)"):
-        check_same_run(other, stored, tmp_path)
+        check_same_run(other, stored, tmp_path, _roles(other))
     other["dataset"]["root"] = "/other"
-    assert differing_settings(other, stored) == ["dataset.root (/data -> /other)", "noise.from_file (A.pt -> B.pt)"]
+    assert differing_settings(other, stored, _roles(other)) == ["dataset.root (/data -> /other)",
+                                                                "noise.from_file (A.pt -> B.pt)"]
 
 
 # --- item 5: settings that differ between the processes of one DDP run --------------------------
@@ -78,18 +95,21 @@ def test_a_finished_run_with_other_settings_is_not_this_commands_result(tmp_path
 @pytest.mark.parametrize("key,value", [("seed", 1), ("noise.seed", 5), ("method.alpha", 0.8), ("optimizer.lr", 1.0),
                                        ("noise.rate", 0.2), ("trainer.eval_every", 2)])
 def test_the_fingerprint_tells_ranks_with_other_settings_apart(key, value):
-    base = {"seed": 0, "noise": {"seed": 0, "rate": 0.4}, "method": {"alpha": 0.9}, "optimizer": {"lr": 0.1},
-            "trainer": {"eval_every": 1, "num_threads": 2}, "paths": {"output_dir": "/r/0"}, "dataset": {"root": "/a"}}
+    base = {"seed": 0, "noise": {**UNIFORM, "seed": 0, "rate": 0.4}, "method": {"alpha": 0.9},
+            "optimizer": {"lr": 0.1}, "trainer": {"eval_every": 1, "num_threads": 2}, "paths": {"output_dir": "/r/0"},
+            "dataset": CIFAR10, "loader": {"num_workers": 2}}
     other = json.loads(json.dumps(base))
     node, _, leaf = key.rpartition(".")
     (other[node] if node else other)[leaf] = value
-    assert config_fingerprint(other) != config_fingerprint(base)
+    roles = _roles(base)
+    assert config_fingerprint(other, roles) != config_fingerprint(base, roles)
     with pytest.raises(UserError, match=r"rank\(s\) 1 differ from rank 0"):
-        check_fingerprints([config_fingerprint(base), config_fingerprint(other)])
-    # what may differ between processes: their folders, a node's data folder, thread counts
+        check_fingerprints([config_fingerprint(base, roles), config_fingerprint(other, roles)])
+    # what may differ between processes: their folders, a node's data folder, thread and worker counts
     local = json.loads(json.dumps(base))
     local["paths"]["output_dir"], local["dataset"]["root"], local["trainer"]["num_threads"] = "/r/1", "/scratch", 8
-    check_fingerprints([config_fingerprint(base), config_fingerprint(local)])
+    local["loader"]["num_workers"] = 5
+    check_fingerprints([config_fingerprint(base, roles), config_fingerprint(local, roles)])
 
 
 # --- item 5: sat.report ----------------------------------------------------------------------------
@@ -191,16 +211,21 @@ from sat.tasks.attack import select_checkpoints
 case("epochs", lambda: [p.name for p in select_checkpoints(None, RUN, "1-99999999999")])
 case("epochs_none", lambda: select_checkpoints(None, RUN, "100-99999999999"))
 
-from sat.run.budget import check_model_size, check_source_size
-from sat.models import ResNet
-case("small_model", lambda: check_model_size(lambda: ResNet(num_classes=10, input_shape=(3, 32, 32), width=4),
-                                             (3, 32, 32), 128, "cpu"))
-case("wide_model", lambda: check_model_size(lambda: ResNet(num_classes=10, input_shape=(3, 32, 32), width=20000),
-                                            (3, 32, 32), 128, "cpu", "model.width=20000"))
-
+import torch
 from sat.data.datasets import Synthetic
-case("small_data", lambda: check_source_size(Synthetic(), "cpu"))
-case("big_data", lambda: check_source_size(Synthetic(num_train=20_000_000), "cpu"))
+from sat.models import ResNet
+from sat.tasks.budget import check_memory
+
+def fits(width, source=None):
+    check_memory("train", device=torch.device("cpu"), input_shape=(3, 32, 32), batch_size=128, source=source,
+                 build_model=lambda: ResNet(num_classes=10, input_shape=(3, 32, 32), width=width),
+                 what=f"model.width={width}")
+    return "fits"
+
+case("small_model", lambda: fits(4))
+case("wide_model", lambda: fits(20000))
+case("small_data", lambda: fits(4, Synthetic()))
+case("big_data", lambda: fits(4, Synthetic(num_train=20_000_000)))
 """
 
 
@@ -232,14 +257,15 @@ def test_epochs_with_one_checkpoint_is_checked_not_ignored():
 
 
 def test_a_model_too_big_for_memory_is_refused_with_its_size(bombs):
-    assert int(bombs["small_model"]) > 0
-    assert bombs["wide_model"].startswith("refused: model.width=20000 with 1,089,605,140,010 parameters")
-    assert "GiB" in bombs["wide_model"] and "accepted: a smaller model" in bombs["wide_model"]
+    assert bombs["small_model"] == '"fits"'
+    assert bombs["wide_model"].startswith("refused: model.width=20000 needs at least ")
+    assert "1,089,605,140,010 parameters" in bombs["wide_model"] and "accepted: a smaller model" in bombs["wide_model"]
 
 
 def test_a_synthetic_dataset_too_big_for_memory_is_refused_before_generating(bombs):
-    assert bombs["small_data"] == "null"
-    assert bombs["big_data"].startswith("refused: dataset with 20,000,000 train") and "dataset.num_train" in bombs["big_data"]
+    assert bombs["small_data"] == '"fits"'
+    assert bombs["big_data"].startswith("refused: model.width=4 needs at least") and "(data 17.9, " in bombs["big_data"]
+    assert "dataset.num_train" in bombs["big_data"]
 
 
 # --- item 5: crafted checkpoint values -----------------------------------------------------------
@@ -316,6 +342,6 @@ def test_reading_settings_never_resolves_environment_variables(monkeypatch):
     cfg = OmegaConf.create({"seed": 1, "noise": {"seed": "${seed}"},
                             "method": {"alpha": "${oc.env:SAT_TEST_SECRET}", "beta": "${ oc.env:SAT_TEST_SECRET,x}",
                                        "rate": "${oc.select:noise.seed,0}"}})
-    settings, derived = read_settings(cfg)
+    settings, derived, _ = read_settings(cfg)
     assert settings["method.alpha"] == "${oc.env:SAT_TEST_SECRET}" and "hunter2" not in str(settings)
     assert settings["noise.seed"] == 1 and settings["method.rate"] == 1 and derived == {"noise.seed", "method.rate"}

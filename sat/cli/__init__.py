@@ -1,5 +1,8 @@
-"""What the entry points (train.py, evaluate.py, attack.py) share: the config
-resolvers, the task wrapper that turns bad input into one line, and exit statuses.
+"""The composition root's glue: what the entry points (train.py, evaluate.py,
+attack.py) share. The task wrapper that turns bad input into one line, exit statuses,
+and (in this package) the resolvers and schemas Hydra composes with (``register``),
+sweep folder names (``sweeps``), Hydra's hooks into a run (``hooks``) and the commands
+that continue a stopped run (``continue_run``). Nothing below this package imports it.
 
 Exit statuses: 0 done; 2 bad input (a one-line ``error:`` message, nothing lost);
 128 + N a run stopped by signal N after writing its checkpoint (the command that
@@ -21,82 +24,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sat.cli import register
+from sat.cli.sweeps import note_swept_keys
 from sat.errors import UserError
+from sat.parallel.identity import is_rank0
 from sat.run.preemption import Preempted
 
 log = logging.getLogger("sat")
 
 _task_started = False  # did Hydra get as far as calling the task?
-
-
-# Settings left out of folder names because their values are paths, yet they choose the
-# data: jobs differing only in them get a short hash of their values instead.
-FILE_KEYS = ("paths.data_dir", "dataset.root", "noise.from_file", "resume")
-
-
-def sweep_subdir(override_dirname: str, seed: Any, overrides: Any = ()) -> str:
-    """Sweep sub-folder: the job's overrides (seed excluded), then the seed, so seeds
-    of one setting sit side by side: ``method-sat+model.width-64+seed-2``; then, if the
-    job sets one of :data:`FILE_KEYS`, ``+files-<hash of those overrides>``, so that
-    ``noise.from_file=A.pt,B.pt`` makes two folders. Neither ``=`` nor ``,``: the path
-    pastes unquoted into ``checkpoint=``."""
-    import hashlib
-
-    name = f"{override_dirname}+seed-{seed}" if override_dirname else f"seed-{seed}"
-    files = sorted(str(o).lstrip("+~") for o in overrides if str(o).lstrip("+~").partition("=")[0] in FILE_KEYS)
-    return f"{name}+files-{hashlib.sha256(chr(10).join(files).encode()).hexdigest()[:8]}" if files else name
-
-
-SWEPT_KEYS = "SAT_SWEPT_KEYS"  # the keys a command line sweeps, for the jobs (also in launcher processes)
-
-
-def sweep_job(hydra: Any) -> str:
-    """What names a sweep job in its log lines and end-of-run box, from Hydra's node:
-    `` [job 3 model.width=8 seed=1]`` (its number and the values of the swept keys, from
-    the command line or ``hydra.sweeper.params``); nothing outside a sweep."""
-    if not str(OmegaConf.select(hydra, "mode", default="")).endswith("MULTIRUN"):
-        return ""
-    params = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
-    swept = set(params) | set(filter(None, os.environ.get(SWEPT_KEYS, "").split(",")))
-    values = [o for o in OmegaConf.select(hydra, "overrides.task", default=[]) or []
-              if o.lstrip("+~").partition("=")[0] in swept]
-    return f" [job {OmegaConf.select(hydra, 'job.num')}{''.join(' ' + v for v in values)}]"
-
-
-def current_sweep_job() -> str:
-    """:func:`sweep_job` of the job running now (nothing outside Hydra or a sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return sweep_job(HydraConfig.get()) if HydraConfig.initialized() else ""
-
-
-def _note_swept_keys(argv: list[str]) -> None:
-    """Remember which keys ``-m`` sweeps (``method=ce,sat``) for :func:`sweep_job`."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    if not {"-m", "--multirun"} & set(argv):
-        return
-    try:
-        parsed = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
-    except Exception:  # noqa: BLE001  (Hydra reports a malformed override itself)
-        return
-    os.environ[SWEPT_KEYS] = ",".join(o.key_or_group for o in parsed if o.is_sweep_override())
-
-
-def register_config() -> None:
-    """The resolvers and the schemas (sat/config/schema.py) the configs use; call
-    before Hydra composes them."""
-    from sat.config import schema as settings
-
-    from sat.report.evaluation_sweep import job_name
-
-    OmegaConf.register_new_resolver("sat_subdir", sweep_subdir, replace=True)
-    OmegaConf.register_new_resolver("sat_job", job_name, replace=True)  # evaluate/attack sweep job folders
-    OmegaConf.register_new_resolver("sat_job_label", lambda *, _root_: sweep_job(_root_.hydra), replace=True)
-    settings.register()
-
-
-register_resolvers = register_config  # the name tests/conftest.py calls
 
 
 def _user_error_in(e: BaseException | None) -> UserError | None:
@@ -115,14 +51,13 @@ def _user_error_in(e: BaseException | None) -> UserError | None:
     return None
 
 
-def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Run a task for an entry point: bad input ends with its one-line message (exit
-    status 2), any other failure is logged with its traceback, and the run's output
-    folder is always named, so a failed job of a sweep can still be found."""
+def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run a task inside Hydra's run (the command line's and the Python API's): bad
+    input comes out as one :class:`UserError` and leaves no run folder behind, any other
+    failure is logged with its traceback, a preempted run says how to continue it, and
+    the run's output folder is always named, so a failed job of a sweep can be found."""
     from sat.config import keys
 
-    global _task_started
-    _task_started = True
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
         keys.check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
@@ -136,12 +71,23 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
             log.exception("run failed; run folder: %s", out)
             raise
         log.error("%s (run folder: %s)", user_error, out)
-        print(f"error: {user_error}", file=sys.stderr, flush=True)
         _drop_refused(out, user_error)
-        raise SystemExit(2) from None
+        raise user_error from None
     except BaseException:
         log.exception("run stopped; run folder: %s", out)
         raise
+
+
+def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """:func:`guarded` for an entry point: bad input ends with its one ``error:`` line
+    and exit status 2."""
+    global _task_started
+    _task_started = True
+    try:
+        return guarded(task, cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def _drop_refused(output_dir: Any, error: UserError) -> None:
@@ -149,7 +95,6 @@ def _drop_refused(output_dir: Any, error: UserError) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from sat.run.refused import drop_refused_run_folder
-    from sat.cli.continue_run import is_rank0
 
     if output_dir == "?" or not is_rank0():
         return
@@ -161,7 +106,7 @@ def _drop_refused(output_dir: Any, error: UserError) -> None:
 def _say_how_to_continue(output_dir: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from sat.cli.continue_run import continue_commands, is_rank0
+    from sat.cli.continue_run import continue_commands
 
     if not HydraConfig.initialized() or not is_rank0():
         return
@@ -188,18 +133,25 @@ def _unwritable(path: Path) -> str | None:
     return None
 
 
-def _check_output_dirs(argv: list[str]) -> None:
+def check_output_dirs(overrides: list[str]) -> None:
     """Hydra creates the output folder before the task runs, and reports a folder it
-    cannot create with a traceback: check the folders given on the command line first."""
-    for arg in argv:
+    cannot create with a traceback: check the folders the overrides give first."""
+    for arg in overrides:
         key, sep, value = arg.partition("=")
         if not sep or key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:
             continue
         problem = _unwritable(Path(value.strip("'\"")))
         if problem:
-            print(f"error: output folder {value} {problem}; accepted: a writable folder ({key}=...)", file=sys.stderr,
-                  flush=True)
-            raise SystemExit(2) from None
+            raise UserError(f"output folder {value} {problem}; accepted: a writable folder ({key}=...)")
+
+
+def bad_input(e: BaseException) -> UserError | None:
+    """The one-line error for what went wrong before the task ran: a config Hydra could
+    not compose (:func:`sat.config.keys.composition_error`) or a run folder refused while
+    Hydra set up its log (:class:`sat.cli.hooks.RunLogFile`); None for anything else."""
+    from sat.config.keys import composition_error
+
+    return composition_error(e) or _user_error_in(e)
 
 
 def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
@@ -209,16 +161,19 @@ def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
     would print its own 7 to 26 lines and exit with 1. ``resumable``: the entry point
     takes ``resume=RUN_DIR`` (train.py), which becomes that run's own command, in its folder."""
     from sat.cli.continue_run import expand_resume
-    from sat.config.keys import composition_error
 
     # The interpreter's last garbage collection walks every object torch, Hydra and their
     # imports made (2-5 s of a short run's exit); the files are closed by then, so skip it.
     atexit.register(gc.freeze)
-    register_config()
-    if resumable:
-        sys.argv[1:] = expand_resume(sys.argv[1:])
-    _check_output_dirs(sys.argv[1:])
-    _note_swept_keys(sys.argv[1:])
+    register.register_config()
+    try:
+        if resumable:
+            sys.argv[1:] = expand_resume(sys.argv[1:])
+        check_output_dirs(sys.argv[1:])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    note_swept_keys(sys.argv[1:])
     wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose (instead of printing it)
     try:
@@ -228,7 +183,7 @@ def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
             raise SystemExit(2) from None
         raise
     except Exception as e:
-        error = None if wants_trace else composition_error(e)
+        error = None if wants_trace else bad_input(e)
         if error is None:
             raise
         print(f"error: {error}", file=sys.stderr, flush=True)

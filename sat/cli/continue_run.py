@@ -9,18 +9,12 @@ the whole sweep in place).
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from sat.errors import UserError
-
-RESUME_ACCEPTED = "resume=auto, a run folder (resume=RUN_DIR) or a checkpoint file (resume=RUN/checkpoints/last.pt)"
-
 
 def _key(override: str) -> str:
     """``+trainer.x=1`` -> ``trainer.x``; ``~noise`` -> ``noise``."""
@@ -54,24 +48,6 @@ def expand_resume(argv: list[str]) -> list[str]:
     kept = [o for o in stored if _key(o) not in typed and _key(o) not in ("resume", "hydra.run.dir")]
     run_dir = [] if "hydra.run.dir" in typed else [f"hydra.run.dir={folder}"]
     return [*kept, *argv, *run_dir]
-
-
-def checkpoint_to_resume(resume: str, run_dir: Path) -> str:
-    """What ``resume=`` continues, as the training task takes it: ``auto`` (this run
-    folder's own checkpoint, if any) or a checkpoint file. A run folder stands for its
-    ``checkpoints/last.pt``; this run's own folder for ``auto``."""
-    if resume == "auto":
-        return resume
-    path = Path(resume).expanduser()
-    if not path.exists():
-        raise UserError(f"resume={resume} does not exist; accepted: {RESUME_ACCEPTED}")
-    if path.is_file():
-        return resume
-    last = next((p for p in (path / "checkpoints" / "last.pt", path / "last.pt") if p.is_file()), None)
-    if last is None:
-        raise UserError(f"resume={resume} is a folder without checkpoints/last.pt (nothing to continue); "
-                        f"accepted: {RESUME_ACCEPTED}")
-    return "auto" if path.resolve() == run_dir.resolve() else str(last)
 
 
 def _shown(path: Path | str) -> str:
@@ -110,8 +86,3 @@ def continue_commands(hydra_cfg: Any, output_dir: str | Path) -> list[str]:
         commands.append(_command(script, ["-m", *map(str, sweep.get("task") or []), *map(str, hydra_args),
                                           f"hydra.sweep.dir={_shown(sweep_dir)}"]))
     return commands
-
-
-def is_rank0() -> bool:
-    """Only one process of a distributed run says how to continue it."""
-    return int(os.environ.get("RANK", "0") or 0) == 0

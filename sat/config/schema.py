@@ -20,6 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sat.config import validate
+from sat.config.roles import FILE, FIXED, NEUTRAL, PER_PROCESS, declare
 from sat.errors import UserError
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -44,21 +45,21 @@ def read(cfg: DictConfig, key: str) -> Any:
 class TrainerSettings:
     """``trainer``: the schema of the node and, from :meth:`from_config`, its checked values."""
 
-    epochs: int = MISSING
-    batch_size: int = MISSING
-    eval_batch_size: int = MISSING
-    precision: str = MISSING
-    channels_last: bool = MISSING
-    compile: bool = MISSING
-    compile_mode: Optional[str] = MISSING
-    num_threads: Optional[int] = MISSING
-    checkpoint_every: int = MISSING
-    checkpoint_from: int = MISSING
-    deterministic: bool = False
-    progress: str = "auto"
-    eval_every: int = 1
-    async_checkpoint: bool = True
-    sync_batchnorm: bool = False
+    epochs: int = field(default=MISSING, metadata=declare(FIXED))
+    batch_size: int = field(default=MISSING, metadata=declare(FIXED))
+    eval_batch_size: int = field(default=MISSING, metadata=declare(NEUTRAL))
+    precision: str = field(default=MISSING, metadata=declare(FIXED))
+    channels_last: bool = field(default=MISSING, metadata=declare(NEUTRAL))
+    compile: bool = field(default=MISSING, metadata=declare(NEUTRAL))
+    compile_mode: Optional[str] = field(default=MISSING, metadata=declare(NEUTRAL))
+    num_threads: Optional[int] = field(default=MISSING, metadata=declare(NEUTRAL, PER_PROCESS))
+    checkpoint_every: int = field(default=MISSING, metadata=declare(NEUTRAL))
+    checkpoint_from: int = field(default=MISSING, metadata=declare(NEUTRAL))
+    deterministic: bool = field(default=False, metadata=declare(NEUTRAL))
+    progress: str = field(default="auto", metadata=declare(NEUTRAL, PER_PROCESS))
+    eval_every: int = 1  # which epochs are evaluated (and so which is best): not neutral, yet a continuation may change it
+    async_checkpoint: bool = field(default=True, metadata=declare(NEUTRAL))
+    sync_batchnorm: bool = field(default=False, metadata=declare(FIXED))
 
     @classmethod
     def from_config(cls, node: Any) -> "TrainerSettings":
@@ -86,30 +87,63 @@ class TrainerSettings:
 
 @dataclass
 class Paths:
-    data_dir: str = MISSING
-    output_dir: str = MISSING
+    data_dir: str = field(default=MISSING, metadata=declare(NEUTRAL, PER_PROCESS, FILE))
+    output_dir: str = field(default=MISSING, metadata=declare(NEUTRAL, PER_PROCESS))
+
+
+LOADER_KINDS = ("auto", "device", "stream")
+DECODERS = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class LoaderSettings:
+    """``loader``: how batches reach the model. ``kind``: ``device`` (every image held on
+    the training device), ``stream`` (read from disk every epoch) or ``auto`` (device when
+    the images fit); the rest are a streaming loader's speed settings."""
+
+    kind: str = field(default="auto", metadata=declare(FIXED))
+    num_workers: Any = field(default="auto", metadata=declare(NEUTRAL, PER_PROCESS))  # an integer >= 0 or auto
+    decode: str = field(default="auto", metadata=declare(NEUTRAL))
+    persistent_workers: bool = field(default=True, metadata=declare(NEUTRAL))
+    prefetch_factor: int = field(default=2, metadata=declare(NEUTRAL))
+
+    @classmethod
+    def from_config(cls, node: Any) -> "LoaderSettings":
+        t = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+        workers = t.get("num_workers", "auto")
+        return cls(
+            kind=validate.choice("loader.kind", t.get("kind", "auto"), LOADER_KINDS),
+            num_workers=workers if workers == "auto" else validate.number("loader.num_workers", workers, lo=0,
+                                                                          integer=True),
+            decode=validate.choice("loader.decode", t.get("decode", "auto"), DECODERS),
+            persistent_workers=validate.flag("loader.persistent_workers", t.get("persistent_workers", True)),
+            prefetch_factor=validate.positive_int("loader.prefetch_factor", t.get("prefetch_factor", 2)),
+        )
 
 
 @dataclass
 class TrainConfig:
     """``conf/train.yaml``."""
 
-    name: str = MISSING
-    seed: int = MISSING
-    device: str = MISSING
-    resume: Optional[str] = MISSING
-    objective: str = MISSING
+    name: str = field(default=MISSING, metadata=declare(NEUTRAL))
+    seed: int = field(default=MISSING, metadata=declare(FIXED))
+    device: str = field(default=MISSING, metadata=declare(NEUTRAL))
+    resume: Optional[str] = field(default=MISSING, metadata=declare(NEUTRAL, FILE))
+    objective: str = field(default=MISSING, metadata=declare(NEUTRAL))
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     paths: Paths = field(default_factory=Paths)
-    dataset: Any = MISSING
-    model: Any = MISSING
-    noise: Any = MISSING
-    method: Any = MISSING
-    optimizer: Any = MISSING
-    scheduler: Any = MISSING
-    augment: Any = MISSING
-    logger: Any = None
-    init_from: Optional[str] = None  # a checkpoint whose weights a new run starts from (sat.tasks.train.warm_start)
+    loader: LoaderSettings = field(default_factory=LoaderSettings)
+    # the objects a run is made of: a continuation keeps them (their classes' arg_roles name the exceptions)
+    dataset: Any = field(default=MISSING, metadata=declare(FIXED))
+    model: Any = field(default=MISSING, metadata=declare(FIXED))
+    noise: Any = field(default=MISSING, metadata=declare(FIXED))
+    method: Any = field(default=MISSING, metadata=declare(FIXED))
+    optimizer: Any = field(default=MISSING, metadata=declare(FIXED))
+    scheduler: Any = field(default=MISSING, metadata=declare(FIXED))
+    augment: Any = field(default=MISSING, metadata=declare(FIXED))
+    logger: Any = field(default=None, metadata=declare(NEUTRAL))
+    # a checkpoint whose weights a new run starts from (sat.tasks.train.warm_start)
+    init_from: Optional[str] = field(default=None, metadata=declare(FILE))
     init_from_strict: bool = True
 
 
@@ -117,7 +151,7 @@ class TrainConfig:
 class AttackTrainerSettings:
     """``trainer`` of ``attack.py``: the keys of training's ``trainer`` that apply to it."""
 
-    eval_batch_size: int = MISSING
+    eval_batch_size: int = field(default=MISSING, metadata=declare(NEUTRAL))
 
 
 @dataclass
@@ -131,10 +165,10 @@ class EvaluateTrainerSettings(AttackTrainerSettings):
 class CheckpointReading:
     """What ``evaluate.py`` and ``attack.py`` share: reading a run's checkpoint back."""
 
-    name: str = MISSING
-    dataset_root: Optional[str] = None
-    trusted_packages: list[str] = field(default_factory=list)
-    device: str = MISSING
+    name: str = field(default=MISSING, metadata=declare(NEUTRAL))
+    dataset_root: Optional[str] = field(default=None, metadata=declare(NEUTRAL, FILE))
+    trusted_packages: list[str] = field(default_factory=list, metadata=declare(NEUTRAL))
+    device: str = field(default=MISSING, metadata=declare(NEUTRAL))
     seed: int = MISSING
     paths: Paths = field(default_factory=Paths)
 
@@ -143,27 +177,17 @@ class CheckpointReading:
 class EvaluateConfig(CheckpointReading):
     """``conf/evaluate.yaml``."""
 
-    report: str = MISSING
-    checkpoint: Any = MISSING  # one path, or a list of them (report=selective)
+    report: Any = MISSING  # a Report node of conf/report/ (its keys: the class's arguments)
+    checkpoint: Any = field(default=MISSING, metadata=declare(FILE))  # one path, or a list of them (report=selective)
     trainer: EvaluateTrainerSettings = field(default_factory=EvaluateTrainerSettings)
-    calibration_size: int = MISSING
-    calibration_seed: int = MISSING
-    top_suspects: int = MISSING
-    detector: str = "model"  # report=label_errors: model | confident_learning
-    folds: int = 5
-    cv_epochs: Optional[int] = None
-    label_fraction: Optional[float] = None  # report=linear_probe|knn
-    labels_per_class: Optional[int] = None
-    knn_k: int = 200
-    knn_temperature: float = 0.1
 
 
 @dataclass
 class AttackConfig(CheckpointReading):
     """``conf/attack.yaml``."""
 
-    checkpoint: Optional[str] = None
-    checkpoints: Optional[str] = None
+    checkpoint: Optional[str] = field(default=None, metadata=declare(FILE))
+    checkpoints: Optional[str] = field(default=None, metadata=declare(FILE))
     epochs: Any = None  # 71-100, 80, [71,80] or 71,80,90-95
     num_samples: Optional[int] = None
     trainer: AttackTrainerSettings = field(default_factory=AttackTrainerSettings)

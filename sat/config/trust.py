@@ -11,14 +11,13 @@ explicit registry instead:
   (``trusted_packages=[myplug]``) that subclasses the kind's base class;
 - nested nodes with a ``_target_`` must themselves pass that check, and no other
   Hydra key (``_args_``, ``_partial_``, ...) is honoured;
-- constructor arguments that name files (a class's ``file_args``: dataset roots,
+- constructor arguments that name files (a class's ``arg_roles`` with ``FILE``: dataset roots,
   noise files) are never taken from the stored config: the caller supplies them from
   what the user confirmed now (``dataset_root=`` or the current data folder).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import pkgutil
@@ -26,20 +25,24 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
-from sat.config import validate
+from sat.config import roles, validate
 from sat.errors import UserError
 
 KINDS = ("model", "dataset", "noise", "method", "component")  # component: a part of the above (SAT's start detector)
 
 # The project's classes a stored config may name, by kind: filled by :func:`trusted` as
-# their modules are imported (:func:`project_targets` imports them all), so the list is
+# their modules are imported (:func:`load_project` imports them all), so the list is
 # the class definitions themselves and cannot drift from them.
 SAT_TARGETS: dict[str, set[str]] = {kind: set() for kind in KINDS}
 _classes: dict[str, tuple[str, type]] = {}  # every name above -> (kind, class)
+_bases: dict[str, type] = {"component": object}  # what a trusted package's class of a kind subclasses
 
-# Where the project's trusted classes are defined: importing these packages' modules
-# runs every @trusted line.
+# Where the project's trusted classes are defined: importing these packages' modules runs
+# every @trusted line. A fixed list of the project's own packages: a stored string never
+# chooses what is imported.
 _PROJECT_PACKAGES = ("sat.models", "sat.methods", "sat.data")
+_loaded = False
+
 
 def trusted(kind: str, *aliases: str) -> Callable[[type], type]:
     """Class decorator: stored configs may name this class as a ``kind`` node, by its
@@ -58,48 +61,56 @@ def trusted(kind: str, *aliases: str) -> Callable[[type], type]:
     return mark
 
 
-def _trusted_class(target: str) -> tuple[str, type] | None:
-    """(kind, class) of one of the project's trusted classes, importing the module the
-    name points into if needed (only ever a module of sat: the project's own code)."""
-    if target not in _classes and target.startswith("sat."):
-        module = target.rpartition(".")[0]
-        with contextlib.suppress(ImportError, ValueError):
-            importlib.import_module(module)
-    return _classes.get(target)
+def kind_base(kind: str, cls: type) -> None:
+    """Declare the base class of a kind (called where that base class is defined): what a
+    class of a trusted package must subclass to be built as that kind."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; accepted: {', '.join(KINDS)}")
+    _bases[kind] = cls
 
 
-def project_targets(kind: str) -> set[str]:
-    """Every name of the project's trusted classes of ``kind`` (imports the packages that define them)."""
+def load_project() -> None:
+    """Import every module of the project's packages (once), so the registry holds every
+    trusted class and every kind its base class."""
+    global _loaded
+    if _loaded:
+        return
     for package in _PROJECT_PACKAGES:
         root = importlib.import_module(package)
         for info in pkgutil.walk_packages(root.__path__, package + "."):
             importlib.import_module(info.name)
-    return set(SAT_TARGETS[kind])
+    _loaded = True
 
+
+def _trusted_class(target: str) -> tuple[str, type] | None:
+    """(kind, class) of one of the project's trusted classes, from the registry alone."""
+    if target not in _classes:
+        load_project()
+    return _classes.get(target)
+
+
+def known_class(target: Any) -> type | None:
+    """The class a stored ``_target_`` names, if the registry knows it (the project's
+    trusted classes and the user's registered ones); nothing is imported by its name."""
+    if not isinstance(target, str):
+        return None
+    found = _trusted_class(target) or _registered.get(target)
+    return found[1] if found is not None and isinstance(found[1], type) else None
+
+
+def project_targets(kind: str) -> set[str]:
+    """Every name of the project's trusted classes of ``kind``."""
+    load_project()
+    return set(SAT_TARGETS[kind])
 
 
 _registered: dict[str, tuple[str, Callable[..., Any]]] = {}
 
 
-def _base_class(kind: str) -> type:
+def base_of(kind: str) -> type:
     """What a trusted package's class of this kind must subclass."""
-    if kind == "model":
-        from torch import nn
-
-        return nn.Module
-    if kind == "dataset":
-        from sat.data.datasets import DataSource
-
-        return DataSource
-    if kind == "noise":
-        from sat.data.noise import Noise
-
-        return Noise
-    if kind == "component":
-        return object
-    from sat.methods.base import Method
-
-    return Method
+    load_project()
+    return _bases[kind]
 
 
 def register(target: str, obj: Callable[..., Any], kind: str) -> None:
@@ -165,10 +176,10 @@ def resolve(target: Any, kind: str, what: str, trusted_packages: Iterable[str] |
         # A class defined in the package, of the right kind: not a function, and not
         # something the package merely imported (``myplug.os.system``).
         if inspect.isclass(obj) and (module == owner or module.startswith(owner + ".")) \
-                and issubclass(obj, _base_class(kind)):
+                and issubclass(obj, base_of(kind)):
             return obj
         raise UserError(f"{what}._target_={target!r} is not a {kind} class defined in trusted package {owner!r}; "
-                        f"accepted: a subclass of {_base_class(kind).__name__} defined there")
+                        f"accepted: a subclass of {base_of(kind).__name__} defined there")
     accepted = ", ".join(sorted(n for n in project_targets(kind) if n == _canonical(n)))
     hint = " or a class of a package you trust (trusted_packages=[pkg])"
     raise UserError(f"{what}._target_={target!r} in the checkpoint's stored config is not allowed; "
@@ -201,7 +212,7 @@ def build(
     if not isinstance(node, Mapping) or "_target_" not in node:
         raise UserError(f"{what} in the checkpoint's stored config is not an object node with a _target_")
     cls = resolve(node["_target_"], kind, what, trusted_packages)
-    file_args = set(getattr(cls, "file_args", ()))
+    file_args = roles.file_args(cls)
     kwargs: dict[str, Any] = {}
     for key, value in node.items():
         if key == "_target_" or key in file_args:

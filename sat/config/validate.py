@@ -41,17 +41,18 @@ def number(
     """
     accepted = _accepted(lo, hi, lo_open, hi_open, integer)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise UserError(f"{name}={value!r} is not {'an integer' if integer else 'a number'}; accepted: {accepted}")
+        raise UserError(key=name, value=value, problem=f"is not {'an integer' if integer else 'a number'}",
+                        accepted=accepted)
     if integer:
         if not float(value).is_integer():
-            raise UserError(f"{name}={value!r} is not an integer; accepted: {accepted}")
+            raise UserError(key=name, value=value, problem="is not an integer", accepted=accepted)
         value = int(value)
     else:
         value = float(value)
     below = lo is not None and (value <= lo if lo_open else value < lo)
     above = hi is not None and (value >= hi if hi_open else value > hi)
     if below or above:
-        raise UserError(f"{name}={value!r} is out of range; accepted: {accepted}")
+        raise UserError(key=name, value=value, problem="is out of range", accepted=accepted)
     return value
 
 
@@ -63,13 +64,13 @@ def positive_int(name: str, value: Any) -> int:
 def choice(name: str, value: Any, options: Iterable[Any]) -> Any:
     options = list(options)
     if value not in options:
-        raise UserError(f"{name}={value!r} is not supported; accepted: {', '.join(map(str, options))}")
+        raise UserError(key=name, value=value, problem="is not supported", accepted=", ".join(map(str, options)))
     return value
 
 
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise UserError(f"{name}={value!r} is not a boolean; accepted: true, false")
+        raise UserError(key=name, value=value, problem="is not a boolean", accepted="true, false")
     return value
 
 
@@ -94,9 +95,13 @@ def argument_names(obj: Any) -> set[str] | None:
 
 
 def within(error: UserError, path: str, names: Iterable[str] | None) -> UserError:
-    """``error``, raised by an object built from the config node at ``path``, with the
-    argument names it mentions as config keys: ``alpha=1.5`` -> ``method.natural.alpha=1.5``
-    (``names``: the object's arguments; None: the message is left as it is)."""
+    """``error``, raised by an object built from the config node at ``path``, with its key
+    named from the config's root: ``alpha=1.5`` -> ``method.natural.alpha=1.5``. A
+    structured error says which argument it is about (:meth:`UserError.within`); an
+    unstructured message has the object's argument names (``names``) it mentions put
+    under ``path``."""
+    if error.structured:
+        return error.within(path)
     if not names or not path:
         return error
     pattern = re.compile(rf"(?<![\w.])({'|'.join(map(re.escape, sorted(names, key=len, reverse=True)))})"

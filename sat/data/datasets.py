@@ -23,7 +23,10 @@ from sat.config import validate
 from sat.data.class_maps import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
 from sat.data.splits import ImageSet, Split  # ImageSet: re-exported for dataset plugins
 from sat.errors import UserError
+from sat.run.budget import images_bytes
 from sat.config.trust import trusted
+from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
+from sat.config import trust
 
 
 @dataclass
@@ -47,7 +50,6 @@ class DatasetSplits:
     asymmetric_map: list[int] = field(default_factory=list)  # class -> class for asymmetric noise
     val: Split | None = None
     holdout_seed: int | None = None
-    loader: str = "auto"  # auto | device | stream: see sat.data.prepare.choose_loader
     class_names: tuple[str, ...] = ()
 
     @property
@@ -66,9 +68,9 @@ class DataSource:
     """What a dataset config node builds. Subclasses set ``name``, ``num_classes`` and
     ``input_shape`` from their arguments and read the data in :meth:`load`."""
 
-    # Constructor arguments that name or fetch files: a config read back from a
-    # checkpoint must not choose them (see sat.config.trust); the user's current settings do.
-    file_args: ClassVar[tuple[str, ...]] = ()
+    # What the constructor's arguments are to a run besides their values (sat.config.roles):
+    # files are never chosen by a config read back from a checkpoint (sat.config.trust).
+    arg_roles: ClassVar[dict[str, tuple[str, ...]]] = {}
     name: str
     num_classes: int
     input_shape: tuple[int, int, int]
@@ -77,6 +79,14 @@ class DataSource:
     def load(self) -> DatasetSplits:
         raise NotImplementedError
 
+    def memory_bytes(self) -> int | None:
+        """The bytes :meth:`load` will hold, known from the settings or the files' headers
+        and sizes before reading (None: not known before reading)."""
+        return None
+
+
+trust.kind_base("dataset", DataSource)
+
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     x = images.double().div_(255)
@@ -84,7 +94,7 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
 
 
 def _val_size(value: Any) -> int:
-    return validate.number("dataset.val_size", value, lo=0, integer=True)
+    return validate.number("val_size", value, lo=0, integer=True)
 
 
 # --- CIFAR ---------------------------------------------------------------------------
@@ -169,12 +179,12 @@ def _download_cifar(name: str, root: Path) -> None:
 class CIFAR(DataSource):
     """CIFAR-10/100 from the python pickle batches torchvision downloads."""
 
-    file_args = ("root", "download")
+    arg_roles = {"root": (FILE, PER_PROCESS), "download": (FILE, NEUTRAL, PER_PROCESS)}
 
     def __init__(self, name: str = "cifar10", root: str = "data", download: bool = False, val_size: int = 5000):
-        validate.choice("dataset.name", name, _CIFAR)
+        validate.choice("name", name, _CIFAR)
         self.name, self.root, self.val_size = name, Path(str(root)).expanduser(), _val_size(val_size)
-        self.download = validate.flag("dataset.download", download)
+        self.download = validate.flag("download", download)
         self.num_classes, self.input_shape = _CIFAR[name]["num_classes"], (3, 32, 32)
 
     def load(self) -> DatasetSplits:
@@ -218,10 +228,10 @@ class Digits(DataSource):
     TOTAL = 1797
 
     def __init__(self, test_size: int = 497, val_size: int = 200, split_seed: int = 0):
-        self.test_size = validate.number("dataset.test_size", test_size, lo=1, hi=self.TOTAL - 1, integer=True)
-        self.val_size = validate.number("dataset.val_size", val_size, lo=0, hi=self.TOTAL - self.test_size - 1,
+        self.test_size = validate.number("test_size", test_size, lo=1, hi=self.TOTAL - 1, integer=True)
+        self.val_size = validate.number("val_size", val_size, lo=0, hi=self.TOTAL - self.test_size - 1,
                                         integer=True)
-        self.split_seed = validate.number("dataset.split_seed", split_seed, integer=True)
+        self.split_seed = validate.number("split_seed", split_seed, integer=True)
         self.name, self.num_classes, self.input_shape = "digits", 10, (1, 8, 8)
 
     def load(self) -> DatasetSplits:
@@ -261,13 +271,17 @@ class Synthetic(DataSource):
 
     def __init__(self, num_train: int = 512, num_test: int = 256, num_classes: int = 4, channels: int = 3,
                  size: int = 8, val_size: int = 64, seed: int = 0):
-        self.num_train = validate.positive_int("dataset.num_train", num_train)
-        self.num_test = validate.positive_int("dataset.num_test", num_test)
-        self.num_classes = validate.number("dataset.num_classes", num_classes, lo=2, integer=True)
-        channels, size = validate.positive_int("dataset.channels", channels), validate.positive_int("dataset.size", size)
-        self.val_size = validate.number("dataset.val_size", val_size, lo=0, hi=self.num_train - 1, integer=True)
-        self.seed = validate.number("dataset.seed", seed, integer=True)
+        self.num_train = validate.positive_int("num_train", num_train)
+        self.num_test = validate.positive_int("num_test", num_test)
+        self.num_classes = validate.number("num_classes", num_classes, lo=2, integer=True)
+        channels, size = validate.positive_int("channels", channels), validate.positive_int("size", size)
+        self.val_size = validate.number("val_size", val_size, lo=0, hi=self.num_train - 1, integer=True)
+        self.seed = validate.number("seed", seed, integer=True)
         self.name, self.input_shape = "synthetic", (channels, size, size)
+
+    def memory_bytes(self) -> int:
+        # drawn as float32, kept as uint8
+        return images_bytes(self.num_train + self.num_test, self.input_shape, bytes_per_value=4 + 1)
 
     def load(self) -> DatasetSplits:
         g = torch.Generator().manual_seed(self.seed)

@@ -14,7 +14,7 @@ import torch
 
 from sat.data.datasets import DatasetSplits, DataSource
 from sat.data.noise import Noise, NoisePattern
-from sat.data.splits import ImageSet, Split, nbytes
+from sat.data.splits import ImageSet, Split, StreamSettings, nbytes
 from sat.errors import UserError
 
 LOADERS = ("auto", "device", "stream")
@@ -23,7 +23,7 @@ CUDA_SHARE = 0.25  # the rest is for the model, activations and the allocator
 
 
 def device_limit_bytes(device: torch.device) -> int:
-    """How many bytes of uint8 images ``dataset.loader=auto`` keeps on ``device``."""
+    """How many bytes of uint8 images ``loader.kind=auto`` keeps on ``device``."""
     if device.type == "cuda":
         return int(CUDA_SHARE * torch.cuda.get_device_properties(device).total_memory)
     return CPU_LIMIT_BYTES
@@ -35,7 +35,7 @@ def choose_loader(requested: str, data: DatasetSplits, device: torch.device | st
     from disk every epoch: any size). ``auto``: ``device`` when the decoded images fit
     in a share of the device's memory, and always for data already in memory."""
     if requested not in LOADERS:
-        raise UserError(f"dataset.loader={requested!r} is not supported; accepted: {', '.join(LOADERS)}")
+        raise UserError(f"loader.kind={requested!r} is not supported; accepted: {', '.join(LOADERS)}")
     if all(isinstance(s, ImageSet) for s in data.splits()):
         return "device"
     if requested != "auto":
@@ -91,12 +91,14 @@ def load(source: DataSource) -> DatasetSplits:
 
 
 def prepare(data: DatasetSplits, noise: Noise | None, device: torch.device | str, *,
-            pattern: NoisePattern | None = None, loader_kind: str | None = None) -> TrainingData:
+            pattern: NoisePattern | None = None, loader_kind: str = "auto",
+            streaming: StreamSettings = StreamSettings()) -> TrainingData:
     """The data a run trains on. ``noise`` is drawn from its seeded config, or ``pattern``
-    (a saved one, which must be of this training pool) is replayed; ``loader_kind``
-    overrides the choice (a restored run sees its data as the run itself did)."""
-    kind = loader_kind or choose_loader(data.loader, data, device)
-    train, test, val = data.train, data.test, data.val
+    (a saved one, which must be of this training pool) is replayed; ``loader_kind``:
+    ``device``, ``stream`` or ``auto`` (:func:`choose_loader`; a restored run gives the
+    kind the run itself had); ``streaming``: how file splits are read (workers)."""
+    kind = choose_loader(loader_kind, data, device)
+    train, test, val = (None if s is None else s.streamed(streaming) for s in (data.train, data.test, data.val))
     if kind == "device":
         train, test = train.in_memory(), test.in_memory()
         val = val.in_memory() if val is not None else None

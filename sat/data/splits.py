@@ -13,6 +13,7 @@ split never asks which kind it is.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +59,10 @@ class Split:
             raise UserError(f"got {len(labels)} labels for a split of {len(self)} samples; accepted: one per sample")
         clean = self.labels if self.clean_labels is None else self.clean_labels
         return replace(self, labels=labels, clean_labels=clean)
+
+    def streamed(self, settings: StreamSettings) -> Split:
+        """This split read with ``settings`` when it streams from files (images in memory: itself)."""
+        return self
 
     def tail(self, size: int) -> tuple[Split, Split]:
         """The first ``len - size`` samples and the last ``size`` (CIFAR's validation tail)."""
@@ -142,17 +147,40 @@ class ImageSet(Split):
 
 @dataclass(frozen=True)
 class FileReading:
-    """How a file split's images become model inputs: decoded as RGB, the shorter side
-    resized to ``resize``, a centre crop of ``image_size`` (the one view every loader
-    gives; training augmentation is the ``augment`` group's, on the device), and the
-    reader's speed settings (they never change results)."""
+    """How a file split's images become model inputs (the dataset's choice): decoded as
+    RGB, the shorter side resized to ``resize``, a centre crop of ``image_size`` (the one
+    view every loader gives; training augmentation is the ``augment`` group's, on the
+    device)."""
 
     image_size: int = 224
     resize: int = 256
-    num_workers: int = 0
-    decode: str = "auto"  # auto | cpu | cuda (nvJPEG)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How a streaming loader reads a file split (the ``loader`` node's speed settings:
+    they never change results). ``num_workers``: DataLoader workers (``auto``: one per
+    available core but one, at most 8); ``decode``: ``auto`` | ``cpu`` | ``cuda``
+    (nvJPEG)."""
+
+    num_workers: int | str = 0  # the loader node says auto
+    decode: str = "auto"
     persistent_workers: bool = True
     prefetch_factor: int = 2
+
+    @property
+    def workers(self) -> int:
+        if self.num_workers == "auto":
+            return max(0, min(8, available_cores() - 1))
+        return int(self.num_workers)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (a Slurm or cgroup allocation, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,6 +199,7 @@ class FileSplit(Split):
     source: str
     clean_labels: torch.Tensor | None = None  # -1 where unknown (Clothing1M's clean subset)
     reading: FileReading = FileReading()
+    streaming: StreamSettings = StreamSettings()
 
     def __post_init__(self) -> None:
         n = len(self.files)
@@ -195,6 +224,9 @@ class FileSplit(Split):
 
     def with_reading(self, reading: FileReading) -> FileSplit:
         return replace(self, reading=reading)
+
+    def streamed(self, settings: StreamSettings) -> FileSplit:
+        return replace(self, streaming=settings)
 
     def describe(self, position: int) -> str:
         """``source:line path`` of one sample (what a label-error report shows)."""

@@ -22,6 +22,7 @@ from sat.data.class_maps import cyclic_asymmetric_map
 from sat.data.datasets import DatasetSplits, DataSource, ImageSet
 from sat.errors import UserError
 from sat.config.trust import trusted
+from sat.config.roles import FILE, PER_PROCESS
 
 SHAPE = (3, 96, 96)
 FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")
@@ -64,12 +65,12 @@ def _channel_stats(images: torch.Tensor, chunk: int = 1000) -> tuple[tuple[float
 
 @trusted("dataset")
 class STL10(DataSource):
-    file_args = ("root",)
+    arg_roles = {"root": (FILE, PER_PROCESS)}
 
     def __init__(self, root: str = "data", unlabeled: bool = True, val_size: int = 0):
         self.root = Path(str(root)).expanduser()
-        self.unlabeled = validate.flag("dataset.unlabeled", unlabeled)
-        self.val_size = validate.number("dataset.val_size", val_size, lo=0, integer=True)
+        self.unlabeled = validate.flag("unlabeled", unlabeled)
+        self.val_size = validate.number("val_size", val_size, lo=0, integer=True)
         self.name, self.num_classes, self.input_shape = "stl10", 10, SHAPE
 
     def load(self) -> DatasetSplits:

@@ -5,7 +5,7 @@
 image to the split's one view (shorter side resized, centre crop), one batch per
 request, into pinned memory; on CUDA, JPEGs can instead be decoded on the GPU (nvJPEG)
 in the main process. The view is deterministic, so neither the number of workers nor
-the loader (``dataset.loader=device`` decodes the same view once) changes what a model
+the loader (``loader.kind=device`` decodes the same view once) changes what a model
 sees; the training augmentation is the ``augment`` group's, on the device.
 
 torchvision is imported here, on first use, not when ``sat`` is imported.
@@ -16,14 +16,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sat.data.image_checks import check_image_header
-from sat.data.splits import FileReading, FileSplit
 from sat.errors import UserError
+
+if TYPE_CHECKING:  # the splits make their loaders from this module: types only
+    from sat.data.splits import FileReading, FileSplit, StreamSettings
 
 DECODERS = ("auto", "cpu", "cuda")
 _JPEG_MAGIC = (0xFF, 0xD8)
@@ -148,13 +150,16 @@ def cuda_jpeg_available(device: torch.device) -> bool:
         return False
 
 
-def check_reading(reading: FileReading, device: torch.device) -> None:
-    if isinstance(reading.num_workers, bool) or not isinstance(reading.num_workers, int) or reading.num_workers < 0:
-        raise UserError(f"dataset.num_workers={reading.num_workers!r} is not supported; accepted: an integer >= 0")
-    if reading.decode not in DECODERS:
-        raise UserError(f"dataset.decode={reading.decode!r} is not supported; accepted: {', '.join(DECODERS)}")
-    if reading.decode == "cuda" and not cuda_jpeg_available(device):
-        raise UserError(f"dataset.decode=cuda but JPEG decoding on {device} is not available here; accepted: cpu, auto")
+def check_streaming(settings: StreamSettings, device: torch.device) -> int:
+    """The settings' worker count, after refusing what cannot run here."""
+    workers = settings.workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise UserError(f"loader.num_workers={settings.num_workers!r} is not supported; accepted: an integer >= 0, auto")
+    if settings.decode not in DECODERS:
+        raise UserError(f"loader.decode={settings.decode!r} is not supported; accepted: {', '.join(DECODERS)}")
+    if settings.decode == "cuda" and not cuda_jpeg_available(device):
+        raise UserError(f"loader.decode=cuda but JPEG decoding on {device} is not available here; accepted: cpu, auto")
+    return workers
 
 
 class FileBatches:
@@ -163,16 +168,16 @@ class FileBatches:
     whole_batches = False  # reading a whole global batch on every process would defeat sharding
 
     def __init__(self, split: FileSplit, device: torch.device | str) -> None:
-        self.device, self.split, reading = torch.device(device), split, split.reading
-        check_reading(reading, self.device)
-        self.gpu_decode = reading.decode == "cuda" or (reading.decode == "auto" and cuda_jpeg_available(self.device))
+        self.device, self.split, streaming = torch.device(device), split, split.streaming
+        workers = check_streaming(streaming, self.device)
+        self.gpu_decode = streaming.decode == "cuda" or (streaming.decode == "auto" and
+                                                          cuda_jpeg_available(self.device))
         self._reader = _BatchReader(split, decode=not self.gpu_decode)
         self._requests = _Requests()
-        workers = reading.num_workers
         self._loader = DataLoader(
             self._reader, batch_size=None, sampler=self._requests, num_workers=workers,
-            pin_memory=self.device.type == "cuda", prefetch_factor=reading.prefetch_factor if workers > 0 else None,
-            persistent_workers=reading.persistent_workers and workers > 0,
+            pin_memory=self.device.type == "cuda", prefetch_factor=streaming.prefetch_factor if workers > 0 else None,
+            persistent_workers=streaming.persistent_workers and workers > 0,
             worker_init_fn=_own_process_group if workers > 0 else None,
             # A private generator: DataLoader otherwise draws its worker base seed from the
             # global RNG at every epoch, which would shift model init and dropout.
@@ -222,14 +227,14 @@ class FileBatches:
 
 def decode_all(split: FileSplit, batch_size: int = 256) -> torch.Tensor:
     """Every image of ``split`` in its view, in order, as one uint8 (N, 3, S, S) CPU
-    tensor: a file split small enough for the device (``dataset.loader=device``)."""
+    tensor: a file split small enough for the device (``loader.kind=device``)."""
     reading = split.reading
-    check_reading(reading, torch.device("cpu"))
+    workers = check_streaming(split.streaming, torch.device("cpu"))
     requests = _Requests()
     requests.batches = [list(range(s, min(s + batch_size, len(split)))) for s in range(0, len(split), batch_size)]
     loader = DataLoader(_BatchReader(split, decode=True), batch_size=None, sampler=requests,
-                        num_workers=reading.num_workers, generator=torch.Generator(),
-                        worker_init_fn=_own_process_group if reading.num_workers > 0 else None)
+                        num_workers=workers, generator=torch.Generator(),
+                        worker_init_fn=_own_process_group if workers > 0 else None)
     images = [_checked(batch) for batch in loader]
     if not images:
         return torch.empty(0, 3, reading.image_size, reading.image_size, dtype=torch.uint8)

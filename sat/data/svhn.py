@@ -18,6 +18,7 @@ from sat.data.class_maps import MNIST_ASYMMETRIC
 from sat.data.datasets import DataSource, DatasetSplits, ImageSet
 from sat.errors import UserError
 from sat.config.trust import trusted
+from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
@@ -71,12 +72,12 @@ class SVHN(DataSource):
     The last ``val_size`` training images are held out for validation.
     """
 
-    file_args = ("root", "download")
+    arg_roles = {"root": (FILE, PER_PROCESS), "download": (FILE, NEUTRAL, PER_PROCESS)}
 
     def __init__(self, root: str = "data/svhn", download: bool = False, val_size: int = 5000):
         self.root = Path(str(root)).expanduser()
-        self.download = validate.flag("dataset.download", download)
-        self.val_size = validate.number("dataset.val_size", val_size, lo=0, integer=True)
+        self.download = validate.flag("download", download)
+        self.val_size = validate.number("val_size", val_size, lo=0, integer=True)
         self.name, self.num_classes, self.input_shape = "svhn", 10, (3, 32, 32)
 
     def load(self) -> DatasetSplits:

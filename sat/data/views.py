@@ -46,18 +46,18 @@ class TwoViews:
         self.crop_scale = _pair("augment.crop_scale", crop_scale)
         if self.crop_scale[0] <= 0 or self.crop_scale[0] > self.crop_scale[1]:
             raise UserError(f"augment.crop_scale={list(crop_scale)} is not a range; accepted: 0 < min <= max <= 1")
-        self.flip_p = validate.number("augment.flip_p", flip_p, lo=0.0, hi=1.0)
+        self.flip_p = validate.number("flip_p", flip_p, lo=0.0, hi=1.0)
         jitter = list(jitter)
         if len(jitter) != 4:
             raise UserError(f"augment.jitter={jitter} needs 4 values; accepted: [brightness, contrast, "
                                      "saturation, hue]")
-        self.jitter = [validate.number(f"augment.jitter[{i}]", v, lo=0.0, hi=0.5 if i == 3 else None)
+        self.jitter = [validate.number(f"jitter[{i}]", v, lo=0.0, hi=0.5 if i == 3 else None)
                        for i, v in enumerate(jitter)]
-        self.jitter_p = validate.number("augment.jitter_p", jitter_p, lo=0.0, hi=1.0)
-        self.grayscale_p = validate.number("augment.grayscale_p", grayscale_p, lo=0.0, hi=1.0)
+        self.jitter_p = validate.number("jitter_p", jitter_p, lo=0.0, hi=1.0)
+        self.grayscale_p = validate.number("grayscale_p", grayscale_p, lo=0.0, hi=1.0)
         self.blur_p = _pair("augment.blur_p", blur_p)
         self.solarize_p = _pair("augment.solarize_p", solarize_p)
-        self.blur_min_size = validate.positive_int("augment.blur_min_size", blur_min_size)
+        self.blur_min_size = validate.positive_int("blur_min_size", blur_min_size)
         self._pipelines: dict[tuple, tuple[nn.Module, nn.Module]] = {}
 
     def pipeline(self, view: int, channels: int, height: int, width: int) -> nn.Module:

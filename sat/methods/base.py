@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sat.parallel.batch import WHOLE_BATCH, GlobalBatch
+from sat.config import trust
 
 
 class Method(nn.Module):
@@ -92,6 +93,9 @@ class Method(nn.Module):
     def hparams(self) -> dict[str, float | int | str | bool]:
         """The values this method actually uses (after any derivation), for logging."""
         return {}
+
+
+trust.kind_base("method", Method)
 
 
 class PeerMethod(Method):

@@ -86,8 +86,8 @@ class LossCorrection(Method):
     def __init__(self, transition: Any = None, estimate_epoch: int = 10, percentile: float = 97.0):
         super().__init__()
         self.given = check_transition(transition) if transition is not None else None
-        self.estimate_epoch = validate.number("method.estimate_epoch", estimate_epoch, lo=0, integer=True)
-        self.percentile = validate.number("method.percentile", percentile, lo=0.0, hi=100.0, lo_open=True)
+        self.estimate_epoch = validate.number("estimate_epoch", estimate_epoch, lo=0, integer=True)
+        self.percentile = validate.number("percentile", percentile, lo=0.0, hi=100.0, lo_open=True)
         self.register_buffer("transition", torch.empty(0, 0, dtype=torch.float64), persistent=True)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:

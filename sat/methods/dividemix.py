@@ -115,12 +115,12 @@ class DivideMix(PeerMethod):
     def __init__(self, warmup_epochs: int = 10, lambda_u: float = 25.0, p_threshold: float = 0.5,
                  temperature: float = 0.5, alpha: float = 4.0, rampup_epochs: int = 16):
         super().__init__()
-        self.warmup_epochs = validate.number("method.warmup_epochs", warmup_epochs, lo=0, integer=True)
-        self.lambda_u = validate.number("method.lambda_u", lambda_u, lo=0.0)
-        self.p_threshold = validate.number("method.p_threshold", p_threshold, lo=0.0, hi=1.0, hi_open=True)
-        self.temperature = validate.number("method.temperature", temperature, lo=0.0, lo_open=True)
-        self.alpha = validate.number("method.alpha", alpha, lo=0.0)
-        self.rampup_epochs = validate.number("method.rampup_epochs", rampup_epochs, lo=0, integer=True)
+        self.warmup_epochs = validate.number("warmup_epochs", warmup_epochs, lo=0, integer=True)
+        self.lambda_u = validate.number("lambda_u", lambda_u, lo=0.0)
+        self.p_threshold = validate.number("p_threshold", p_threshold, lo=0.0, hi=1.0, hi_open=True)
+        self.temperature = validate.number("temperature", temperature, lo=0.0, lo_open=True)
+        self.alpha = validate.number("alpha", alpha, lo=0.0)
+        self.rampup_epochs = validate.number("rampup_epochs", rampup_epochs, lo=0, integer=True)
         # row 0: the model's clean probabilities (the peer trains on them), row 1: the peer's
         self.register_buffer("clean_prob", torch.empty(2, 0), persistent=True)
         self.register_buffer("labels", torch.empty(0, dtype=torch.long), persistent=False)

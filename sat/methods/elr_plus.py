@@ -68,12 +68,12 @@ class ELRPlus(PeerMethod):
     def __init__(self, beta: float = 0.7, lam: float = 3.0, alpha: float = 1.0, ema_decay: float = 0.997,
                  ema_rampup_steps: int = 40000, reg_rampup_steps: int = 0):
         super().__init__()
-        self.beta = validate.number("method.beta", beta, lo=0.0, hi=1.0, hi_open=True)
-        self.lam = validate.number("method.lam", lam, lo=0.0)
-        self.alpha = validate.number("method.alpha", alpha, lo=0.0)
-        self.ema_decay = validate.number("method.ema_decay", ema_decay, lo=0.0, hi=1.0)
-        self.ema_rampup_steps = validate.number("method.ema_rampup_steps", ema_rampup_steps, lo=0, integer=True)
-        self.reg_rampup_steps = validate.number("method.reg_rampup_steps", reg_rampup_steps, lo=0, integer=True)
+        self.beta = validate.number("beta", beta, lo=0.0, hi=1.0, hi_open=True)
+        self.lam = validate.number("lam", lam, lo=0.0)
+        self.alpha = validate.number("alpha", alpha, lo=0.0)
+        self.ema_decay = validate.number("ema_decay", ema_decay, lo=0.0, hi=1.0)
+        self.ema_rampup_steps = validate.number("ema_rampup_steps", ema_rampup_steps, lo=0, integer=True)
+        self.reg_rampup_steps = validate.number("reg_rampup_steps", reg_rampup_steps, lo=0, integer=True)
         self.model_average: nn.Module | None = None
         self.peer_average: nn.Module | None = None
         # per sample: the model's targets (from the peer's average), the peer's (from the model's)

@@ -70,7 +70,7 @@ def clean_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class Mixup(Method):
     def __init__(self, alpha: float = 1.0):
         super().__init__()
-        self.alpha = validate.number("method.alpha", alpha, lo=0.0)
+        self.alpha = validate.number("alpha", alpha, lo=0.0)
 
     def use_global_batch(self, batch: GlobalBatch) -> None:
         refuse_distributed(batch, "mixup")

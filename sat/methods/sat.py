@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +50,7 @@ class SelfAdaptiveTraining(Method):
     def __init__(
         self,
         alpha: float = 0.9,
-        start_epoch: int = 60,
+        start_epoch: int | Literal["auto"] = 60,  # auto: the auto_start detector decides during the run
         width_scaling: bool = False,
         width: int | None = None,
         reference_width: int = 64,
@@ -207,7 +208,8 @@ class SelfAdaptiveTrainingSCE(SelfAdaptiveTraining):
     ``t > 0`` always holds (the update before the loss mixes in ``p > 0``); only an
     exact zero, which float underflow could produce, is kept from making ``log`` -inf."""
 
-    def __init__(self, alpha: float = 0.9, start_epoch: int = 60, ce_weight: float = 1.0, rce_weight: float = 0.3, **kwargs):
+    def __init__(self, alpha: float = 0.9, start_epoch: int | Literal["auto"] = 60, ce_weight: float = 1.0,
+                 rce_weight: float = 0.3, **kwargs):
         super().__init__(alpha, start_epoch, **kwargs)
         self.ce_weight = validate.number("ce_weight", ce_weight, lo=0.0)
         self.rce_weight = validate.number("rce_weight", rce_weight, lo=0.0)

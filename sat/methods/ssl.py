@@ -67,14 +67,14 @@ class SelfSupervised(Method):
     def __init__(self, projector_hidden_dim: int = 4096, projector_dim: int = 256, predictor_hidden_dim: int = 4096,
                  target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1):
         super().__init__()
-        self.knn_k, self.knn_temperature = check_knn(knn_k, knn_temperature, prefix="method.knn")
+        self.knn_k, self.knn_temperature = check_knn(knn_k, knn_temperature, ("knn_k", "knn_temperature"))
         self.num_classes = 0
-        self.projector_hidden_dim = validate.positive_int("method.projector_hidden_dim", projector_hidden_dim)
-        self.projector_dim = validate.positive_int("method.projector_dim", projector_dim)
-        self.predictor_hidden_dim = validate.positive_int("method.predictor_hidden_dim", predictor_hidden_dim) \
+        self.projector_hidden_dim = validate.positive_int("projector_hidden_dim", projector_hidden_dim)
+        self.projector_dim = validate.positive_int("projector_dim", projector_dim)
+        self.predictor_hidden_dim = validate.positive_int("predictor_hidden_dim", predictor_hidden_dim) \
             if self.uses_predictor else None
-        self.target_network = validate.choice("method.target_network", target_network, TARGET_NETWORKS)
-        self.base_tau = validate.number("method.base_tau", base_tau, lo=0.0, hi=1.0)
+        self.target_network = validate.choice("target_network", target_network, TARGET_NETWORKS)
+        self.base_tau = validate.number("base_tau", base_tau, lo=0.0, hi=1.0)
         self.epochs = 1
         self.projector: nn.Module | None = None
         self.predictor: nn.Module | None = None
@@ -239,7 +239,7 @@ class SelfSupervisedSAT(SelfSupervised):
         super().__init__(target_network=target_network, **kwargs)
         self.bank = TargetBank(alpha, init)
         self.alpha, self.init = self.bank.alpha, self.bank.init
-        self.start_epoch = validate.number("method.start_epoch", start_epoch, lo=0, integer=True)
+        self.start_epoch = validate.number("start_epoch", start_epoch, lo=0, integer=True)
 
     def schedule(self, epochs: int) -> None:
         super().schedule(epochs)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sat.config import trust
+
+trust.kind_base("model", nn.Module)  # any network of a trusted package
+
 
 class Classifier(nn.Module):
     """A backbone's pooled features (:meth:`forward_features`, what self-supervised methods

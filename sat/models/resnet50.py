@@ -24,6 +24,7 @@ from sat.errors import UserError
 from sat.models._checks import image_shape
 from sat.config.trust import trusted
 from sat.config.validate import positive_int
+from sat.config.roles import FILE
 
 BLOCKS = (3, 4, 6, 3)
 # The file names torchvision's downloader gives the ImageNet weights in <hub>/checkpoints.
@@ -39,7 +40,7 @@ class ResNet50(ResNet):
     """
 
     # Names a file: a config read back from a checkpoint must not choose it (sat.config.trust).
-    file_args = ("weights_path",)
+    arg_roles = {"weights_path": (FILE,)}
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], width: int = 64, pretrained: bool = False,
                  weights_path: str | None = None) -> None:

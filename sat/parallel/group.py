@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from sat.errors import UserError
+from sat.parallel.identity import launched_by
 
 log = logging.getLogger("sat")
 
@@ -70,21 +71,20 @@ def _int_env(environ: Mapping[str, str], key: str) -> int:
 
 
 def launch_from_env(environ: Mapping[str, str] = os.environ) -> Launch | None:
-    """The launch this process belongs to, or None for a single process."""
-    if "RANK" in environ and "WORLD_SIZE" in environ:  # torchrun (or any env:// launcher)
+    """The launch this process belongs to, or None for a single process (who launched
+    it is decided by :func:`sat.parallel.identity.launched_by`, as everywhere)."""
+    launcher = launched_by(environ)
+    if launcher == "torchrun":
         local = _int_env(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else 0
         return Launch(_int_env(environ, "RANK"), _int_env(environ, "WORLD_SIZE"), local, "torchrun", "env://")
-    # srun's variables for the tasks of a step: a batch script itself also sees
-    # SLURM_PROCID=0 and the job's SLURM_NTASKS, but is one process
-    tasks_key = "SLURM_STEP_NUM_TASKS"
-    if "SLURM_PROCID" not in environ or tasks_key not in environ or _int_env(environ, tasks_key) <= 1:
+    if launcher is None:
         return None  # one task (the plain slurm launcher, or a batch script): a single-process run
     nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or ""
     host = environ.get("MASTER_ADDR") or first_host(nodelist)
     # a port every task derives alike from the job id (as submitit does), unless given
     port = _int_env(environ, "MASTER_PORT") if "MASTER_PORT" in environ else \
         20000 + _int_env(environ, "SLURM_JOB_ID") % 20000
-    return Launch(_int_env(environ, "SLURM_PROCID"), _int_env(environ, tasks_key),
+    return Launch(_int_env(environ, "SLURM_PROCID"), _int_env(environ, "SLURM_STEP_NUM_TASKS"),
                   _int_env(environ, "SLURM_LOCALID") if "SLURM_LOCALID" in environ else 0, "slurm",
                   f"tcp://{host}:{port}")
 

@@ -7,12 +7,12 @@ differs); columns are the noise settings (the ``noise`` option and ``noise.*``).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from sat.run import files
 from sat.report.groups import Grouping, fmt, label
 from sat.report.runs import Run, metric_value
 from sat.report.tables import cell, mean_pm, mean_std, pct
@@ -95,18 +95,17 @@ def write_csv(cmp: Comparison, path: Path) -> None:
     fields = [*cmp.row_columns, *cmp.noise_columns, "seeds"]
     for m in METRICS:
         fields += [f"{m.key}_mean", f"{m.key}_std", f"{m.key}_n"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in cmp.rows:
-            for col in cmp.cols:
-                if (row, col) not in cmp.cells:  # no group has this combination
-                    continue
-                runs = cmp.runs(row, col)
-                out: dict[str, Any] = {**dict(zip(cmp.row_columns, map(fmt, row))),
-                                       **dict(zip(cmp.noise_columns, map(fmt, col))),
-                                       "seeds": " ".join(str(r.seed) for r in runs)}
-                for m in METRICS:
-                    mean, std, n = mean_std([m.value(r) for r in runs])
-                    out.update({f"{m.key}_mean": cell(mean), f"{m.key}_std": cell(std), f"{m.key}_n": n})
-                writer.writerow(out)
+    rows = []
+    for row in cmp.rows:
+        for col in cmp.cols:
+            if (row, col) not in cmp.cells:  # no group has this combination
+                continue
+            runs = cmp.runs(row, col)
+            out: dict[str, Any] = {**dict(zip(cmp.row_columns, map(fmt, row))),
+                                   **dict(zip(cmp.noise_columns, map(fmt, col))),
+                                   "seeds": " ".join(str(r.seed) for r in runs)}
+            for m in METRICS:
+                mean, std, n = mean_std([m.value(r) for r in runs])
+                out.update({f"{m.key}_mean": cell(mean), f"{m.key}_std": cell(std), f"{m.key}_n": n})
+            rows.append(out)
+    files.write_csv(path, fields, rows)

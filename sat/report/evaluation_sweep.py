@@ -1,69 +1,19 @@
-"""Sweeps of ``evaluate.py -m`` and ``attack.py -m``: each job's folder is named by
-what it sets, in one short level (``method-sat+seed-0.epoch_3+eps-8_255``), and when
-the sweep ends one combined table is written at its root, as ``sat.report`` does for
-training sweeps: ``results.csv``, ``results.md`` and a figure (robust accuracy against
-eps when eps varies, else accuracy against checkpoint).
+"""The table of a sweep of ``evaluate.py -m`` or ``attack.py -m`` (its jobs' folders are
+named by :mod:`sat.cli.sweeps`), written at its root when it ends, as ``sat.report``
+does for training sweeps: ``results.csv``, ``results.md`` and a figure (robust accuracy
+against eps when eps varies, else accuracy against checkpoint).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
-
+from sat.run.files import write_atomic, write_csv
 from sat.run.folder import RunFolder
 
-# Settings that say where or how fast, not what is evaluated: left out of job names.
-NOT_IN_NAME = ("device", "batch_size", "dataset_root", "trusted_packages", "name", "precision", "num_samples")
 RESULT_FILES = ("robustness.json", "evaluation.json", "selective.json", "label_errors.json")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _checkpoint_name(value: str) -> str:
-    """``.../<run>/checkpoints/epoch_3.pt`` -> ``<run>.epoch_3``; a run folder -> ``<run>``."""
-    path = Path(value.strip("'\""))
-    if path.suffix == ".pt":
-        return f"{RunFolder.name_of_checkpoint(path)}.{path.stem}"
-    return path.name
-
-
-def swept_keys(sweep_dir: str | Path) -> set[str]:
-    """The keys a sweep varies (``a,b``, ``range(...)`` ... on its command line or in
-    ``hydra.sweeper.params``), from the ``multirun.yaml`` Hydra writes before any job."""
-    try:
-        sweep = yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text(encoding="utf-8"))["hydra"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return set()
-    keys = set(((sweep.get("sweeper") or {}).get("params") or {}))
-    for override in (sweep.get("overrides") or {}).get("task") or []:
-        key, _, value = str(override).lstrip("+~").partition("=")
-        if re.search(r",|^\w+\(", value):
-            keys.add(key)
-    return keys
-
-
-def job_name(overrides: Any, sweep_dir: str | None = None) -> str:
-    """A sweep job's folder name from its overrides (Hydra's ``hydra.overrides.task``):
-    those the sweep varies (all of them where that is unknown), ``key-value`` by the
-    key's last part, joined by ``+``; a checkpoint by its run's folder and file. No
-    ``/``, ``=`` or ``,``: the name stays one level and pastes unquoted."""
-    varying = swept_keys(sweep_dir) if sweep_dir else set()
-    parts = []
-    for override in overrides or []:
-        key, sep, value = str(override).lstrip("+~").partition("=")
-        if not sep or key.startswith(("hydra.", "paths.")) or key in NOT_IN_NAME or (varying and key not in varying):
-            continue
-        if key in ("checkpoint", "checkpoints"):
-            parts.append(_checkpoint_name(value))
-        else:
-            parts.append(f"{key.rsplit('.', 1)[-1]}-{_UNSAFE.sub('_', value).strip('_')}")
-    return "+".join(parts) or "job"
 
 
 def _flat(result: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -117,14 +67,11 @@ def write_table(root: str | Path) -> list[Path]:
     if not rows:
         return []
     columns = _columns(rows)
-    with open(root / "results.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(root / "results.csv", columns, rows)
     shown = [c for c in columns if c != "checkpoint"]  # the run and epoch say which, shorter
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in shown) + " |" for r in rows]
-    (root / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomic(root / "results.md", "\n".join(lines) + "\n")
     return [root / "results.csv", root / "results.md", *_figure(rows, root)]
 
 
@@ -156,13 +103,3 @@ def _figure(rows: list[dict[str, Any]], root: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, stem)
-
-
-class SweepTable(Callback):
-    """Hydra callback (``hydra.callbacks`` of evaluate.yaml and attack.yaml): the
-    combined table when a sweep ends."""
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        files = write_table(config.hydra.sweep.dir)
-        if files:
-            print(f"sweep results: {', '.join(map(str, files))}", flush=True)

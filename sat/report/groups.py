@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from sat.report.runs import Run
-from sat.report.settings import is_ignored
+from sat.config.roles import covers
 
 # Column order: what is compared first, then what the data and model are.
 _FIRST = ("method", "dataset", "model", "noise")
@@ -60,11 +60,14 @@ def fmt(value: Any) -> str:
 
 def varying_columns(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
     """The group options and settings that differ between ``runs`` (see the module doc)."""
+    def ignored(key: str) -> bool:  # neutral in a run's config, or left out by the user
+        return covers(ignore, key) or any(r.is_neutral(key) for r in runs)
+
     choice_keys = _union(r.choices for r in runs)
-    choices = [k for k in choice_keys if len({r.choices.get(k) for r in runs}) > 1 and not is_ignored(k, ignore)]
+    choices = [k for k in choice_keys if len({r.choices.get(k) for r in runs}) > 1 and not ignored(k)]
     settings = []
     for key in _union(r.settings for r in runs):
-        if key in choice_keys or is_ignored(key, ignore) or all(key in r.derived for r in runs if key in r.settings):
+        if key in choice_keys or ignored(key) or all(key in r.derived for r in runs if key in r.settings):
             continue
         if len({_hashable(r.settings.get(key)) for r in runs}) < 2:
             continue

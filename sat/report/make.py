@@ -10,6 +10,7 @@ from sat.report import comparison, figures, ssl
 from sat.report.double_descent import (WIDTH, WidthSeries, default_widths, interpolation_threshold, width_axis_label,
                                        width_series)
 from sat.errors import UserError
+from sat.run.files import write_atomic
 from sat.report.grid import not_started
 from sat.report.groups import Grouping, group_runs, title
 from sat.report.runs import Run, read_runs
@@ -53,8 +54,7 @@ def make_report(
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_runs_csv(grouping, root, out / "runs.csv")
-        (out / "comparison.md").write_text(comparison.to_markdown(report.comparison, title(runs)) + "\n",
-                                           encoding="utf-8")
+        write_atomic(out / "comparison.md", comparison.to_markdown(report.comparison, title(runs)) + "\n")
         comparison.write_csv(report.comparison, out / "comparison.csv")
         report.files = [out / "runs.csv", out / "comparison.md", out / "comparison.csv"]
         if finished:
@@ -83,7 +83,7 @@ def _ssl_files(report: Report) -> list[Path]:
     """``ssl.md``/``.csv`` and, with finished SSL runs, the kNN-vs-epoch curves (figure and data)."""
     out, cmp = report.out, report.ssl
     head = title([r for g in cmp.grouping.groups for r in g.runs])
-    (out / "ssl.md").write_text(ssl.to_markdown(cmp, head) + "\n", encoding="utf-8")
+    write_atomic(out / "ssl.md", ssl.to_markdown(cmp, head) + "\n")
     ssl.write_csv(cmp, out / "ssl.csv")
     files = [out / "ssl.md", out / "ssl.csv"]
     if cmp.groups:

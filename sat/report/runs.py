@@ -22,6 +22,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from sat.config.roles import covers
 from sat.errors import UserError
 from sat.report.settings import SEED_KEYS, disarm, load_stored_config, read_settings
 
@@ -46,11 +47,19 @@ class Run:
     seed: Any
     settings: dict[str, Any]  # resolved config values that can change results (seed excluded)
     derived: frozenset[str]  # settings that only repeat another one (``noise.seed: ${seed}``)
+    neutral: frozenset[str]  # the config's neutral keys (not among the settings)
     choices: dict[str, str]  # group -> option (``method: sat``)
     overrides: tuple[str, ...]  # the job's overrides, as Hydra recorded them
     name: str | None = None  # the config's ``name`` (the experiment)
     summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # metrics.jsonl, one dict per epoch
+
+    def is_neutral(self, key: str) -> bool:
+        """A neutral key, or a node (a group: ``logger``) whose every key is neutral."""
+        if covers(self.neutral, key):
+            return True
+        return any(k.startswith(f"{key}.") for k in self.neutral) and \
+            not any(k.startswith(f"{key}.") for k in self.settings)
 
     @property
     def finished(self) -> bool:
@@ -131,11 +140,11 @@ def read_run(path: Path) -> Run:
     """Read one run folder; each of its files once."""
     hydra_dir = path / ".hydra"
     config = load_stored_config(hydra_dir / "config.yaml")  # never resolves ${oc.env:...} of a folder's text
-    settings, derived = read_settings(config)
+    settings, derived, neutral = read_settings(config)
     summary = _read_summary(path / "summary.json")
     seed = next((settings.pop(k) for k in SEED_KEYS if k in settings), summary.get("seed"))
     return Run(
-        path=path, status=_status(summary), seed=seed, settings=settings, derived=derived,
+        path=path, status=_status(summary), seed=seed, settings=settings, derived=derived, neutral=neutral,
         choices=_choices(hydra_dir / "hydra.yaml", summary), overrides=_overrides(hydra_dir / "overrides.yaml"),
         name=OmegaConf.select(config, "name", default=None) or summary.get("name"),
         summary=summary, history=_read_history(path / "metrics.jsonl"),

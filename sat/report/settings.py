@@ -1,5 +1,6 @@
 """A run's *settings*: its stored config, resolved and flattened to ``key.path -> value``,
-without the values that cannot change its results.
+without the values that cannot change its results (the neutral keys, by their roles:
+:mod:`sat.config.roles`).
 
 Runs are grouped by the settings that differ between them, so a setting kept here that
 does not change results (a path, the device, a thread count) would split one
@@ -15,15 +16,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Config nodes and keys that do not change what a run computes: where files go, where
-# and how fast it runs, what it logs, how often it saves.
-IGNORED_NODES = ("paths", "hydra", "logger")
-IGNORED_KEYS = frozenset({
-    "name", "device", "resume", "trusted_packages",
-    "trainer.num_threads", "trainer.eval_batch_size", "trainer.compile", "trainer.channels_last",
-    "trainer.checkpoint_every", "trainer.checkpoint_from", "trainer.progress",
-    "dataset.download",  # (dataset.root stays: runs on other data are other experiments)
-})
+from sat.config.build import StoredConfig
+from sat.config.flat import flatten
+from sat.config.roles import NEUTRAL, covers, with_role
+from sat.config.schema import TrainConfig
+
 # The settings that repeat an experiment rather than define one: averaged over, never a group.
 SEED_KEYS = ("seed",)
 
@@ -32,19 +29,21 @@ SEED_KEYS = ("seed",)
 # ``forget_rate: ${oc.select:noise.rate,null}``). Other resolvers (``${oc.env:X}``) are not.
 _NODE_INTERPOLATION = re.compile(r"^\$\{(?:oc\.select:)?([^${},:]+)(,[^${}]*)?\}$")
 # Any resolver call but oc.select (``${oc.env:SECRET}``, ``${hydra:...}``): never run on a
-# stored config, whose text comes from whoever wrote the folder.
-_RESOLVER_CALL = re.compile(r"\$\{\s*(?!oc\.select\s*:)([A-Za-z_][\w.]*)\s*:")
+# stored config, whose text comes from whoever wrote the folder. Live where an even number
+# of backslashes (none included) stands before it: OmegaConf reads two as one backslash;
+# an odd number has escaped it already.
+_RESOLVER_CALL = re.compile(r"(?<!\\)((?:\\\\)*)\$\{(\s*(?!oc\.select\s*:)[A-Za-z_][\w.]*\s*:)")
 
 
 def disarm(tree: Any) -> Any:
     """A stored config (plain containers) whose resolver calls other than ``oc.select``
     are escaped: resolving it reads no environment variable and calls nothing, and such
-    a value keeps its text."""
+    a value keeps its text. Idempotent: a call escaped already is left as it is."""
     if isinstance(tree, dict):
         return {k: disarm(v) for k, v in tree.items()}
     if isinstance(tree, list):
         return [disarm(v) for v in tree]
-    return _RESOLVER_CALL.sub(r"\\${\1:", tree) if isinstance(tree, str) else tree
+    return _RESOLVER_CALL.sub(r"\1\\${\2", tree) if isinstance(tree, str) else tree
 
 
 def load_stored_config(path: Any) -> DictConfig:
@@ -52,49 +51,32 @@ def load_stored_config(path: Any) -> DictConfig:
     return OmegaConf.create(disarm(OmegaConf.to_container(OmegaConf.load(path), resolve=False)))
 
 
-def is_ignored(key: str, also: tuple[str, ...] = ()) -> bool:
-    """Whether ``key`` is left out of the settings (``also``: the user's own additions,
-    keys or whole nodes)."""
-    return any(key == k or key.startswith(f"{k}.") for k in (*IGNORED_NODES, *IGNORED_KEYS, *also))
+def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str], frozenset[str]]:
+    """``(settings, derived, neutral)`` of a run's stored config, as
+    :func:`load_stored_config` read it.
 
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"method": {"alpha": 0.9}}`` -> ``{"method.alpha": 0.9}``; lists become their JSON
-    text so that every value can be compared and hashed."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple, dict)):
-            flat[name] = json.dumps(value)
-        else:
-            flat[name] = value
-    return flat
-
-
-def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str]]:
-    """``(settings, derived)`` of a run's stored config (``.hydra/config.yaml``).
-
-    ``settings``: every leaf except the ignored ones, interpolations resolved where they
-    can be outside the run (``${seed}`` can, ``${hydra:...}`` cannot: such a leaf keeps its
-    text). ``derived``: the keys whose value is an interpolation of another setting; they
-    never tell runs apart on their own (``noise.seed: ${seed}`` varies with the seed).
+    ``settings``: every leaf but the neutral ones, interpolations resolved where they can
+    be outside the run (``${seed}`` can, ``${hydra:...}`` cannot: such a leaf keeps its
+    text), lists and nodes as their JSON text so every value can be compared and hashed.
+    ``derived``: the keys whose value is an interpolation of another setting; they never
+    tell runs apart on their own (``noise.seed: ${seed}`` varies with the seed).
+    ``neutral``: the neutral leaves left out.
     """
-    cfg = OmegaConf.create(disarm(OmegaConf.to_container(cfg, resolve=False)))  # whoever calls: never ${oc.env:...}
-    raw = flatten(OmegaConf.to_container(cfg, resolve=False))
+    cfg = OmegaConf.create(disarm(OmegaConf.to_container(cfg, resolve=False)))  # whoever calls (disarm is idempotent)
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    neutral = frozenset(with_role(StoredConfig().roles(tree, TrainConfig), NEUTRAL))
     settings: dict[str, Any] = {}
     derived = set()
-    for key, value in raw.items():
-        if is_ignored(key):
+    for key, value in flatten(tree).items():
+        if covers(neutral, key):
             continue
         if isinstance(value, str) and "${" in value:
             match = _NODE_INTERPOLATION.match(value)
-            if match and not is_ignored(match[1]):  # repeats a setting (not a path: paths are ignored)
+            if match and not covers(neutral, match[1]):  # repeats a setting (not a path: paths are neutral)
                 derived.add(key)
             value = _resolve(cfg, key, value)
-        settings[key] = value
-    return settings, frozenset(derived)
+        settings[key] = json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
+    return settings, frozenset(derived), neutral
 
 
 def _resolve(cfg: Any, key: str, text: str) -> Any:
@@ -103,5 +85,5 @@ def _resolve(cfg: Any, key: str, text: str) -> Any:
     except Exception:  # a resolver that exists only inside the run (hydra:, a project resolver)
         return text
     if OmegaConf.is_config(value):
-        return json.dumps(OmegaConf.to_container(value, resolve=False))
+        return OmegaConf.to_container(value, resolve=False)
     return value

@@ -19,7 +19,6 @@ seeds that logged that epoch (the figure draws mean ± std)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sat.run import files
 from sat.report.groups import Group, Grouping, fmt, group_runs
 from sat.report.runs import Run
 from sat.report.tables import cell, mean_pm, mean_std, pct
@@ -161,16 +161,15 @@ def write_csv(cmp: SSLComparison, path: Path) -> None:
     fields = [*cmp.grouping.columns, "seeds"]
     for c in cmp.columns:
         fields += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_n"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for g in cmp.groups:
-            out: dict[str, Any] = {**{c: fmt(g.values[c]) for c in cmp.grouping.columns},
-                                   "seeds": " ".join(str(r.seed) for r in g.finished)}
-            for c in cmp.columns:
-                mean, std, n = mean_std([c.value(r) for r in g.finished])
-                out.update({f"{c.key}_mean": cell(mean), f"{c.key}_std": cell(std), f"{c.key}_n": n})
-            writer.writerow(out)
+    rows = []
+    for g in cmp.groups:
+        out: dict[str, Any] = {**{c: fmt(g.values[c]) for c in cmp.grouping.columns},
+                               "seeds": " ".join(str(r.seed) for r in g.finished)}
+        for c in cmp.columns:
+            mean, std, n = mean_std([c.value(r) for r in g.finished])
+            out.update({f"{c.key}_mean": cell(mean), f"{c.key}_std": cell(std), f"{c.key}_n": n})
+        rows.append(out)
+    files.write_csv(path, fields, rows)
 
 
 @dataclass
@@ -200,9 +199,6 @@ def curves(cmp: SSLComparison) -> list[Curve]:
 
 
 def write_curves_csv(data: list[Curve], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["group", "epoch", "knn_acc_pct_mean", "knn_acc_pct_std", "knn_acc_pct_n"])
-        for c in data:
-            for e, mean, std, n in zip(c.epochs, c.mean, c.std, c.n):
-                writer.writerow([c.label, int(e), cell(float(mean)), cell(float(std)), int(n)])
+    files.write_csv(path, ["group", "epoch", "knn_acc_pct_mean", "knn_acc_pct_std", "knn_acc_pct_n"],
+              [[c.label, int(e), cell(float(mean)), cell(float(std)), int(n)]
+               for c in data for e, mean, std, n in zip(c.epochs, c.mean, c.std, c.n)])

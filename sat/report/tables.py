@@ -5,7 +5,6 @@ per-group summary. Every number is a percentage, and its column says so (``_pct`
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 
 from sat.report.groups import Grouping, fmt
 from sat.report.runs import Run, metric_value
+from sat.run.files import write_csv
 
 
 def relative(path: Path, root: Path) -> str:
@@ -67,10 +67,7 @@ def first_line(text: str | None) -> str:
 def write_runs_csv(grouping: Grouping, root: Path, path: Path) -> None:
     rows = [run_row(r, grouping.columns, root) for g in grouping.groups for r in g.runs]
     fields = list(dict.fromkeys(k for row in rows for k in row))  # effective.* differ by method
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, fields, rows)
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sat.run.files import write_atomic
+
 # Okabe & Ito (2008), without its yellow (#F0E442), which is unreadable as a line on white.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 LINESTYLES = ("-", "--", ":", "-.")
@@ -33,8 +35,8 @@ def save(fig: Any, stem: Path) -> list[Path]:
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # its font subsetting logs every table at INFO
     plt = pyplot()
     paths = [Path(stem).with_suffix(".png"), Path(stem).with_suffix(".pdf")]
-    with plt.rc_context({"pdf.fonttype": 42}):
-        fig.savefig(paths[0], dpi=DPI)
-        fig.savefig(paths[1])
+    with plt.rc_context({"pdf.fonttype": 42}):  # through the one writer: atomic, never through a link
+        write_atomic(paths[0], lambda f: fig.savefig(f, format="png", dpi=DPI))
+        write_atomic(paths[1], lambda f: fig.savefig(f, format="pdf"))
     plt.close(fig)
     return paths

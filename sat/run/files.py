@@ -11,10 +11,12 @@ links where the framework writes, before anything is written.
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,6 +105,18 @@ def write_text_atomic(path: str | Path, write: Callable[[io.StringIO], Any]) -> 
     write_atomic(path, buffer.getvalue())
 
 
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> None:
+    """A CSV file, atomically: ``header``, then ``rows`` (lists in the header's order, or
+    dicts by column name, missing columns empty)."""
+    def table(f: io.StringIO) -> None:
+        plain, named = csv.writer(f), csv.DictWriter(f, fieldnames=list(header), restval="")
+        plain.writerow(header)
+        for row in rows:
+            (named.writerow if isinstance(row, Mapping) else plain.writerow)(row)
+
+    write_text_atomic(path, table)
+
+
 def open_append(path: str | Path, encoding: str | None = "utf-8", errors: str | None = None) -> IO[str]:
     """``path`` opened for appending text, refused (never followed) when it is a link."""
     path = Path(path)
@@ -114,3 +128,8 @@ def open_append(path: str | Path, encoding: str | None = "utf-8", errors: str | 
             raise _link_error(path) from None
         raise UserError(f"cannot append to {path} ({e.strerror or e}); accepted: a writable run folder") from None
     return os.fdopen(fd, "a", encoding=encoding, errors=errors)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Readers (sat.report, a watching user) never see a half-written file."""
+    write_atomic(path, json.dumps(obj, indent=2))

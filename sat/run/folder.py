@@ -4,20 +4,16 @@ file is written through :mod:`sat.run.files` (never through a link)."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
-
 from sat.errors import UserError
-from sat.run.files import check_no_links, open_append, write_atomic
+from sat.run.files import write_atomic, write_json_atomic
+from sat.run.lock import hold_lock, release_lock
 
 log = logging.getLogger("sat")
 
@@ -37,110 +33,12 @@ def prepare_output_dir(path: str | Path) -> Path:
     return path
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Readers (sat.report, a watching user) never see a half-written file."""
-    write_atomic(path, json.dumps(obj, indent=2))
-
-
-# --- the lock, held once per process ------------------------------------------------------
-# The run's log handler (:class:`RunLogFile`, set up by Hydra before it writes anything
-# in the folder) and the task's RunFolder both hold the lock; a flock belongs to one open
-# file, so the process keeps one per folder and counts its holders.
-_held: dict[str, list[int]] = {}  # resolved folder -> [fd, holders]
-
-
-def _in_use(path: Path) -> UserError:
-    return UserError(f"run folder {path} is in use by another training process; accepted: a folder no other run "
-                     "is writing (wait for it, or choose another hydra.run.dir)")
-
-
-def hold_lock(path: str | Path) -> None:
-    """Lock run folder ``path`` for this process (again, if it holds it already), after
-    refusing links where the framework writes; a one-line UserError if another process holds it."""
-    path = Path(path)
-    check_no_links(path)
-    key = str(path.resolve())
-    if key in _held:
-        _held[key][1] += 1
-        return
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise _in_use(path) from None
-        raise
-    _held[key] = [fd, 1]
-
-
-def release_lock(path: str | Path) -> None:
-    key = str(Path(path).resolve())
-    if key not in _held:
-        return
-    _held[key][1] -= 1
-    if _held[key][1] <= 0:
-        os.close(_held.pop(key)[0])  # closing releases the flock
-
-
-def _secondary_process() -> bool:
-    """A non-zero rank of a distributed run (torchrun's RANK, srun's SLURM_PROCID): rank 0
-    alone writes the run folder, so only rank 0 locks it."""
-    env = os.environ
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return env["RANK"] != "0"
-    return env.get("SLURM_STEP_NUM_TASKS", "1") not in ("0", "1") and env.get("SLURM_PROCID", "0") != "0"
-
-
 def refuse_other_task(folder: Path, job: str) -> None:
     """evaluate.py or attack.py pointed at a training run's folder would replace its
     ``.hydra`` record with their own (and sat.report would no longer see the run)."""
     if job != "train" and ((folder / "checkpoints").is_dir() or (folder / "train.log").exists()):
         raise UserError(f"hydra.run.dir={folder} holds a training run; {job}.py writes its results into a folder of its "
                         f"own (it also saves them beside the checkpoint); accepted: another hydra.run.dir, or none")
-
-
-class RunLogFile(logging.FileHandler):
-    """Hydra's job log file (``hydra.job_logging.handlers.file``). Hydra sets up logging
-    after creating the run folder and before writing ``.hydra/*.yaml`` into it, so this
-    is where the folder is checked for links and locked: a refused command (a busy or
-    booby-trapped folder) writes nothing there. The log itself is opened with O_NOFOLLOW."""
-
-    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = False,
-                 errors: str | None = None):
-        self._folder: Path | None = Path(filename).parent
-        try:
-            if _secondary_process():
-                self._folder = None
-            else:
-                refuse_other_task(self._folder, Path(filename).stem)
-                hold_lock(self._folder)
-        except UserError as e:  # inside logging.config: a traceback would follow, so exit here (status 2)
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
-        super().__init__(filename, mode, encoding, delay, errors)
-
-    def _open(self):  # type: ignore[override]
-        return open_append(self.baseFilename, self.encoding, self.errors)
-
-    def close(self) -> None:
-        super().close()
-        if self._folder is not None:
-            release_lock(self._folder)
-            self._folder = None
-
-
-class SweepFolderCheck(Callback):
-    """A Hydra callback (``hydra.callbacks``): before a sweep writes ``multirun.yaml``
-    and its jobs' folders, refuse a sweep folder holding links (a job folder that is a
-    link would be written through)."""
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        try:
-            check_no_links(Path(str(config.hydra.sweep.dir)))
-        except UserError as e:  # inside Hydra: a traceback would follow, so exit here (status 2)
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
 
 
 class RunFolder:

@@ -23,19 +23,12 @@ log = logging.getLogger("sat")
 HParam = float | int | str | bool
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, HParam]:
-    """``{"method": {"alpha": 0.9}}`` -> ``{"method.alpha": 0.9}``; lists become strings
-    and ``None`` becomes ``"null"`` (TensorBoard hparams take scalars and strings)."""
-    flat: dict[str, HParam] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = "null" if value is None else str(value)
-    return flat
+def hparam(value: Any) -> HParam:
+    """A config value as TensorBoard's HParams tab takes it: a scalar or a string (lists
+    as their text, ``None`` as ``"null"``)."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return "null" if value is None else str(value)
 
 
 def _pct(x: float | None) -> str:

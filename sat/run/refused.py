@@ -16,6 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
+from sat.run.files import open_append
+
 _ONLY_RECORD = {".hydra", ".lock", "summary.json"}
 
 
@@ -40,7 +42,7 @@ def drop_refused_run_folder(folder: str | Path, error: str, sweep_dir: str | Pat
         return False
     shutil.rmtree(folder, ignore_errors=True)
     if sweep_dir is not None and Path(sweep_dir).is_dir():
-        with open(Path(sweep_dir) / "refused.log", "a", encoding="utf-8") as f:
+        with open_append(Path(sweep_dir) / "refused.log") as f:
             f.write(f"{folder.name}: error: {error}\n")
         return True
     parent = folder.resolve().parent

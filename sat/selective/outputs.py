@@ -3,13 +3,13 @@ coverage) and the risk-coverage figure (PNG and PDF) overlaying several models."
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from sat.run import files
 from sat.run.figures import LINESTYLES, OKABE_ITO, pyplot, save
 from sat.selective.risk import SelectiveResult
 
@@ -34,16 +34,11 @@ def write_csv(path: str | Path, results: Sequence[SelectiveResult]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta_keys = list(dict.fromkeys(k for r in results for k in r.meta))
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*meta_keys, *CSV_COLUMNS])
-        for r in results:
-            for p in r.points:
-                writer.writerow([
-                    *(r.meta.get(k, "") for k in meta_keys), r.name, _pct(p.target), p.threshold,
-                    _pct(p.calibration_coverage), _pct(p.calibration_error), _pct(p.coverage), _pct(p.selective_error),
-                    _pct(p.sorted_error), _pct(r.error), _pct(r.aurc), _pct(r.eaurc), r.n_calibration, r.n_eval,
-                ])
+    files.write_csv(path, [*meta_keys, *CSV_COLUMNS], [
+        [*(r.meta.get(k, "") for k in meta_keys), r.name, _pct(p.target), p.threshold,
+         _pct(p.calibration_coverage), _pct(p.calibration_error), _pct(p.coverage), _pct(p.selective_error),
+         _pct(p.sorted_error), _pct(r.error), _pct(r.aurc), _pct(r.eaurc), r.n_calibration, r.n_eval]
+        for r in results for p in r.points])
     return path
 
 

@@ -24,8 +24,8 @@ INITS = ("first", "random")
 class TargetBank(nn.Module):
     def __init__(self, alpha: float = 0.9, init: str = "first"):
         super().__init__()
-        self.alpha = validate.number("method.alpha", alpha, lo=0.0, hi=1.0, hi_open=True)
-        self.init = validate.choice("method.init", init, INITS)
+        self.alpha = validate.number("alpha", alpha, lo=0.0, hi=1.0, hi_open=True)
+        self.init = validate.choice("init", init, INITS)
         self.register_buffer("targets", torch.empty(0, 0))
         self.register_buffer("visited", torch.empty(0, dtype=torch.bool))
 

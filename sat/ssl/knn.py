@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from sat.config import validate
 
 
-def check_knn(k: int, temperature: float, prefix: str = "knn") -> tuple[int, float]:
-    k = validate.number(f"{prefix}.k", k, lo=1, integer=True)
-    temperature = validate.number(f"{prefix}.temperature", temperature, lo=0.0, lo_open=True)
+def check_knn(k: int, temperature: float, names: tuple[str, str] = ("k", "temperature")) -> tuple[int, float]:
+    """The neighbours and temperature of a kNN classifier, checked; ``names``: the
+    arguments they came in as (a method's ``knn_k``, ``knn_temperature``)."""
+    k = validate.number(names[0], k, lo=1, integer=True)
+    temperature = validate.number(names[1], temperature, lo=0.0, lo_open=True)
     return k, temperature
 
 

@@ -12,16 +12,26 @@ from sat.config import validate
 from sat.errors import UserError
 
 
-def select_labelled(labels: torch.Tensor, label_fraction: float | None = None, labels_per_class: int | None = None,
-                    seed: int = 0) -> torch.Tensor:
-    """Positions of the labelled subset (sorted): all, a fraction, or N per class."""
+def check_label_subset(label_fraction: float | None, labels_per_class: int | None) -> tuple[float | None, int | None]:
+    """Which labelled subset: a fraction in (0, 1], or N >= 1 per class, or neither (all)."""
     if label_fraction is not None and labels_per_class is not None:
         raise UserError(f"label_fraction={label_fraction} and labels_per_class={labels_per_class} are both set; "
                         "accepted: one of them (or neither, for all labels)")
+    if labels_per_class is not None:
+        labels_per_class = validate.positive_int("labels_per_class", labels_per_class)
+    if label_fraction is not None:
+        label_fraction = validate.number("label_fraction", label_fraction, lo=0.0, hi=1.0, lo_open=True)
+    return label_fraction, labels_per_class
+
+
+def select_labelled(labels: torch.Tensor, label_fraction: float | None = None, labels_per_class: int | None = None,
+                    seed: int = 0) -> torch.Tensor:
+    """Positions of the labelled subset (sorted): all, a fraction, or N per class."""
+    label_fraction, labels_per_class = check_label_subset(label_fraction, labels_per_class)
     y = labels.cpu().numpy()
     rng = np.random.default_rng(seed)
     if labels_per_class is not None:
-        n = validate.positive_int("labels_per_class", labels_per_class)
+        n = labels_per_class
         picked = []
         for c in np.unique(y):
             members = np.flatnonzero(y == c)
@@ -31,8 +41,7 @@ def select_labelled(labels: torch.Tensor, label_fraction: float | None = None, l
             picked.append(rng.permutation(members)[:n])
         return torch.from_numpy(np.sort(np.concatenate(picked)))
     if label_fraction is not None:
-        f = validate.number("label_fraction", label_fraction, lo=0.0, hi=1.0, lo_open=True)
-        count = max(1, round(f * len(y)))
+        count = max(1, round(label_fraction * len(y)))
         return torch.from_numpy(np.sort(rng.permutation(len(y))[:count]))
     return torch.arange(len(y))
 

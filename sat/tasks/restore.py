@@ -16,12 +16,23 @@ import torch
 from torch import nn
 
 from sat.config import trust
+from sat.config.build import StoredConfig
+from sat.config.schema import read
 from sat.run.checkpoint import load_checkpoint
 from sat.data.noise import NoisePattern
 from sat.errors import UserError
 from sat.data.prepare import TrainingData, load, prepare
-from sat.models import with_normalization
+from sat.tasks.budget import check_memory
+from sat.tasks.build import build_model
 from sat.run.folder import RunFolder
+
+
+def trusted_packages(cfg: Any) -> list[str]:
+    """The user's ``trusted_packages=``: their own packages a checkpoint's config may name."""
+    value = read(cfg, "trusted_packages") or []
+    if isinstance(value, str):
+        value = [value]
+    return trust.trusted_package_names([str(v) for v in value])
 
 
 @contextlib.contextmanager
@@ -40,10 +51,39 @@ class RestoredRun:
     config: dict[str, Any]  # the run's stored config, as plain data
     data: TrainingData
     model: nn.Module  # in eval mode, on the requested device
+    policy: StoredConfig  # how objects are built from ``config``: through the trust registry
 
     @property
     def seed(self) -> Any:
         return self.config.get("seed")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def outputs(self) -> int:
+        """The model's outputs (an abstaining model has one more than the classes)."""
+        return int(self.state.get("model_outputs") or self.data.num_classes)
+
+    def build_model(self) -> nn.Module:
+        """A fresh network of the run's architecture, with the run's input normalisation."""
+        data = self.data.data
+        return build_model(self.config.get("model"), self.outputs, data.input_shape, self.policy, (data.mean, data.std))
+
+    def build_method(self) -> Any:
+        """The run's method as its stored config describes it, with its state from the
+        checkpoint (per-sample state allocated for the training labels, then loaded): so a
+        report asks the method itself (``soft_labels()``), whatever it keeps inside."""
+        method = self.policy.build(self.config.get("method"), "method", "method")
+        method.attach_model(self.build_model)
+        method.setup(self.data.train.labels, self.data.num_classes)
+        try:
+            method.load_state_dict(self.state["method"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise UserError(f"checkpoint: its method state does not fit the method its config describes "
+                            f"({str(e).splitlines()[0]})") from None
+        return method.eval()
 
 
 def restore_run(
@@ -63,45 +103,43 @@ def restore_run(
     config = state["config"]
     if not isinstance(config, dict):
         raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
+    policy = StoredConfig(trusted_packages, files={"root": data_dir})
     with _dataset_root_named():
-        source = trust.build(config.get("dataset"), "dataset", "dataset", trusted_packages=trusted_packages,
-                             files={"root": data_dir})
+        source = policy.build(config.get("dataset"), "dataset", "dataset")
+    outputs = int(state.get("model_outputs") or source.num_classes)
+    check_memory("evaluate", device=device, input_shape=source.input_shape, batch_size=1, source=source,
+                 build_model=lambda: build_model(config.get("model"), outputs, source.input_shape, policy),
+                 what=f"checkpoint={str(checkpoint)!r}")
     noise_file = RunFolder(RunFolder.of_checkpoint(checkpoint, record=False)).noise_file
     key = (repr(config.get("dataset")), str(data_dir), state["noise_sha256"])
     nd = (data_cache or {}).get(key)
     if nd is None:
         pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
-        noise = None if pattern is not None else \
-            trust.build(config.get("noise"), "noise", "noise", trusted_packages=trusted_packages)
+        noise = None if pattern is not None else policy.build(config.get("noise"), "noise", "noise")
         # the data as the run itself saw it: on the device, or streamed
         with _dataset_root_named():
             data = load(source)
-        nd = prepare(data, noise, device, pattern=pattern, loader_kind=state.get("loader_kind"))
+        nd = prepare(data, noise, device, pattern=pattern, loader_kind=state.get("loader_kind") or "auto")
         if data_cache is not None:
             data_cache[key] = nd
     if nd.pattern.sha256() != state["noise_sha256"]:
         raise UserError(f"checkpoint={str(checkpoint)!r}: its noise pattern (hash {state['noise_sha256'][:12]}) could not "
                         f"be reproduced; put the run's noise.pt at {noise_file}")
-    outputs = int(state.get("model_outputs") or nd.data.num_classes)
-
-    def build_model() -> torch.nn.Module:
-        net = trust.build(config.get("model"), "model", "model", trusted_packages=trusted_packages,
-                          num_classes=outputs, input_shape=tuple(nd.data.input_shape))
-        return with_normalization(net, tuple(nd.data.mean), tuple(nd.data.std))
-
+    run = RestoredRun(state, config, nd, None, policy)  # type: ignore[arg-type]  (the model comes next)
     # First without memory (the meta device): a stored config describing another model (or
     # a huge one) is refused before anything is allocated.
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in build_model().state_dict().items()}
+        shapes = {k: tuple(v.shape) for k, v in run.build_model().state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in state["model"].items() if isinstance(v, torch.Tensor)}
     if shapes != stored:
         differ = sorted(set(shapes.items()) ^ set(stored.items()))[:1]
         raise UserError(f"checkpoint={str(checkpoint)!r}: its weights do not fit the model its config describes "
                         f"(first difference: {differ[0][0] if differ else '?'})")
-    model = build_model()
+    model = run.build_model()
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as e:
         raise UserError(f"checkpoint={str(checkpoint)!r}: its weights do not fit the model its config describes "
                         f"({str(e).splitlines()[0]})") from None
-    return RestoredRun(state, config, nd, model.to(device).eval())
+    run.model = model.to(device).eval()
+    return run

@@ -14,16 +14,18 @@ from pathlib import Path
 import torch
 
 from sat.data.noise.cifar_n import download_human_labels, human_label_file, load_human_labels
-from sat.data.noise import Noise, NoisePattern
+from sat.data.noise.base import Noise
+from sat.data.noise.pattern import NoisePattern
 from sat.errors import UserError
 from sat.config.trust import trusted
+from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
 
 
 class HumanLabelNoise(Noise):
     """The labels of one CIFAR-N label set in place of the dataset's own."""
 
     dataset: str = ""  # the dataset the labels belong to (a key of HUMAN_LABEL_FILES)
-    file_args = ("path", "download", "from_file")  # never taken from a checkpoint's stored config
+    arg_roles = {"path": (FILE,), "download": (FILE, NEUTRAL, PER_PROCESS), "from_file": (FILE,)}
 
     def __init__(self, label: str, path: str, download: bool = False, from_file: str | None = None):
         super().__init__(rate=0.0, seed=0, from_file=from_file)

@@ -3,7 +3,6 @@ per-epoch checkpoints, with a CSV, a printed table and a PNG curve."""
 
 from __future__ import annotations
 
-import csv
 import glob
 import re
 from pathlib import Path
@@ -15,10 +14,14 @@ from omegaconf import DictConfig, ListConfig
 from sat.config import validate
 from sat.attacks import robust_accuracy
 from sat.errors import UserError
-from sat.run.folder import prepare_output_dir, write_json_atomic
-from sat.tasks.common import build, choices, plain, resolve_device
-from sat.tasks.evaluate import data_dir, save_next_to_run, trusted_packages
-from sat.tasks.restore import restore_run
+from sat.run.folder import prepare_output_dir
+from sat.run.files import write_csv, write_json_atomic
+from sat.config.build import USER_CONFIG
+from sat.tasks.context import choices, plain
+from sat.tasks.device import resolve_device
+from sat.tasks.evaluate import data_dir
+from sat.tasks.evaluate.base import save_next_to_run
+from sat.tasks.restore import restore_run, trusted_packages
 from sat.config.schema import read
 
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
@@ -104,7 +107,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if num_samples is not None:
         num_samples = validate.positive_int("num_samples", num_samples)
     paths = select_checkpoints(read(cfg, "checkpoint"), read(cfg, "checkpoints"), read(cfg, "epochs"))
-    attacker = build(cfg.attack, "attack", object)
+    attacker = USER_CONFIG.build(cfg.attack, "attack")
     attack_name = choices().get("attack") or type(attacker).__name__
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
     rows: list[dict[str, Any]] = []
@@ -136,11 +139,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))  # per-attack columns of AutoAttack too
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, list(dict.fromkeys(k for r in rows for k in r)), rows)  # per-attack columns of AutoAttack too
 
 
 def _covered(rows: list[dict[str, Any]]) -> str | None:

@@ -23,13 +23,11 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from sat.config import trust
 from sat.config import validate
 from sat.data.loader import DeviceLoader
 from sat.engine import EpochStats, predict_images, train_one_epoch
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.models import with_normalization
 
 log = logging.getLogger("sat")
 
@@ -110,27 +108,19 @@ def out_of_sample_probabilities(images: torch.Tensor, labels: torch.Tensor, num_
     return CrossValidated(probs, fold_of)
 
 
-def cross_validate_run(run: Any, *, folds: int, epochs: int | None, seed: int, trusted_packages: Iterable[str],
-                       amp_dtype: Any = None) -> CrossValidated:
+def cross_validate_run(run: Any, *, folds: int, epochs: int | None, seed: int, amp_dtype: Any = None) -> CrossValidated:
     """:func:`out_of_sample_probabilities` for a restored run (``sat.tasks.restore``):
     its noisy training split, architecture, method, optimizer and batch size;
     ``epochs`` (null: the run's own)."""
     config, nd = run.config, run.data
-    device = next(run.model.parameters()).device
     trainer = config.get("trainer") or {}
     epochs = validate.positive_int("cv_epochs", epochs if epochs is not None else trainer.get("epochs"))
     batch_size = validate.positive_int("trainer.batch_size", trainer.get("batch_size"))
-    outputs = int(run.state.get("model_outputs") or nd.data.num_classes)
-
-    def build_model() -> nn.Module:
-        net = trust.build(config.get("model"), "model", "model", trusted_packages=trusted_packages,
-                          num_classes=outputs, input_shape=tuple(nd.data.input_shape))
-        return with_normalization(net, tuple(nd.data.mean), tuple(nd.data.std))
 
     def build_method() -> Method:
-        return trust.build(config.get("method"), "method", "method", trusted_packages=trusted_packages)
+        return run.policy.build(config.get("method"), "method", "method")
 
     return out_of_sample_probabilities(
-        nd.train.images.to(device), nd.train.labels.to(device), nd.data.num_classes, folds=folds, seed=seed,
-        build_model=build_model, build_method=build_method, build_optimizer=optimizer_builder(config.get("optimizer")),
+        nd.train.images.to(run.device), nd.train.labels.to(run.device), nd.data.num_classes, folds=folds, seed=seed,
+        build_model=run.build_model, build_method=build_method, build_optimizer=optimizer_builder(config.get("optimizer")),
         epochs=epochs, batch_size=batch_size, amp_dtype=amp_dtype)

@@ -4,11 +4,10 @@ confident learning on out-of-sample probabilities from K-fold cross-validation."
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
-from sat.config import validate
 from sat.label_errors.detection import confident_learning, detection_quality, disagreement_with_given, flags_from_argmax
 from sat.engine import predict_images
 from sat.tasks.evaluate.cross_val import cross_validate_run
@@ -16,27 +15,19 @@ from sat.tasks.evaluate.cross_val import cross_validate_run
 DETECTORS = ("model", "confident_learning")
 
 
-def check_detector(value: Any) -> str:
-    """``detector=``: ``model`` (the run's soft targets, else its probabilities) or
-    ``confident_learning`` (also cross-validates)."""
-    return validate.choice("detector", value, DETECTORS)
-
-
-def compare_detectors(run: Any, *, batch_size: int, amp_dtype: Any, folds: int, cv_epochs: int | None, seed: int,
-                      trusted_packages: Iterable[str]) -> dict[str, dict[str, float]]:
+def compare_detectors(run: Any, soft_targets: torch.Tensor | None, *, batch_size: int, amp_dtype: Any, folds: int,
+                      cv_epochs: int | None, seed: int) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 (of the flags) and AUROC (of the ranking) against the known
     wrong labels, for each detector: ``soft targets`` (where the method keeps them),
     ``model probabilities`` and ``confident learning``."""
-    nd, device = run.data, next(run.model.parameters()).device
+    nd = run.data
     given, wrong, k = nd.train.labels, nd.train.labels != nd.true_train_labels, nd.data.num_classes
     rows: dict[str, dict[str, float]] = {}
-    targets = (run.state.get("method") or {}).get("targets")
-    if isinstance(targets, torch.Tensor) and targets.shape == (len(given), k):
-        rows["soft targets"] = _quality(targets.double(), given, wrong)
-    probs = predict_images(run.model, nd.train.images.to(device), batch_size, amp_dtype)[:, :k].double().softmax(1).cpu()
-    rows["model probabilities"] = _quality(probs, given, wrong)
-    out_of_sample = cross_validate_run(run, folds=folds, epochs=cv_epochs, seed=seed,
-                                       trusted_packages=trusted_packages, amp_dtype=amp_dtype)
+    if soft_targets is not None:
+        rows["soft targets"] = _quality(soft_targets.double(), given, wrong)
+    logits = predict_images(run.model, nd.train.images.to(run.device), batch_size, amp_dtype)[:, :k]
+    rows["model probabilities"] = _quality(logits.double().softmax(1).cpu(), given, wrong)
+    out_of_sample = cross_validate_run(run, folds=folds, epochs=cv_epochs, seed=seed, amp_dtype=amp_dtype)
     scores, flagged = confident_learning(given, out_of_sample.probs)
     rows["confident learning"] = {**detection_quality(scores, wrong, flagged), "folds": folds}
     return rows

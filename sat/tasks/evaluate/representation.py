@@ -13,82 +13,114 @@ unlabeled ones left out), all of them or a seeded subset (``label_fraction``,
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sat.config import trust
-from sat.config import validate
 from sat.errors import UserError
-from sat.models import with_normalization
-from sat.run.folder import write_json_atomic
+from sat.run.files import write_json_atomic
 from sat.ssl import backbone
 from sat.ssl.knn import check_knn, knn_accuracy
-from sat.ssl.probe import linear_probe, select_labelled
+from sat.ssl.probe import check_label_subset, linear_probe, select_labelled
+from sat.tasks.evaluate.base import Evaluation, Report, print_rows, save_next_to_run
 from sat.tasks.restore import RestoredRun
 
-REPORTS = ("linear_probe", "knn")
 
-
-def random_init_model(run: RestoredRun, seed: int, trusted_packages: list[str]) -> nn.Module:
+def random_init_model(run: RestoredRun, seed: int) -> nn.Module:
     """The run's architecture, freshly initialised (seeded), with the run's input normalisation."""
-    data = run.data.data
-    outputs = int(run.state.get("model_outputs") or data.num_classes)
     torch.manual_seed(seed)
-    net = trust.build(run.config.get("model"), "model", "model", trusted_packages=trusted_packages,
-                      num_classes=outputs, input_shape=tuple(data.input_shape))
-    device = next(run.model.parameters()).device
-    return with_normalization(net, tuple(data.mean), tuple(data.std)).to(device).eval()
+    return run.build_model().to(run.device).eval()
 
 
-def _score(report: str, model: nn.Module, train, test, batch_size: int, k: int, temperature: float,
-           num_classes: int) -> float:
+def _features(model: nn.Module, train, test, batch_size: int):
     device = next(model.parameters()).device
     f_train, y_train = backbone.extract(model, train.loader(batch_size, device=device))
     f_test, y_test = backbone.extract(model, test.loader(batch_size, device=device))
-    if report == "knn":
-        return knn_accuracy(f_train, y_train, f_test, y_test, num_classes, k, temperature)
-    return linear_probe(f_train, y_train.cpu(), f_test, y_test.cpu())
+    return f_train, y_train, f_test, y_test
 
 
-def representation_report(report: str, checkpoint: Path, run: RestoredRun, out: Path, batch_size: int,
-                          settings: dict[str, Any], trusted_packages: list[str]) -> dict[str, Any]:
-    """``settings``: label_fraction, labels_per_class, knn_k, knn_temperature, seed."""
-    k, temperature = check_knn(settings["knn_k"], settings["knn_temperature"], prefix="knn")
-    seed = validate.number("seed", settings["seed"], integer=True)
-    try:
-        backbone.num_features(run.model)
-    except UserError as e:
-        raise UserError(f"report={report}: checkpoint={str(checkpoint)!r} has no backbone to evaluate ({e})") from None
-    nd = run.data
-    labelled = (nd.train.labels >= 0).nonzero().flatten()  # STL-10's unlabelled images have label -1
-    train = nd.train.subset(labelled)
-    train = train.subset(select_labelled(train.labels, settings.get("label_fraction"), settings.get("labels_per_class"),
-                                         seed))
-    test, classes = nd.test, nd.num_classes
-    args = (train, test, batch_size, k, temperature, classes)
-    trained = _score(report, run.model, *args)
-    reference = _score(report, random_init_model(run, seed, trusted_packages), *args)
-    result = {
-        "report": report, "checkpoint": str(checkpoint), "epoch": run.state["epoch"], "dataset": nd.data.name,
-        "run_seed": run.seed, "seed": seed, "labelled": len(train), "label_fraction": settings.get("label_fraction"),
-        "labels_per_class": settings.get("labels_per_class"), "test/acc": trained, "random_init/test/acc": reference,
-        **({"k": k, "temperature": temperature} if report == "knn" else {}),
-    }
-    from sat.tasks.evaluate import save_next_to_run  # (evaluation imports this module)
+class RepresentationReport(Report):
+    """A self-supervised checkpoint's features, judged by labels it never saw: the score
+    of its backbone beside the same backbone at random init (seeded), on all labelled
+    training images or a part of them (``label_fraction`` or ``labels_per_class``)."""
 
-    write_json_atomic(out / f"{report}.json", result)
-    beside = save_next_to_run(checkpoint, f"{report}.json", result)
-    name = "linear probe" if report == "linear_probe" else f"kNN (k {k}, T {temperature:g})"
-    rows = [("checkpoint", f"{checkpoint} (epoch {run.state['epoch']})"),
-            ("labelled images", f"{len(train)}" + (f" ({settings['labels_per_class']} per class)"
-                                                   if settings.get("labels_per_class") else "")),
-            (f"{name}, trained", f"{100 * trained:.2f}%"),
-            (f"{name}, random init", f"{100 * reference:.2f}%  ({100 * (trained - reference):+.2f} points)"),
-            ("results", f"{out / f'{report}.json'}" + (f" and {beside}" if beside else ""))]
-    width = max(len(key) for key, _ in rows)
-    print("\n".join(f"{key:<{width}}  {value}" for key, value in rows))
-    print(json.dumps(result), flush=True)
-    return result
+    def __init__(self, label_fraction: float | None = None, labels_per_class: int | None = None):
+        self.label_fraction, self.labels_per_class = check_label_subset(label_fraction, labels_per_class)
+
+    def score(self, model: nn.Module, train, test, batch_size: int, num_classes: int) -> float:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def __call__(self, evaluation: Evaluation) -> dict[str, Any]:
+        checkpoint, run = evaluation.runs[0]
+        seed, out = evaluation.seed, evaluation.out
+        try:
+            backbone.num_features(run.model)
+        except UserError as e:
+            raise UserError(f"report={self.name}: checkpoint={str(checkpoint)!r} has no backbone to evaluate ({e})") \
+                from None
+        nd = run.data
+        labelled = (nd.train.labels >= 0).nonzero().flatten()  # STL-10's unlabelled images have label -1
+        train = nd.train.subset(labelled)
+        train = train.subset(select_labelled(train.labels, self.label_fraction, self.labels_per_class, seed))
+        args = (train, nd.test, evaluation.batch_size, nd.num_classes)
+        trained = self.score(run.model, *args)
+        reference = self.score(random_init_model(run, seed), *args)
+        result = {
+            "report": self.name, "checkpoint": str(checkpoint), "epoch": run.state["epoch"], "dataset": nd.data.name,
+            "run_seed": run.seed, "seed": seed, "labelled": len(train), "label_fraction": self.label_fraction,
+            "labels_per_class": self.labels_per_class, "test/acc": trained, "random_init/test/acc": reference,
+            **self.settings(),
+        }
+        write_json_atomic(out / f"{self.name}.json", result)
+        beside = save_next_to_run(checkpoint, f"{self.name}.json", result)
+        print_rows([("checkpoint", f"{checkpoint} (epoch {run.state['epoch']})"),
+                    ("labelled images", f"{len(train)}" + (f" ({self.labels_per_class} per class)"
+                                                           if self.labels_per_class else "")),
+                    (f"{self.describe()}, trained", f"{100 * trained:.2f}%"),
+                    (f"{self.describe()}, random init", f"{100 * reference:.2f}%  ({100 * (trained - reference):+.2f} "
+                                                        "points)"),
+                    ("results", f"{out / f'{self.name}.json'}" + (f" and {beside}" if beside else ""))])
+        print(json.dumps(result), flush=True)
+        return result
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+
+class LinearProbeReport(RepresentationReport):
+    """``report=linear_probe``: a logistic-regression probe on the frozen features."""
+
+    name = "linear_probe"
+
+    def score(self, model, train, test, batch_size, num_classes) -> float:
+        f_train, y_train, f_test, y_test = _features(model, train, test, batch_size)
+        return linear_probe(f_train, y_train.cpu(), f_test, y_test.cpu())
+
+    def describe(self) -> str:
+        return "linear probe"
+
+
+class KnnReport(RepresentationReport):
+    """``report=knn``: the weighted kNN classifier of the self-supervised literature
+    (cosine similarity, ``k`` neighbours weighted by exp(similarity / ``temperature``))."""
+
+    name = "knn"
+
+    def __init__(self, k: int = 200, temperature: float = 0.1, label_fraction: float | None = None,
+                 labels_per_class: int | None = None):
+        super().__init__(label_fraction, labels_per_class)
+        self.k, self.temperature = check_knn(k, temperature)
+
+    def score(self, model, train, test, batch_size, num_classes) -> float:
+        f_train, y_train, f_test, y_test = _features(model, train, test, batch_size)
+        return knn_accuracy(f_train, y_train, f_test, y_test, num_classes, self.k, self.temperature)
+
+    def describe(self) -> str:
+        return f"kNN (k {self.k}, T {self.temperature:g})"
+
+    def settings(self) -> dict[str, Any]:
+        return {"k": self.k, "temperature": self.temperature}

@@ -25,13 +25,14 @@ from sat.parallel.group import Distributed
 from sat.run.preemption import Preempted
 from sat.run.folder import ReadOnlyRunFolder, RunFolder, prepare_output_dir
 from sat.config import schema as run_settings
-from sat.tasks.common import build, plain
+from sat.config.build import USER_CONFIG
+from sat.tasks.context import plain
 from sat.tasks.train.epochs import fit
 from sat.tasks.train.job import TrainingJob, build_job
 from sat.tasks.train.outputs import print_run_table
 from sat.tasks.train.results import finish, summary
 from sat.tasks.train.resume import check_resumable, cut_logs, fork_history, restore_hydra_record, resume_source
-from sat.config.schema import TrainerSettings, read
+from sat.config.schema import TrainConfig, TrainerSettings, read
 
 log = logging.getLogger("sat")
 
@@ -53,7 +54,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         settings = TrainerSettings.from_config(read(cfg, "trainer"))
         seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
         run_settings.objective(cfg)  # checked now, used when the run ends
-        make_tracker = build(cfg.logger, "logger", object) if cfg.get("logger") is not None else None
+        make_tracker = USER_CONFIG.build(cfg.logger, "logger") if cfg.get("logger") is not None else None
         source = resume_source(run, resume)
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:
@@ -85,7 +86,8 @@ def _same_settings_everywhere(group: Distributed, cfg: DictConfig) -> None:
     """DDP: every process was started with the same settings, or all refuse at once
     (ranks with another seed or lr would train something else, another noise.rate hang)."""
     try:
-        mine = config_fingerprint(plain(cfg))
+        config = plain(cfg)
+        mine = config_fingerprint(config, USER_CONFIG.roles(config, TrainConfig))
     except Exception as e:  # unresolvable: the error surfaces where the value is read
         mine = f"unresolvable: {type(e).__name__}"
     check_fingerprints(group.all_values(mine))
@@ -99,7 +101,8 @@ def _finished(cfg: DictConfig, run: RunFolder, settings: TrainerSettings, source
     done = resumed is not None and int(resumed["epoch"]) >= settings.epochs and bool(previous) \
         and previous.get("status") == "finished" and source == run.last_checkpoint()
     if done:
-        check_same_run(plain(cfg), resumed["config"], run.path)
+        config = plain(cfg)
+        check_same_run(config, resumed["config"], run.path, USER_CONFIG.roles(config, TrainConfig))
         log.info("run %s is already finished (%d epochs)", run.path, settings.epochs)
         if run.writable:
             print_run_table(previous)

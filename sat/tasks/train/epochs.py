@@ -19,7 +19,7 @@ from sat.config import validate
 from sat.engine import EpochStats, evaluate, predict, train_one_epoch
 from sat.run.loggers import RunLogger
 from sat.run.preemption import Preemption
-from sat.tasks.common import job_num
+from sat.tasks.context import job_num
 from sat.tasks.train.job import TrainingJob
 from sat.tasks.train.outputs import label_error_metrics
 

@@ -17,12 +17,10 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sat.config import validate
-from sat.run.budget import check_fits, check_source_size
 from sat.run.checkpoint import CheckpointWriter, rng_state, set_rng_state
-from sat.data.datasets import DataSource
 from sat.data.loader import Loader
-from sat.data.noise import Noise
 from sat.data.prepare import TrainingData, load, prepare
+from sat.data.splits import StreamSettings
 from sat.errors import UserError
 from sat.methods.base import Method
 from sat.models import count_parameters
@@ -31,27 +29,14 @@ from sat.parallel.group import SINGLE, Distributed
 from sat.tasks.train.ddp import (DataParallelStep, check_batch_split, check_last_batch, check_sync_batchnorm,
                                convert_sync_batchnorm, has_batchnorm)
 from sat.run.folder import RunFolder
+from sat.tasks.train.objects import Objects, build_objects, note_cost
 from sat.tasks.train.warm_start import warm_start
-from sat.tasks.common import build, build_model, job_num, packages_used, plain, resolve_device, resolve_precision, \
-    set_normalization
-from sat.config.schema import TrainerSettings, read
-from sat.config.value_checks import check_node
+from sat.tasks.build import set_normalization
+from sat.tasks.context import job_num, packages_used, plain
+from sat.tasks.device import resolve_device, resolve_precision
+from sat.config.schema import LoaderSettings, TrainerSettings, read
 
 log = logging.getLogger("sat")
-
-
-@dataclass
-class Objects:
-    """What the config names, built (every value checked) before any data is read."""
-
-    source: DataSource
-    noise: Noise
-    method: Method
-    augment: Any
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    model_outputs: int
 
 
 @dataclass
@@ -175,31 +160,6 @@ class TrainingJob:
 
 # --- building ---------------------------------------------------------------------------
 
-CPU_HEAVY_TFLOP = 1.0  # training compute per epoch above which a CPU run gets a cost note
-
-
-def _note_cost(model: nn.Module, data: TrainingData, device: torch.device, settings: TrainerSettings) -> None:
-    """One line at start where a run is obviously heavy for its device (a CPU): the
-    model's compute per image (counted on one image), per epoch, and a smaller preset."""
-    if device.type != "cpu":
-        return
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, *data.train.sample_shape, device=device))
-    model.train(was_training)
-    per_epoch = 3 * counter.get_total_flops() * len(data.train) / 1e12  # forward + backward ~ 3x forward
-    if per_epoch > CPU_HEAVY_TFLOP:
-        c, h, w = data.train.sample_shape
-        log.warning("heavy for a CPU: %s at %dx%d px is %.2f GFLOP per image, %.1f TFLOP per training epoch of %d "
-                    "images (x %d epochs); for a CPU-sized run see experiment=image_folder_cpu (32 px, a small CNN)",
-                    type(model[-1] if isinstance(model, nn.Sequential) else model).__name__, h, w, counter.get_total_flops() / 1e9, per_epoch,
-                    len(data.train), settings.epochs)
-
-
 def setup_torch(settings: TrainerSettings, device_name: Any, seed: int,
                 device: torch.device | None = None) -> tuple[torch.device, Any, bool]:
     """Device (``device`` where the process group chose it), autocast dtype and memory
@@ -219,82 +179,11 @@ def setup_torch(settings: TrainerSettings, device_name: Any, seed: int,
     return device, amp_dtype, device.type == "cuda" and settings.channels_last
 
 
-def _fused(node: Any, device: torch.device) -> dict[str, Any]:
-    """On CUDA, PyTorch's fused SGD/Adam/AdamW step (one kernel for all parameters: about
-    15% more images/s for ResNet-34 on an H100) unless the config chooses itself."""
-    fusable = ("torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW")
-    if device.type != "cuda" or node.get("_target_") not in fusable or "fused" in node or "foreach" in node:
-        return {}
-    return {"fused": True}
-
-
-def _check_model_fits(cfg: DictConfig, outputs: int, input_shape: tuple[int, ...], device: torch.device) -> None:
-    """A model too large for the device is refused with its parameter count before any
-    memory is allocated (counted on the meta device)."""
-    try:
-        with torch.device("meta"):
-            params = count_parameters(build_model(cfg.model, outputs, input_shape))
-    except UserError:
-        raise
-    except Exception:  # a model that cannot be built on the meta device: its real build reports any error
-        return
-    check_fits(f"model with {params:,} parameters", 16 * params, device,  # weights, gradients, 2 optimizer buffers
-               "a smaller model (model.width, model.depth)")
-
-
-def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
-    """Build the optimizer and scheduler again on one throwaway parameter and step them
-    through every epoch, so a value that acts late (``scheduler.gamma=abc`` at the first
-    milestone) fails now, not after hours of training."""
-    param = torch.zeros(1, requires_grad=True)
-    optimizer = make_optimizer([param])
-    scheduler = make_scheduler(optimizer)
-    for epoch in range(epochs):
-        param.grad = torch.zeros_like(param)
-        try:
-            optimizer.step()
-            scheduler.step()
-        except (ValueError, TypeError, ZeroDivisionError) as e:
-            raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]} (at epoch {epoch + 1} of a dry run "
-                            f"before training)") from None
-
-
-def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device) -> Objects:
-    """Every object the config names, so every value is checked before data is read."""
-    for group in ("dataset", "noise", "method", "model", "optimizer", "scheduler"):
-        check_node(cfg.get(group), group)  # each value against its constructor's annotations
-    source = build(cfg.dataset, "dataset", DataSource)
-    check_source_size(source, device)
-    noise = build(cfg.noise, "noise", Noise)
-    method = build(cfg.method, "method", Method)
-    with validate.argument("method", method):  # its refusals name method.<argument>
-        method.schedule(settings.epochs)
-    augment = build(cfg.augment, "augment", object) if cfg.get("augment") is not None else None
-    outputs = source.num_classes + method.extra_outputs
-    _check_model_fits(cfg, outputs, source.input_shape, device)
-    model = build_model(cfg.model, outputs, source.input_shape)
-    # A method with a network of its own (co-teaching's peer) gets the same
-    # architecture; the optimizer then trains both.
-    method.attach_model(lambda: build_model(cfg.model, outputs, source.input_shape))
-    for key in ("lr", "momentum", "weight_decay"):
-        if key in cfg.optimizer:
-            validate.number(f"optimizer.{key}", cfg.optimizer[key], lo=0.0)
-    try:
-        make_optimizer, make_scheduler = build(cfg.optimizer, "optimizer", object), build(cfg.scheduler, "scheduler", object)
-        dry_run(make_optimizer, make_scheduler, settings.epochs)
-        params = list(model.parameters()) + list(method.parameters())
-        optimizer = make_optimizer(params, **_fused(cfg.optimizer, device))
-        scheduler = make_scheduler(optimizer)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None
-    return Objects(source, noise, method, augment, model, optimizer, scheduler, outputs)
-
-
 def _place(objects: Objects, data: TrainingData, device: torch.device, channels_last: bool) -> None:
     """The networks on the device, normalising with the data's statistics; the method's
     per-sample state allocated for the training labels."""
     method = objects.method
-    set_normalization([*objects.model.modules(), *method.modules()], data.data)
+    set_normalization([*objects.model.modules(), *method.modules()], data.data.mean, data.data.std)
     objects.model.to(device)
     if channels_last:
         objects.model.to(memory_format=torch.channels_last)
@@ -321,7 +210,10 @@ def build_job(cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFol
     check_batch_split(settings.batch_size, group.world_size)
     device, amp_dtype, channels_last = setup_torch(settings, read(cfg, "device"), seed, group.device)
     objects = build_objects(cfg, settings, device)
-    data = prepare(load(objects.source), objects.noise, device)
+    loader = LoaderSettings.from_config(cfg.get("loader") or {})
+    data = prepare(load(objects.source), objects.noise, device, loader_kind=loader.kind,
+                   streaming=StreamSettings(loader.num_workers, loader.decode, loader.persistent_workers,
+                                            loader.prefetch_factor))
     if resumed is not None and resumed["noise_sha256"] != data.pattern.sha256():
         raise UserError(f"resume: the noise drawn now differs from the checkpoint's (hash "
                         f"{resumed['noise_sha256'][:12]}); use noise.from_file=<the run's noise.pt>")
@@ -334,7 +226,7 @@ def build_job(cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFol
     step_model = torch.compile(objects.model, mode=settings.compile_mode) if settings.compile else objects.model
     # the run's .hydra record as it was first written, kept with every checkpoint
     hydra_files = resumed.get("hydra_files") if resumed is not None else run.hydra_files()
-    _note_cost(objects.model, data, device, settings)
+    note_cost(objects.model, data, device, settings)
     job = TrainingJob(cfg, settings, seed, run, group, device, amp_dtype, channels_last, objects, data, loader,
                       eval_loaders, step_model, hydra_files, CheckpointWriter(background=settings.async_checkpoint))
     if resumed is not None:

@@ -11,15 +11,14 @@ import numpy as np
 import torch
 
 from sat.run.checkpoint import atomic_torch_save
-from sat.cli import current_sweep_job
+from sat.tasks.context import current_sweep_job
 from sat.label_errors.detection import detection_quality, soft_label_detection
 from sat.engine import EpochStats
 from sat.label_errors.export import write_label_errors
-from sat.run.loggers import flatten, tracker_pointer
+from sat.config.flat import flatten
+from sat.run.loggers import hparam, tracker_pointer
 from sat.run.files import write_atomic
-from sat.tasks.common import choices
-
-
+from sat.tasks.context import choices
 def label_error_metrics(soft: torch.Tensor | None, given: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor,
                         stats: EpochStats | None = None) -> dict[str, float]:
     """How well the run finds its wrong labels.
@@ -47,8 +46,8 @@ def hparams_of(config: dict[str, Any], effective: dict[str, Any]) -> dict[str, A
     """The HParams-tab columns: every config value under its override name
     (``method.alpha``), the method's effective values, and the group choices."""
     flat = flatten({k: v for k, v in config.items() if k not in ("paths", "hydra")})
-    flat = {k: v for k, v in flat.items() if "._" not in k and not k.startswith("_")}
-    flat.update(flatten({f"effective.{k}": v for k, v in effective.items()}))
+    flat = {k: hparam(v) for k, v in flat.items() if "._" not in k and not k.startswith("_")}
+    flat.update({k: hparam(v) for k, v in flatten({f"effective.{k}": v for k, v in effective.items()}).items()})
     flat.update({f"choice.{k}": v for k, v in choices().items()})
     return flat
 

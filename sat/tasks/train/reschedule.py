@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from sat.tasks.common import build
-
+from sat.config.build import USER_CONFIG
 _PLAIN = (bool, int, float, str, type(None))
 
 
@@ -53,8 +52,8 @@ def adopt_unused_schedule(cfg: Any, state: dict[str, Any]) -> bool:
     run so far has used, put the new schedule's state (at the checkpoint's epoch) into
     ``state`` and return True; otherwise leave ``state`` as it is and return False."""
     stored = _plain_arguments(state["config"].get("scheduler"))
-    make_optimizer = build(cfg.optimizer, "optimizer", object)
-    make_new = build(cfg.scheduler, "scheduler", object)
+    make_optimizer = USER_CONFIG.build(cfg.optimizer, "optimizer")
+    make_new = USER_CONFIG.build(cfg.scheduler, "scheduler")
     groups = state["optimizer"].get("param_groups", [])
     if stored is None or not isinstance(make_new, functools.partial) or len(groups) != 1 \
             or state["config"]["scheduler"].get("_target_") != cfg.scheduler.get("_target_"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sat.run.loggers import RunLogger
-from sat.tasks.common import choices, packages_used
+from sat.tasks.context import choices, packages_used
 from sat.tasks.train.job import TrainingJob
 from sat.tasks.train.outputs import hparams_of, results_of, write_soft_labels
 

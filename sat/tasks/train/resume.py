@@ -13,50 +13,39 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sat.config.build import USER_CONFIG, StoredConfig
+from sat.config.flat import flatten
+from sat.config.roles import FIXED, covers, with_role
+from sat.config.schema import TrainConfig
 from sat.run.checkpoint import checkpoint_epoch, load_checkpoint, repair
 from sat.errors import UserError
 from sat.run.folder import RunFolder
-from sat.tasks.common import plain
-from sat.cli.continue_run import checkpoint_to_resume
+from sat.tasks.context import plain
 from sat.tasks.train.reschedule import adopt_unused_schedule
 
 log = logging.getLogger("sat")
 
-# What a checkpoint's state means: continuing it under other values of these would
-# silently train something else (the optimizer and schedule states in the checkpoint
-# would override the new values), so a changed one is refused.
-RESUME_KEYS = ("dataset", "model", "noise", "method", "augment", "optimizer", "scheduler", "seed",
-               "trainer.epochs", "trainer.batch_size", "trainer.precision")
-# ... except these, which only say where files are or how fast they are read.
-RESUME_IGNORED = {"dataset": ("root", "download", "num_workers", "decode", "persistent_workers", "prefetch_factor"),
-                  "noise": ("from_file",)}
+RESUME_ACCEPTED = "resume=auto, a run folder (resume=RUN_DIR) or a checkpoint file (resume=RUN/checkpoints/last.pt)"
 
-
-def _select(config: dict[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict) and key in RESUME_IGNORED:
-        node = {k: v for k, v in node.items() if k not in RESUME_IGNORED[key]}
-    return node
-
-
-def changed_settings(now: dict[str, Any], stored: dict[str, Any]) -> list[str]:
-    """The RESUME_KEYS whose values differ, as ``key`` for groups or ``key (old -> new)``."""
-    changed = []
-    for key in RESUME_KEYS:
-        a, b = _select(stored, key), _select(now, key)
-        if a != b:
-            changed.append(key if isinstance(a, dict) or isinstance(b, dict) else f"{key} ({a} -> {b})")
-    return changed
+def changed_settings(now: dict[str, Any], stored: dict[str, Any], roles: dict[str, Any]) -> list[str]:
+    """The settings a continuation must keep (role ``FIXED``: what the checkpoint's state
+    means; continuing it under other values would silently train something else) whose
+    values differ, as ``key (old -> new)``."""
+    fixed = with_role(roles, FIXED)
+    a, b = flatten(stored), flatten(now)
+    return [f"{k} ({a.get(k, '<unset>')} -> {b.get(k, '<unset>')})" for k in sorted(set(a) | set(b))
+            if covers(fixed, k) and a.get(k) != b.get(k)]
 
 
 def check_resumable(cfg: Any, state: dict[str, Any], source: Path) -> None:
     """Refuse continuing ``state`` under changed settings, except a schedule change that
     no epoch so far has felt, which ``state`` then takes (:mod:`sat.tasks.train.reschedule`)."""
-    changed = changed_settings(plain(cfg), state["config"])
-    if "scheduler" in changed and adopt_unused_schedule(cfg, state):
-        changed.remove("scheduler")
+    config = plain(cfg)
+    roles = {**StoredConfig().roles(state["config"], TrainConfig), **USER_CONFIG.roles(config, TrainConfig)}
+    changed = changed_settings(config, state["config"], roles)
+    schedule = [c for c in changed if c.startswith("scheduler.")]
+    if schedule and adopt_unused_schedule(cfg, state):
+        changed = [c for c in changed if c not in schedule]
         log.info("resume: the changed scheduler settings have not acted before epoch %d; the run continues with "
                  "them", int(state["epoch"]) + 1)
     if changed:
@@ -65,6 +54,24 @@ def check_resumable(cfg: Any, state: dict[str, Any], source: Path) -> None:
             f"checkpoint's data, model, optimizer, schedule and length (a schedule change is accepted only before "
             f"it acts); rerun with the run's own settings (its folder's .hydra/config.yaml) or start a new run in "
             f"another folder")
+
+
+def checkpoint_to_resume(resume: str, run_dir: Path) -> str:
+    """What ``resume=`` continues, as the training task takes it: ``auto`` (this run
+    folder's own checkpoint, if any) or a checkpoint file. A run folder stands for its
+    ``checkpoints/last.pt``; this run's own folder for ``auto``."""
+    if resume == "auto":
+        return resume
+    path = Path(resume).expanduser()
+    if not path.exists():
+        raise UserError(f"resume={resume} does not exist; accepted: {RESUME_ACCEPTED}")
+    if path.is_file():
+        return resume
+    last = next((p for p in (path / "checkpoints" / "last.pt", path / "last.pt") if p.is_file()), None)
+    if last is None:
+        raise UserError(f"resume={resume} is a folder without checkpoints/last.pt (nothing to continue); "
+                        f"accepted: {RESUME_ACCEPTED}")
+    return "auto" if path.resolve() == run_dir.resolve() else str(last)
 
 
 def resume_source(run: RunFolder, resume: str) -> Path | None:

@@ -1,0 +1,131 @@
+"""Every object a training config names, built (and every value checked) before any
+data is read: the data source, noise, method, augmentation, model, optimizer and
+schedule, within the memory budget."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from sat.config import validate
+from sat.config.build import USER_CONFIG
+from sat.config.schema import TrainerSettings
+from sat.config.value_checks import check_node
+from sat.data.datasets import DataSource
+from sat.data.noise import Noise
+from sat.data.prepare import TrainingData
+from sat.errors import UserError
+from sat.methods.base import Method
+from sat.tasks.budget import check_memory, method_memory
+from sat.tasks.build import build_model
+
+log = logging.getLogger("sat")
+
+
+@dataclass
+class Objects:
+    """What the config names, built (every value checked) before any data is read."""
+
+    source: DataSource
+    noise: Noise
+    method: Method
+    augment: Any
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    model_outputs: int
+
+
+CPU_HEAVY_TFLOP = 1.0  # training compute per epoch above which a CPU run gets a cost note
+
+
+def note_cost(model: nn.Module, data: TrainingData, device: torch.device, settings: TrainerSettings) -> None:
+    """One line at start where a run is obviously heavy for its device (a CPU): the
+    model's compute per image (counted on one image), per epoch, and a smaller preset."""
+    if device.type != "cpu":
+        return
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, *data.train.sample_shape, device=device))
+    model.train(was_training)
+    per_epoch = 3 * counter.get_total_flops() * len(data.train) / 1e12  # forward + backward ~ 3x forward
+    if per_epoch > CPU_HEAVY_TFLOP:
+        c, h, w = data.train.sample_shape
+        log.warning("heavy for a CPU: %s at %dx%d px is %.2f GFLOP per image, %.1f TFLOP per training epoch of %d "
+                    "images (x %d epochs); for a CPU-sized run see experiment=image_folder_cpu (32 px, a small CNN)",
+                    type(model[-1] if isinstance(model, nn.Sequential) else model).__name__, h, w, counter.get_total_flops() / 1e9, per_epoch,
+                    len(data.train), settings.epochs)
+
+
+def _fused(node: Any, device: torch.device) -> dict[str, Any]:
+    """On CUDA, PyTorch's fused SGD/Adam/AdamW step (one kernel for all parameters: about
+    15% more images/s for ResNet-34 on an H100) unless the config chooses itself."""
+    fusable = ("torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW")
+    if device.type != "cuda" or node.get("_target_") not in fusable or "fused" in node or "foreach" in node:
+        return {}
+    return {"fused": True}
+
+
+def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
+    """Build the optimizer and scheduler again on one throwaway parameter and step them
+    through every epoch, so a value that acts late (``scheduler.gamma=abc`` at the first
+    milestone) fails now, not after hours of training."""
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = make_optimizer([param])
+    scheduler = make_scheduler(optimizer)
+    for epoch in range(epochs):
+        param.grad = torch.zeros_like(param)
+        try:
+            optimizer.step()
+            scheduler.step()
+        except (ValueError, TypeError, ZeroDivisionError) as e:
+            raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]} (at epoch {epoch + 1} of a dry run "
+                            f"before training)") from None
+
+
+def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device) -> Objects:
+    """Every object the config names, so every value is checked before data is read."""
+    for group in ("dataset", "noise", "method", "model", "optimizer", "scheduler"):
+        check_node(cfg.get(group), group)  # each value against its constructor's annotations
+    source = USER_CONFIG.build(cfg.dataset, "dataset", "dataset")
+    noise = USER_CONFIG.build(cfg.noise, "noise", "noise")
+    method = USER_CONFIG.build(cfg.method, "method", "method")
+    with validate.argument("method", method):  # its refusals name method.<argument>
+        method.schedule(settings.epochs)
+    augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
+    outputs = source.num_classes + method.extra_outputs
+
+    def new_model() -> nn.Module:
+        return build_model(cfg.model, outputs, source.input_shape)
+
+    samples = getattr(source, "num_train", None)  # the per-sample state's size, where known before reading
+    heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
+                          source.num_classes) if samples else None
+    check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
+                 batch_size=settings.batch_size, source=source, method=heads)
+    model = new_model()
+    # A method with a network of its own (co-teaching's peer) gets the same
+    # architecture; the optimizer then trains both.
+    method.attach_model(new_model)
+    for key in ("lr", "momentum", "weight_decay"):
+        if key in cfg.optimizer:
+            validate.number(f"optimizer.{key}", cfg.optimizer[key], lo=0.0)
+    try:
+        make_optimizer, make_scheduler = USER_CONFIG.build(cfg.optimizer, "optimizer"), \
+            USER_CONFIG.build(cfg.scheduler, "scheduler")
+        dry_run(make_optimizer, make_scheduler, settings.epochs)
+        params = list(model.parameters()) + list(method.parameters())
+        optimizer = make_optimizer(params, **_fused(cfg.optimizer, device))
+        scheduler = make_scheduler(optimizer)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None
+    return Objects(source, noise, method, augment, model, optimizer, scheduler, outputs)
