@@ -61,11 +61,15 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     items = [*_overrides(overrides), *_run_dir(output_dir)]
     check_output_dirs(items)
     GlobalHydra.instance().clear()
+    def job(cfg: Any) -> Any:  # a refusal is the job's result: raised below, once Hydra's run has ended
+        try:
+            return guarded(task, cfg, log_refusal=False)
+        except UserError as e:
+            return e
+
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=config_name):
-            job = GlobalHydra.instance().hydra.run(config_name, lambda cfg: guarded(task, cfg), items)
-    except UserError:
-        raise
+            result = GlobalHydra.instance().hydra.run(config_name, job, items).return_value
     except Exception as e:
         error = bad_input(e)
         if error is None:
@@ -73,7 +77,9 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
         raise error from None
     finally:
         GlobalHydra.instance().clear()
-    return job.return_value
+    if isinstance(result, UserError):
+        raise result
+    return result
 
 
 def train(overrides: str | Sequence[str] = (), output_dir: str | Path | None = None) -> dict[str, Any]:

@@ -52,9 +52,9 @@ def test_cifar_batches_are_read_without_running_code(tmp_path):
 
 
 def test_dataset_settings_are_checked_before_any_file_is_read(tmp_path):
-    with pytest.raises(UserError, match="dataset.name='cifar11' is not supported; accepted: cifar10, cifar100"):
+    with pytest.raises(UserError, match="^name='cifar11' is not supported; accepted: cifar10, cifar100"):
         CIFAR("cifar11", root=str(tmp_path / "nowhere"))
-    with pytest.raises(UserError, match="dataset.val_size=-1 is out of range"):
+    with pytest.raises(UserError, match="^val_size=-1 is out of range"):
         CIFAR("cifar10", root=str(tmp_path / "nowhere"), val_size=-1)
     source = CIFAR("cifar100", root=str(tmp_path / "nowhere"))
     assert (source.num_classes, source.input_shape) == (100, (3, 32, 32))  # known without loading

@@ -32,13 +32,16 @@ def test_training_and_the_report_write_one_schema_and_the_report_is_complete(tmp
     proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "report.top_suspects=4",
                      "device=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
     lines = proc.stdout.splitlines()
-    printed = json.loads("\n".join(lines[lines.index("{"):lines.index("}") + 1]))  # strict JSON: NaN would fail
-    assert "NaN" not in proc.stdout and "test/acc" not in printed
-    assert str(out / "label_errors.json") in printed["files"] and str(out / "label_errors.csv") in printed["files"]
+    result = json.loads((out / "label_errors.json").read_text())  # strict JSON: NaN would fail
+    assert "NaN" not in proc.stdout and "test/acc" not in result and "{" not in proc.stdout  # a table, not a dump
+    assert str(out / "label_errors.json") in result["files"] and str(out / "label_errors.csv") in result["files"]
     assert all((out / name).is_file() for name in ("label_errors.json", "label_errors.csv", "refined_labels.pt"))
     (beside,) = (run / "evaluations").glob("last.label_errors*.json")
-    assert json.loads(beside.read_text()) == json.loads((out / "label_errors.json").read_text())
-    assert str(beside) in next(x for x in lines if x.startswith("results: "))
+    assert json.loads(beside.read_text()) == result
+    assert str(beside) in next(x for x in lines if x.startswith("results "))
+    suspects = next(x for x in lines if x.startswith("suspects "))
+    assert f"{result['flagged']} of {result['num_train']} training labels (by the soft targets)" in suspects
+    printed = result
     headers = [next(csv.reader(open(folder / "label_errors.csv"))) for folder in (run, out)]
     assert headers == [list(COLUMNS), list(COLUMNS)]
     report_rows = list(csv.DictReader(open(out / "label_errors.csv")))
@@ -54,7 +57,7 @@ def test_refined_labels_keep_the_validation_samples_wherever_the_holdout_took_th
     from sat.data.noise import FlipLabelNoise
     from sat.data.prepare import prepare
     from sat.data.splits import ImageSet
-    from sat.tasks.evaluate.reports import refined_labels
+    from sat.tasks.evaluate.label_errors import refined_labels
 
     n, classes = 40, 4
     pool = ImageSet(torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n) % classes, torch.arange(100, 100 + n))

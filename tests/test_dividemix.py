@@ -168,7 +168,7 @@ def test_one_batch_is_both_views_and_three_views_are_refused():
 
 
 def test_bad_values_are_one_line_errors():
-    with pytest.raises(UserError, match=r"method.lambda_u=-1.0 is out of range; accepted: a number >= 0"):
+    with pytest.raises(UserError, match=r"^lambda_u=-1.0 is out of range; accepted: a number >= 0"):
         DivideMix(lambda_u=-1)
     with pytest.raises(UserError, match="p_threshold"):
         DivideMix(p_threshold=1.5)

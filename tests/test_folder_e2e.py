@@ -59,7 +59,7 @@ def test_a_signal_to_the_process_group_stops_a_streamed_run_within_a_step(images
     leave it to the main process, which checkpoints after its current step; the
     summary's wall time is the run's."""
     run = tmp_path / "run"
-    args = [*folder_args(images, "stream"), "dataset.num_workers=2", "trainer.epochs=200", "trainer.batch_size=4",
+    args = [*folder_args(images, "stream"), "loader.num_workers=2", "trainer.epochs=200", "trainer.batch_size=4",
             f"hydra.run.dir={run}"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, text=True,

@@ -134,9 +134,9 @@ def test_refusals_one_line():
     with pytest.raises(UserError, match=r"^start_epoch=5 >= trainer.epochs=5, so the per-image targets would "
                                         r"never start; accepted: start_epoch < 5"):
         method.schedule(5)
-    with pytest.raises(UserError, match="method.target_network='both' is not supported; accepted: ema, online"):
+    with pytest.raises(UserError, match="^target_network='both' is not supported; accepted: ema, online"):
         _method(SelfSupervisedSAT, target_network="both")
-    with pytest.raises(UserError, match="method.temperature=0.0 is out of range"):
+    with pytest.raises(UserError, match="^temperature=0.0 is out of range"):
         SimCLR(temperature=0.0)
     with pytest.raises(UserError, match="train on two views per image"):
         model, method = _build(), _method(BYOL)

@@ -59,5 +59,5 @@ def test_missing_or_damaged_files_one_line(tmp_path):
     (tmp_path / "stl10_binary" / "test_X.bin").write_bytes(b"\0" * 100)
     with pytest.raises(UserError, match="holds 100 bytes, not a whole number of 3x96x96 images"):
         STL10(root=str(tmp_path)).load()
-    with pytest.raises(UserError, match="dataset.unlabeled='yes' is not a boolean"):
+    with pytest.raises(UserError, match="^unlabeled='yes' is not a boolean"):
         STL10(unlabeled="yes")

@@ -125,14 +125,14 @@ def test_collapse_diagnostics():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: TargetBank(alpha=1.0), "method.alpha=1.0 is out of range; accepted: a number >= 0 and < 1"),
-    (lambda: TargetBank(alpha=-0.1), "method.alpha=-0.1 is out of range"),
-    (lambda: TargetBank(init="zeros"), "method.init='zeros' is not supported; accepted: first, random"),
-    (lambda: check_temperature(0.0), "method.temperature=0.0 is out of range; accepted: a number > 0"),
+    (lambda: TargetBank(alpha=1.0), "alpha=1.0 is out of range; accepted: a number >= 0 and < 1"),
+    (lambda: TargetBank(alpha=-0.1), "alpha=-0.1 is out of range"),
+    (lambda: TargetBank(init="zeros"), "init='zeros' is not supported; accepted: first, random"),
+    (lambda: check_temperature(0.0), "temperature=0.0 is out of range; accepted: a number > 0"),
     (lambda: knn_predict(torch.ones(2, 2), torch.zeros(2).long(), torch.ones(1, 2), 2, k=0),
-     "knn.k=0 is out of range; accepted: an integer >= 1"),
+     "k=0 is out of range; accepted: an integer >= 1"),
     (lambda: knn_predict(torch.ones(2, 2), torch.zeros(2).long(), torch.ones(1, 2), 2, temperature=-1),
-     "knn.temperature=-1.0 is out of range"),
+     "temperature=-1.0 is out of range"),
 ])
 def test_bad_values_one_line(call, message):
     with pytest.raises(UserError) as info:

@@ -13,6 +13,7 @@ from sat.data.augment import RandomResizedCrop
 from sat.data.folder import ImageFolderSource
 from sat.data.noise import UniformLabelNoise
 from sat.data.prepare import prepare
+from sat.data.splits import StreamSettings
 from sat.engine import evaluate, predict
 from sat.methods.sat import SelfAdaptiveTraining
 from sat.models import SmallCNN, with_normalization
@@ -23,8 +24,9 @@ SIZE = 8
 def build(tmp_path):
     write_list_dataset(tmp_path, num_train=24, num_test=8)
     data = ImageFolderSource("tiny", str(tmp_path), 3, train={"list": "train.txt"}, test={"list": "test.txt"},
-                             image_size=SIZE, resize=10, val_size=4, num_workers=1).load()
-    prepared = prepare(data, UniformLabelNoise(rate=0.5, seed=0), "cpu", loader_kind="stream")
+                             image_size=SIZE, resize=10, val_size=4).load()
+    prepared = prepare(data, UniformLabelNoise(rate=0.5, seed=0), "cpu", loader_kind="stream",
+                       streaming=StreamSettings(num_workers=1))
     return data, prepared.train, prepared.val, prepared.train.labels
 
 

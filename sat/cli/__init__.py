@@ -51,11 +51,12 @@ def _user_error_in(e: BaseException | None) -> UserError | None:
     return None
 
 
-def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_refusal: bool = True) -> dict[str, Any]:
     """Run a task inside Hydra's run (the command line's and the Python API's): bad
-    input comes out as one :class:`UserError` and leaves no run folder behind, any other
-    failure is logged with its traceback, a preempted run says how to continue it, and
-    the run's output folder is always named, so a failed job of a sweep can be found."""
+    input comes out as one :class:`UserError` and leaves no run folder behind (logged
+    first with ``log_refusal``: a sweep's job log keeps it), any other failure is logged
+    with its traceback, a preempted run says how to continue it, and the run's output
+    folder is always named, so a failed job of a sweep can be found."""
     from sat.config import keys
 
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
@@ -70,7 +71,8 @@ def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         if user_error is None:
             log.exception("run failed; run folder: %s", out)
             raise
-        log.error("%s (run folder: %s)", user_error, out)
+        if log_refusal:
+            log.error("%s (run folder: %s)", user_error, out)
         _drop_refused(out, user_error)
         raise user_error from None
     except BaseException:

@@ -31,7 +31,7 @@ from sat.config.trust import trusted
 ROW_SUM_TOLERANCE = 1e-6
 
 
-def check_transition(matrix: Any, name: str = "method.transition") -> torch.Tensor:
+def check_transition(matrix: Any, name: str = "transition") -> torch.Tensor:
     """``matrix`` as a float64 K x K row-stochastic tensor, else a one-line UserError."""
     accepted = "accepted: a K x K matrix of probabilities, rows summing to 1 (row i: the labels a sample of class i carries)"
     try:

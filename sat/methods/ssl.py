@@ -89,10 +89,10 @@ class SelfSupervised(Method):
     def attach_model(self, build: Callable[[], nn.Module]) -> None:
         reference = build()
         dim = backbone.num_features(reference)
-        self.projector = mlp_head(dim, self.projector_hidden_dim, self.projector_dim, "method.projector")
+        self.projector = mlp_head(dim, self.projector_hidden_dim, self.projector_dim, "projector")
         if self.uses_predictor:
             self.predictor = mlp_head(self.projector_dim, self.predictor_hidden_dim, self.projector_dim,
-                                      "method.predictor")
+                                      "predictor")
         if self.target_network == "ema":  # same architecture; starts as the online network at the first step
             self.target_model, self.target_projector = reference, copy.deepcopy(self.projector)
             for p in [*self.target_model.parameters(), *self.target_projector.parameters()]:

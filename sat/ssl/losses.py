@@ -18,7 +18,7 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -F.cosine_similarity(p.float(), z.float(), dim=1)
 
 
-def check_temperature(temperature: float, name: str = "method.temperature") -> float:
+def check_temperature(temperature: float, name: str = "temperature") -> float:
     return validate.number(name, temperature, lo=0.0, lo_open=True)
 
 
