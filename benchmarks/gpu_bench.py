@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from data_pipeline import PILDataset  # benchmarks/ (this script's folder) is on sys.path
+
 from sat.attacks import PGD, robust_accuracy
-from sat.run.checkpoint import checksum, rng_state, save_checkpoint
 from sat.data.augment import CropFlip
 from sat.data.loader import DeviceLoader
 from sat.engine import EpochStats, NonFiniteLoss, evaluate, train_one_epoch
 from sat.methods import TRADES, SelfAdaptiveTraining
 from sat.models import ResNet, WideResNet, count_parameters, with_normalization
+from sat.run.checkpoint import checksum, rng_state, save_checkpoint
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 SHAPE = (3, 32, 32)
@@ -121,7 +121,7 @@ def make_optimizer(name: str, params, fused: bool = False) -> torch.optim.Optimi
     return torch.optim.Adam(params, lr=1e-4, **kw)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Variant:
     """How our path runs: the defaults are what TrainingJob does on CUDA today."""
 
@@ -391,7 +391,7 @@ def reference_rate(spec: Spec, data: Data, device, s: Sizes, seconds: float) -> 
         return images
 
     dt, images = timed(device, window)
-    del it, loader  # stops the workers
+    it = loader = None  # stops the workers  # noqa: F841
     return images / dt
 
 

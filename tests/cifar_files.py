@@ -34,5 +34,6 @@ def write_cifar100(root: Path, train: int = 200, test: int = 50, seed: int = 0) 
         fine = np.concatenate([np.arange(100), rng.integers(0, 100, n - 100)]) if n >= 100 else rng.integers(0, 100, n)
         _dump(folder / name, {"fine_labels": fine.tolist(), "coarse_labels": coarse_of[fine].tolist(),
                               "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)})
-    _dump(folder / "meta", {"fine_label_names": [f"f{k}" for k in range(100)], "coarse_label_names": [f"s{k}" for k in range(20)]})
+    _dump(folder / "meta", {"fine_label_names": [f"f{k}" for k in range(100)],
+                            "coarse_label_names": [f"s{k}" for k in range(20)]})
     return folder

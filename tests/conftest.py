@@ -1,4 +1,11 @@
-"""Shared fixtures: compose the real config tree the way the entry points do."""
+"""Shared fixtures: compose the real config tree the way the entry points do.
+
+The tests are arranged by what they exercise: ``unit/`` (one module's functions and
+classes), ``integration/`` (the real config composed and a task run in this process),
+``e2e/`` (the real entry points, torchrun, a browser, a notebook kernel: processes).
+Every test that starts a process is marked ``e2e`` (all of ``e2e/``, and the few such
+tests elsewhere by decorator), and a test that starts one unmarked fails: so
+``pytest -m "not e2e"`` is the fast loop, and stays one."""
 
 from __future__ import annotations
 
@@ -40,6 +47,38 @@ def compose_cfg():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.path.parent.name == "e2e":
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_e2e(request, monkeypatch):
+    """Fail a test that starts a process (subprocess, torch.multiprocessing) without the
+    ``e2e`` marker: the fast loop (``-m "not e2e"``) must not start any."""
+    if request.node.get_closest_marker("e2e") is not None:
+        yield
+        return
+    import torch.multiprocessing
+
+    started: list[str] = []
+    popen_init, start_processes = subprocess.Popen.__init__, torch.multiprocessing.start_processes
+
+    def watched_popen(self, args, *rest, **kwargs):
+        started.append(str(args)[:200])
+        return popen_init(self, args, *rest, **kwargs)
+
+    def watched_start(*args, **kwargs):
+        started.append("torch.multiprocessing.start_processes")
+        return start_processes(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", watched_popen)
+    monkeypatch.setattr(torch.multiprocessing, "start_processes", watched_start)
+    yield
+    assert not started, f"this test starts a process ({started[0]}) but is not marked e2e (tests/e2e/ or @pytest.mark.e2e)"
 
 
 @pytest.fixture(autouse=True)

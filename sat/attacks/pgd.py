@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat.config import validate
 from sat.attacks.base import Attack, input_grad, parse_eps, project
+from sat.config import validate
 
 LOSSES = ("ce", "margin")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+
 def _key(override: str) -> str:
     """``+trainer.x=1`` -> ``trainer.x``; ``~noise`` -> ``noise``."""
     return override.lstrip("+~").partition("=")[0]

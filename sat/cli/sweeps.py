@@ -83,7 +83,7 @@ def swept_keys(sweep_dir: str | Path) -> set[str]:
         sweep = yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text(encoding="utf-8"))["hydra"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return set()
-    keys = set(((sweep.get("sweeper") or {}).get("params") or {}))
+    keys = set((sweep.get("sweeper") or {}).get("params") or {})
     for override in (sweep.get("overrides") or {}).get("task") or []:
         key, _, value = str(override).lstrip("+~").partition("=")
         if re.search(r",|^\w+\(", value):

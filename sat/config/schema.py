@@ -13,7 +13,8 @@ constructors' argument names, checked by :mod:`sat.config.keys`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -40,6 +41,13 @@ def read(cfg: DictConfig, key: str) -> Any:
     return value
 
 
+def _over_defaults(schema: type, node: Any) -> dict[str, Any]:
+    """A node's values over its schema's defaults: each default is written once, on its field."""
+    given = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+    defaults = {f.name: f.default for f in fields(schema) if f.default is not dataclasses.MISSING and f.default != MISSING}
+    return {**defaults, **given}
+
+
 # Optional[...] rather than ``X | None``: OmegaConf reads these annotations at run time.
 @dataclass
 class TrainerSettings:
@@ -62,8 +70,8 @@ class TrainerSettings:
     sync_batchnorm: bool = field(default=False, metadata=declare(FIXED))
 
     @classmethod
-    def from_config(cls, node: Any) -> "TrainerSettings":
-        t = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    def from_config(cls, node: Any) -> TrainerSettings:
+        t = _over_defaults(cls, node)
         num_threads = t.get("num_threads")
         return cls(
             epochs=validate.positive_int("trainer.epochs", t.get("epochs")),
@@ -77,11 +85,11 @@ class TrainerSettings:
             num_threads=None if num_threads is None else validate.positive_int("trainer.num_threads", num_threads),
             checkpoint_every=validate.number("trainer.checkpoint_every", t.get("checkpoint_every"), lo=0, integer=True),
             checkpoint_from=validate.number("trainer.checkpoint_from", t.get("checkpoint_from"), lo=0, integer=True),
-            deterministic=validate.flag("trainer.deterministic", t.get("deterministic", False)),
-            progress=validate.choice("trainer.progress", t.get("progress", "auto"), PROGRESS),
-            eval_every=validate.positive_int("trainer.eval_every", t.get("eval_every", 1)),
-            async_checkpoint=validate.flag("trainer.async_checkpoint", t.get("async_checkpoint", True)),
-            sync_batchnorm=validate.flag("trainer.sync_batchnorm", t.get("sync_batchnorm", False)),
+            deterministic=validate.flag("trainer.deterministic", t["deterministic"]),
+            progress=validate.choice("trainer.progress", t["progress"], PROGRESS),
+            eval_every=validate.positive_int("trainer.eval_every", t["eval_every"]),
+            async_checkpoint=validate.flag("trainer.async_checkpoint", t["async_checkpoint"]),
+            sync_batchnorm=validate.flag("trainer.sync_batchnorm", t["sync_batchnorm"]),
         )
 
 
@@ -108,16 +116,16 @@ class LoaderSettings:
     prefetch_factor: int = field(default=2, metadata=declare(NEUTRAL))
 
     @classmethod
-    def from_config(cls, node: Any) -> "LoaderSettings":
-        t = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
-        workers = t.get("num_workers", "auto")
+    def from_config(cls, node: Any) -> LoaderSettings:
+        t = _over_defaults(cls, node)
+        workers = t["num_workers"]
         return cls(
-            kind=validate.choice("loader.kind", t.get("kind", "auto"), LOADER_KINDS),
+            kind=validate.choice("loader.kind", t["kind"], LOADER_KINDS),
             num_workers=workers if workers == "auto" else validate.number("loader.num_workers", workers, lo=0,
                                                                           integer=True),
-            decode=validate.choice("loader.decode", t.get("decode", "auto"), DECODERS),
-            persistent_workers=validate.flag("loader.persistent_workers", t.get("persistent_workers", True)),
-            prefetch_factor=validate.positive_int("loader.prefetch_factor", t.get("prefetch_factor", 2)),
+            decode=validate.choice("loader.decode", t["decode"], DECODERS),
+            persistent_workers=validate.flag("loader.persistent_workers", t["persistent_workers"]),
+            prefetch_factor=validate.positive_int("loader.prefetch_factor", t["prefetch_factor"]),
         )
 
 

@@ -19,14 +19,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from sat.config import validate
+from sat.config import trust, validate
+from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
+from sat.config.trust import trusted
 from sat.data.class_maps import CIFAR10_ASYMMETRIC, MNIST_ASYMMETRIC, cyclic_asymmetric_map, superclass_asymmetric_map
 from sat.data.splits import ImageSet, Split  # ImageSet: re-exported for dataset plugins
 from sat.errors import UserError
 from sat.run.budget import images_bytes
-from sat.config.trust import trusted
-from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
-from sat.config import trust
 
 
 @dataclass

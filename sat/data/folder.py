@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from sat.config import validate
+from sat.config.roles import FILE, PER_PROCESS
+from sat.config.trust import trusted
 from sat.data.datasets import DatasetSplits, DataSource
 from sat.data.lists import IMAGE_EXTENSIONS, check_below_root, layout_hint, read_class_names, read_split, spec_of
 from sat.data.splits import FileReading, FileSplit
 from sat.errors import UserError
-from sat.config.trust import trusted
-from sat.config.roles import FILE, PER_PROCESS
 
 log = logging.getLogger("sat")
 

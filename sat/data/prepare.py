@@ -92,12 +92,13 @@ def load(source: DataSource) -> DatasetSplits:
 
 def prepare(data: DatasetSplits, noise: Noise | None, device: torch.device | str, *,
             pattern: NoisePattern | None = None, loader_kind: str = "auto",
-            streaming: StreamSettings = StreamSettings()) -> TrainingData:
+            streaming: StreamSettings | None = None) -> TrainingData:
     """The data a run trains on. ``noise`` is drawn from its seeded config, or ``pattern``
     (a saved one, which must be of this training pool) is replayed; ``loader_kind``:
     ``device``, ``stream`` or ``auto`` (:func:`choose_loader`; a restored run gives the
     kind the run itself had); ``streaming``: how file splits are read (workers)."""
     kind = choose_loader(loader_kind, data, device)
+    streaming = streaming or StreamSettings()
     train, test, val = (None if s is None else s.streamed(streaming) for s in (data.train, data.test, data.val))
     if kind == "device":
         train, test = train.in_memory(), test.in_memory()

@@ -24,7 +24,6 @@ import torch
 
 from sat.errors import UserError
 
-
 HOLDOUT_SALT = 0x5EED_0F_7A11  # see Split.holdout
 
 

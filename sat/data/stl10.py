@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from sat.config import validate
+from sat.config.roles import FILE, PER_PROCESS
+from sat.config.trust import trusted
 from sat.data.class_maps import cyclic_asymmetric_map
 from sat.data.datasets import DatasetSplits, DataSource, ImageSet
 from sat.errors import UserError
-from sat.config.trust import trusted
-from sat.config.roles import FILE, PER_PROCESS
 
 SHAPE = (3, 96, 96)
 FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from sat.config import validate
-from sat.data.class_maps import MNIST_ASYMMETRIC
-from sat.data.datasets import DataSource, DatasetSplits, ImageSet
-from sat.errors import UserError
-from sat.config.trust import trusted
 from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
+from sat.config.trust import trusted
+from sat.data.class_maps import MNIST_ASYMMETRIC
+from sat.data.datasets import DatasetSplits, DataSource, ImageSet
+from sat.errors import UserError
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 

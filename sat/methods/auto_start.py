@@ -39,8 +39,8 @@ from typing import Any
 import torch
 
 from sat.config import validate
-from sat.errors import UserError
 from sat.config.trust import trusted
+from sat.errors import UserError
 
 
 @trusted("component")

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sat.parallel.batch import WHOLE_BATCH, GlobalBatch
 from sat.config import trust
+from sat.parallel.batch import WHOLE_BATCH, GlobalBatch
 
 
 class Method(nn.Module):

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from sat.config import validate
-from sat.methods.base import Method
 from sat.config.trust import trusted
+from sat.methods.base import Method
 
 
 @trusted("method", "sat.methods.CrossEntropy")

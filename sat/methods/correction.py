@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from sat.config import validate
+from sat.config.trust import trusted
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.config.trust import trusted
 
 ROW_SUM_TOLERANCE = 1e-6
 

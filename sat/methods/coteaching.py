@@ -29,9 +29,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sat.config.trust import trusted
 from sat.errors import UserError
 from sat.methods.base import PeerMethod
-from sat.config.trust import trusted
 
 
 def forget_rate_schedule(epoch: int, forget_rate: float, num_gradual: int, exponent: float) -> float:

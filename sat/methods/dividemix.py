@@ -39,11 +39,11 @@ from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from sat.config import validate
-from sat.errors import UserError
-from sat.parallel.batch import GlobalBatch
-from sat.methods.base import PeerMethod
 from sat.config.trust import trusted
+from sat.errors import UserError
+from sat.methods.base import PeerMethod
 from sat.methods.mixup import draw_lambda, mix, refuse_distributed
+from sat.parallel.batch import GlobalBatch
 
 log = logging.getLogger("sat")
 

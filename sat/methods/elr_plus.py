@@ -25,18 +25,18 @@ model alone (the authors average both networks).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sat.config import validate
-from sat.parallel.batch import GlobalBatch
-from sat.methods.base import PeerMethod
 from sat.config.trust import trusted
+from sat.methods.base import PeerMethod
 from sat.methods.elr import PROB_CLAMP
 from sat.methods.mixup import clean_logits, draw_lambda, mix, refuse_distributed, soft_cross_entropy
+from sat.parallel.batch import GlobalBatch
 
 
 def sigmoid_rampup(current: float, length: int) -> float:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sat.config.trust import trusted
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.config.trust import trusted
 
 
 @trusted("method")

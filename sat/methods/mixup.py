@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat.config import validate
-from sat.errors import UserError
-from sat.parallel.batch import GlobalBatch
-from sat.methods.base import Method
 from sat.config.trust import trusted
+from sat.errors import UserError
+from sat.methods.base import Method
+from sat.parallel.batch import GlobalBatch
 
 
 def draw_lambda(alpha: float, symmetric_max: bool = False) -> float:

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from sat.config import validate
+from sat.config.trust import trusted
 from sat.errors import UserError
 from sat.methods.auto_start import AutoStartEpoch, PredictionChanges
 from sat.methods.base import Method
-from sat.config.trust import trusted
 
 log = logging.getLogger("sat")
 

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat.config import validate
+from sat.config.trust import trusted
 from sat.errors import UserError
 from sat.methods.base import Method
-from sat.config.trust import trusted
 
 
 def _check_pretrain(pretrain: int) -> int:

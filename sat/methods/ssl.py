@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sat.config import validate
-from sat.errors import UserError
 from sat.config.trust import trusted
+from sat.errors import UserError
 from sat.methods.base import Method
 from sat.ssl import backbone
 from sat.ssl.bank import TargetBank
-from sat.ssl.ema import copy_weights, cosine_tau, ema_update
 from sat.ssl.collapse import effective_rank, normalized_std
+from sat.ssl.ema import copy_weights, cosine_tau, ema_update
 from sat.ssl.heads import mlp_head
 from sat.ssl.knn import check_knn, knn_accuracy
 from sat.ssl.losses import check_temperature, cosine_loss, negative_cosine, nt_xent
@@ -174,7 +174,8 @@ class SelfSupervised(Method):
         return out
 
     def hparams(self):
-        return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature, "projector_hidden_dim": self.projector_hidden_dim, "projector_dim": self.projector_dim,
+        return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature,
+                "projector_hidden_dim": self.projector_hidden_dim, "projector_dim": self.projector_dim,
                 "predictor_hidden_dim": self.predictor_hidden_dim, "target_network": self.target_network,
                 "base_tau": self.base_tau}
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sat.config import validate
 from sat.attacks.base import input_grad, parse_eps, project
+from sat.config import validate
+from sat.config.trust import trusted
 from sat.errors import UserError
 from sat.methods.base import Method
 from sat.methods.ce import CrossEntropy
-from sat.config.trust import trusted
 
 
 def kl_sum(logits_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat.config.trust import trusted
+from sat.config.validate import positive_int
 from sat.errors import UserError
 from sat.models._checks import image_shape
 from sat.models.base import Classifier
-from sat.config.trust import trusted
-from sat.config.validate import positive_int
 
 # Blocks per stage for each supported depth (BasicBlock only).
 _BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}

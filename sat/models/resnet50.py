@@ -20,11 +20,11 @@ from torch import nn
 from torchvision.models import ResNet50_Weights
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from sat.errors import UserError
-from sat.models._checks import image_shape
+from sat.config.roles import FILE
 from sat.config.trust import trusted
 from sat.config.validate import positive_int
-from sat.config.roles import FILE
+from sat.errors import UserError
+from sat.models._checks import image_shape
 
 BLOCKS = (3, 4, 6, 3)
 # The file names torchvision's downloader gives the ImageNet weights in <hub>/checkpoints.

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sat.models._checks import image_shape
-from sat.models.base import Classifier
 from sat.config.trust import trusted
 from sat.config.validate import positive_int
+from sat.models._checks import image_shape
+from sat.models.base import Classifier
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:

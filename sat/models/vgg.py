@@ -21,11 +21,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sat.config.trust import trusted
+from sat.config.validate import positive_int
 from sat.errors import UserError
 from sat.models._checks import image_shape
 from sat.models.base import Classifier
-from sat.config.trust import trusted
-from sat.config.validate import positive_int
 
 # Convolutions per stage for each depth (Simonyan & Zisserman configurations A, B, D, E).
 _CONVS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat.config.trust import trusted
+from sat.config.validate import positive_int
 from sat.errors import UserError
 from sat.models._checks import image_shape
 from sat.models.base import Classifier
-from sat.config.trust import trusted
-from sat.config.validate import positive_int
 
 
 class WideBlock(nn.Module):

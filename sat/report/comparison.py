@@ -8,14 +8,15 @@ differs); columns are the noise settings (the ``noise`` option and ``noise.*``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from sat.run import files
 from sat.report.groups import Grouping, fmt, label
 from sat.report.runs import Run, metric_value
 from sat.report.tables import cell, mean_pm, mean_std, pct
+from sat.run import files
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def write_table(root: str | Path) -> list[Path]:
 
 
 def _figure(rows: list[dict[str, Any]], root: Path) -> list[Path]:
-    from sat.run.figures import pyplot, save, line_style
+    from sat.run.figures import line_style, pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sat.run.figures import line_style, pyplot as _pyplot, save
 from sat.report.double_descent import WidthSeries
 from sat.report.runs import Run
+from sat.run.figures import line_style, save
+from sat.run.figures import pyplot as _pyplot
 
 HEATMAP_CMAP = "cividis"  # perceptually uniform and readable with every colour-vision deficiency
 
@@ -58,8 +59,9 @@ def plot_width(series: list[WidthSeries], title: str, xlabel: str, tol: float, s
         if s.threshold is not None:
             for a in (ax, ax_train):
                 a.axvline(s.threshold, color=style["color"], linestyle="--", linewidth=1)
-            ax.annotate(f"interpolates from width {s.threshold}\n(train error <= {tol:g}%)", (s.threshold, 1), xycoords=("data", "axes fraction"),
-                        xytext=(4, -4), textcoords="offset points", va="top", fontsize=8, color=style["color"])
+            ax.annotate(f"interpolates from width {s.threshold}\n(train error <= {tol:g}%)", (s.threshold, 1),
+                        xycoords=("data", "axes fraction"), xytext=(4, -4), textcoords="offset points", va="top",
+                        fontsize=8, color=style["color"])
     ax.set_ylabel("final test error (%)")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper right", fontsize=8)

@@ -13,11 +13,12 @@ option already tells the runs apart and the column would only repeat it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from sat.report.runs import Run
 from sat.config.roles import covers
+from sat.report.runs import Run
 
 # Column order: what is compared first, then what the data and model are.
 _FIRST = ("method", "dataset", "model", "noise")

@@ -6,16 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sat.report import comparison, figures, ssl
-from sat.report.double_descent import (WIDTH, WidthSeries, default_widths, interpolation_threshold, width_axis_label,
-                                       width_series)
 from sat.errors import UserError
-from sat.run.files import write_atomic
+from sat.report import comparison, figures, ssl
+from sat.report.double_descent import (
+    WIDTH,
+    WidthSeries,
+    default_widths,
+    interpolation_threshold,
+    width_axis_label,
+    width_series,
+)
 from sat.report.grid import not_started
 from sat.report.groups import Grouping, group_runs, title
 from sat.report.runs import Run, read_runs
 from sat.report.status import status_lines
 from sat.report.tables import group_table, relative, write_runs_csv
+from sat.run.files import write_atomic
 
 
 @dataclass

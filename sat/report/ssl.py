@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from sat.run import files
 from sat.report.groups import Group, Grouping, fmt, group_runs
 from sat.report.runs import Run
 from sat.report.tables import cell, mean_pm, mean_std, pct
+from sat.run import files
 
 KNN = "test/knn_acc"
 PROJECTION_STD = "repr/projection_std"

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-
 GiB = 1024 ** 3
 
 

@@ -34,7 +34,7 @@ _PENDING_FILE = re.compile(r"^(\d+)\.([A-Za-z0-9_]+)\.pt$")
 # --- checksum --------------------------------------------------------------------------
 
 
-def _digest(obj: Any, h: "hashlib._Hash") -> None:
+def _digest(obj: Any, h: hashlib._Hash) -> None:
     """Feed ``obj`` to ``h`` in a canonical order: dict keys sorted, tensors as dtype,
     shape and raw bytes, everything else as its repr."""
     if isinstance(obj, dict):

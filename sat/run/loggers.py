@@ -165,7 +165,7 @@ class RunLogger:
         self.tracker = tracker
         self.jsonl = open_append(self.out_dir / "metrics.jsonl")  # never through a link
 
-    def __enter__(self) -> "RunLogger":
+    def __enter__(self) -> RunLogger:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -198,7 +198,7 @@ class RunLogger:
 class NullRunLogger:
     """What the other processes of a distributed run log with: nothing (rank 0 writes)."""
 
-    def __enter__(self) -> "NullRunLogger":
+    def __enter__(self) -> NullRunLogger:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -42,7 +42,7 @@ class Preemption:
         self._previous: dict[int, Any] = {}
         self._agree = agree
 
-    def __enter__(self) -> "Preemption":
+    def __enter__(self) -> Preemption:
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._record)

@@ -8,9 +8,10 @@ the ones the user confirms now, never paths taken from the stored config.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,13 +19,13 @@ from torch import nn
 from sat.config import trust
 from sat.config.build import StoredConfig
 from sat.config.schema import read
-from sat.run.checkpoint import load_checkpoint
 from sat.data.noise import NoisePattern
-from sat.errors import UserError
 from sat.data.prepare import TrainingData, load, prepare
+from sat.errors import UserError
+from sat.run.checkpoint import load_checkpoint
+from sat.run.folder import RunFolder
 from sat.tasks.budget import check_memory
 from sat.tasks.build import build_model
-from sat.run.folder import RunFolder
 
 
 def trusted_packages(cfg: Any) -> list[str]:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from sat.data.noise.cifar_n import download_human_labels, human_label_file, load_human_labels
+from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
+from sat.config.trust import trusted
 from sat.data.noise.base import Noise
+from sat.data.noise.cifar_n import download_human_labels, human_label_file, load_human_labels
 from sat.data.noise.pattern import NoisePattern
 from sat.errors import UserError
-from sat.config.trust import trusted
-from sat.config.roles import FILE, NEUTRAL, PER_PROCESS
 
 
 class HumanLabelNoise(Noise):

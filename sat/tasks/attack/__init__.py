@@ -11,18 +11,18 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from sat.config import validate
 from sat.attacks import robust_accuracy
-from sat.errors import UserError
-from sat.run.folder import prepare_output_dir
-from sat.run.files import write_csv, write_json_atomic
+from sat.config import validate
 from sat.config.build import USER_CONFIG
+from sat.config.schema import read
+from sat.errors import UserError
+from sat.run.files import write_csv, write_json_atomic
+from sat.run.folder import prepare_output_dir
 from sat.tasks.context import choices, plain
 from sat.tasks.device import resolve_device
 from sat.tasks.evaluate import data_dir
 from sat.tasks.evaluate.base import save_next_to_run
 from sat.tasks.restore import restore_run, trusted_packages
-from sat.config.schema import read
 
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
@@ -166,7 +166,8 @@ def _print_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> None:
 
 def _plot(rows: list[dict[str, Any]], best: dict[str, Any], stem: Path, attack_name: str) -> list[Path]:
     """Natural and robust accuracy against epoch, the best robust epoch marked; PNG and PDF."""
-    from sat.run.figures import OKABE_ITO as PALETTE, pyplot, save
+    from sat.run.figures import OKABE_ITO as PALETTE
+    from sat.run.figures import pyplot, save
 
     plt = pyplot()
     epochs = [r["epoch"] for r in rows]

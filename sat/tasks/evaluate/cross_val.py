@@ -17,8 +17,9 @@ they are) and its scheduler (cosine over the fold epochs instead).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from sat.label_errors.detection import confident_learning, detection_quality, disagreement_with_given, flags_from_argmax
 from sat.engine import predict_images
+from sat.label_errors.detection import confident_learning, detection_quality, disagreement_with_given, flags_from_argmax
 from sat.tasks.evaluate.cross_val import cross_validate_run
 
 DETECTORS = ("model", "confident_learning")

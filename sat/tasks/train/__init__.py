@@ -17,22 +17,22 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sat.run.checkpoint import load_checkpoint
-from sat.config.fingerprint import check_fingerprints, check_same_run, config_fingerprint
-from sat.run.loggers import NullRunLogger, RunLogger
-from sat.parallel import group as parallel
-from sat.parallel.group import Distributed
-from sat.run.preemption import Preempted
-from sat.run.folder import ReadOnlyRunFolder, RunFolder, prepare_output_dir
 from sat.config import schema as run_settings
 from sat.config.build import USER_CONFIG
+from sat.config.fingerprint import check_fingerprints, check_same_run, config_fingerprint
+from sat.config.schema import TrainConfig, TrainerSettings, read
+from sat.parallel import group as parallel
+from sat.parallel.group import Distributed
+from sat.run.checkpoint import load_checkpoint
+from sat.run.folder import ReadOnlyRunFolder, RunFolder, prepare_output_dir
+from sat.run.loggers import NullRunLogger, RunLogger
+from sat.run.preemption import Preempted
 from sat.tasks.context import plain
 from sat.tasks.train.epochs import fit
 from sat.tasks.train.job import TrainingJob, build_job
 from sat.tasks.train.outputs import print_run_table
 from sat.tasks.train.results import finish, summary
 from sat.tasks.train.resume import check_resumable, cut_logs, fork_history, restore_hydra_record, resume_source
-from sat.config.schema import TrainConfig, TrainerSettings, read
 
 log = logging.getLogger("sat")
 

@@ -16,9 +16,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sat.errors import UserError
+from sat.methods.base import Method
 from sat.parallel.batch import ShardedBatch
 from sat.parallel.group import Distributed
-from sat.methods.base import Method
 
 
 class _Trained(nn.Module):

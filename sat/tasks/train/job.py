@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sat.config import validate
-from sat.run.checkpoint import CheckpointWriter, rng_state, set_rng_state
+from sat.config.schema import LoaderSettings, TrainerSettings, read
 from sat.data.loader import Loader
 from sat.data.prepare import TrainingData, load, prepare
 from sat.data.splits import StreamSettings
@@ -26,15 +26,21 @@ from sat.methods.base import Method
 from sat.models import count_parameters
 from sat.parallel.batch import WHOLE_BATCH, GlobalBatch, ShardedBatch
 from sat.parallel.group import SINGLE, Distributed
-from sat.tasks.train.ddp import (DataParallelStep, check_batch_split, check_last_batch, check_sync_batchnorm,
-                               convert_sync_batchnorm, has_batchnorm)
+from sat.run.checkpoint import CheckpointWriter, rng_state, set_rng_state
 from sat.run.folder import RunFolder
-from sat.tasks.train.objects import Objects, build_objects, note_cost
-from sat.tasks.train.warm_start import warm_start
 from sat.tasks.build import set_normalization
 from sat.tasks.context import job_num, packages_used, plain
 from sat.tasks.device import resolve_device, resolve_precision
-from sat.config.schema import LoaderSettings, TrainerSettings, read
+from sat.tasks.train.ddp import (
+    DataParallelStep,
+    check_batch_split,
+    check_last_batch,
+    check_sync_batchnorm,
+    convert_sync_batchnorm,
+    has_batchnorm,
+)
+from sat.tasks.train.objects import Objects, build_objects, note_cost
+from sat.tasks.train.warm_start import warm_start
 
 log = logging.getLogger("sat")
 

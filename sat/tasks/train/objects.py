@@ -62,8 +62,8 @@ def note_cost(model: nn.Module, data: TrainingData, device: torch.device, settin
         c, h, w = data.train.sample_shape
         log.warning("heavy for a CPU: %s at %dx%d px is %.2f GFLOP per image, %.1f TFLOP per training epoch of %d "
                     "images (x %d epochs); for a CPU-sized run see experiment=image_folder_cpu (32 px, a small CNN)",
-                    type(model[-1] if isinstance(model, nn.Sequential) else model).__name__, h, w, counter.get_total_flops() / 1e9, per_epoch,
-                    len(data.train), settings.epochs)
+                    type(model[-1] if isinstance(model, nn.Sequential) else model).__name__, h, w,
+                    counter.get_total_flops() / 1e9, per_epoch, len(data.train), settings.epochs)
 
 
 def _fused(node: Any, device: torch.device) -> dict[str, Any]:

@@ -4,21 +4,23 @@ labels, TensorBoard's HParams entry and the closing table."""
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sat.run.checkpoint import atomic_torch_save
-from sat.tasks.context import current_sweep_job
-from sat.label_errors.detection import detection_quality, soft_label_detection
-from sat.engine import EpochStats
-from sat.label_errors.export import write_label_errors
 from sat.config.flat import flatten
-from sat.run.loggers import hparam, tracker_pointer
+from sat.engine import EpochStats
+from sat.label_errors.detection import detection_quality, soft_label_detection
+from sat.label_errors.export import write_label_errors
+from sat.run.checkpoint import atomic_torch_save
 from sat.run.files import write_atomic
-from sat.tasks.context import choices
+from sat.run.loggers import hparam, tracker_pointer
+from sat.tasks.context import choices, current_sweep_job
+
+
 def label_error_metrics(soft: torch.Tensor | None, given: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor,
                         stats: EpochStats | None = None) -> dict[str, float]:
     """How well the run finds its wrong labels.
@@ -73,14 +75,15 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
     true = given.new_full(given.shape, -1) if true is None else true.cpu()  # -1: unknown (real noisy data)
     atomic_torch_save({"soft_labels": soft, "given_labels": given, "true_labels": true, "sample_ids": ids},
                       out / "soft_labels.pt")
-    for name, array in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
-        write_atomic(out / f"{name}.npy", lambda f, a=array.numpy(): np.save(f, a))
+    for name, tensor in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
+        write_atomic(out / f"{name}.npy", partial(np.save, arr=tensor.numpy()))
     write_label_errors(out / "label_errors.csv", soft, given, ids, true, files)
 
 
 def print_run_table(s: dict[str, Any]) -> None:
     f, b, n = s.get("final") or {}, s.get("at_best_val"), s["noise"]
-    method_values = [f"{k} {v}" for k, v in (s.get("method") or {}).items() if k in ("alpha", "start_epoch", "beta", "momentum", "pretrain", "reward", "q", "lam")]
+    shown = ("alpha", "start_epoch", "beta", "momentum", "pretrain", "reward", "q", "lam")
+    method_values = [f"{k} {v}" for k, v in (s.get("method") or {}).items() if k in shown]
     rows = [
         ("method", ", ".join([s.get("choices", {}).get("method", "")] + method_values).strip(", ")),
         ("noise", f"{n['kind']} rate {n['rate']:g} -> {100 * n['realised_error']:.1f}% wrong training labels"),

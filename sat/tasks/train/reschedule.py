@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sat.config.build import USER_CONFIG
+
 _PLAIN = (bool, int, float, str, type(None))
 
 

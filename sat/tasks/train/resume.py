@@ -17,8 +17,8 @@ from sat.config.build import USER_CONFIG, StoredConfig
 from sat.config.flat import flatten
 from sat.config.roles import FIXED, covers, with_role
 from sat.config.schema import TrainConfig
-from sat.run.checkpoint import checkpoint_epoch, load_checkpoint, repair
 from sat.errors import UserError
+from sat.run.checkpoint import checkpoint_epoch, load_checkpoint, repair
 from sat.run.folder import RunFolder
 from sat.tasks.context import plain
 from sat.tasks.train.reschedule import adopt_unused_schedule

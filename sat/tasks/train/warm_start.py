@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sat.run.checkpoint import load_checkpoint
 from sat.errors import UserError
 from sat.models.normalize import Normalize
+from sat.run.checkpoint import load_checkpoint
 
 
 def _normalization_keys(model: nn.Module) -> set[str]:

@@ -1,0 +1,80 @@
+"""Bad input through the real entry points: one case per code path of the CLI that turns
+it into exit status 2 and one ``error:`` line, with nothing else on stderr, no
+traceback anywhere and no run folder left behind.
+
+The paths (sat/cli/__init__.py): Hydra cannot compose the config (a wrong type, an
+unknown key or option, a malformed override); a key added with ``+`` that nothing takes
+(``check_keys``); an output folder that cannot be one (checked before Hydra makes it);
+``resume=`` that names nothing to continue (expanded before Hydra); a refusal of the
+task itself (train, evaluate, attack); a refused sweep job (a line of the sweep's
+``refused.log``); ``python -m sat.report``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TINY, run_entry
+from hostile import one_line_error
+
+CASES = [
+    # (id, entry, arguments ({tmp}: the test's folder), the error line's text)
+    ("task refuses a value", "train.py", [*TINY, "noise.rate=1.5"],
+     "error: noise.rate=1.5 is out of range; accepted: a number >= 0 and <= 1"),
+    ("schema: wrong type", "train.py", [*TINY, "trainer.epochs=abc"], "trainer.epochs='abc' is not an integer"),
+    ("schema: unknown key", "train.py", [*TINY, "trainer.epoch=3"],
+     "trainer.epoch is not a key of trainer; did you mean trainer.epochs?"),
+    ("unknown group option", "train.py", ["experiment=quickstrat"],
+     "experiment=quickstrat is not an option; did you mean experiment=quickstart?"),
+    ("added key nothing takes", "train.py", [*TINY, "+method.alfa=1"], "method.alfa is not a key of method"),
+    ("malformed override", "train.py", [*TINY, "trainer.epochs=[1"], "cannot parse the override"),
+    ("output folder is a file", "train.py", [*TINY, "hydra.run.dir={tmp}/a_file"],
+     "output folder {tmp}/a_file is an existing file"),
+    ("resume names nothing", "train.py", [*TINY, "resume={tmp}/empty"], "is a folder without checkpoints/last.pt"),
+    ("resume path missing", "train.py", [*TINY, "resume={tmp}/nope.pt"], "resume={tmp}/nope.pt does not exist; accepted:"),
+    ("evaluate: no checkpoint", "evaluate.py", ["checkpoint={tmp}/nope.pt", "device=cpu"],
+     "checkpoint='{tmp}/nope.pt' does not exist"),
+    ("evaluate: report option", "evaluate.py", ["checkpoint={tmp}/nope.pt", "report=acuracy"],
+     "report=acuracy is not an option; did you mean report=accuracy?"),
+    ("attack: what to attack", "attack.py", ["checkpoint={tmp}/a.pt", "checkpoints={tmp}", "device=cpu"],
+     "give exactly one of checkpoint=FILE or checkpoints=RUN_DIR|GLOB"),
+]
+
+
+@pytest.mark.parametrize("entry,args,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_exit_2_and_one_line(tmp_path, entry, args, expected):
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "empty").mkdir()
+    cwd = tmp_path / "cwd"  # where Hydra would put outputs/ for a command without hydra.run.dir
+    cwd.mkdir()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = run_entry(entry, *args, cwd=cwd, check=False)  # Hydra's own outputs/<name>/<date>/<time> below cwd
+    line = one_line_error(proc, expected.replace("{tmp}", str(tmp_path)).removeprefix("error: "))
+    assert proc.stderr.strip().splitlines() == [line], proc.stderr  # nothing else on stderr
+    if expected.startswith("error: "):
+        assert line == expected
+    assert list(cwd.iterdir()) == []  # no run folder left, nor the outputs/ folders Hydra made for it
+
+
+def test_a_refused_sweep_job_is_a_line_of_the_sweep_s_log(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_entry("train.py", "-m", *TINY, "noise.rate=1.5", f"hydra.sweep.dir={sweep}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml", "refused.log"]
+    (line,) = (sweep / "refused.log").read_text().splitlines()
+    assert line.endswith("+seed-0: error: noise.rate=1.5 is out of range; accepted: a number >= 0 and <= 1")
+
+
+def test_python_m_sat_report_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sat.report", str(tmp_path / "missing")], cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=120)
+    line = one_line_error(proc, "missing is not a folder")
+    assert proc.stderr.strip().splitlines() == [line]
+
+
+def test_the_table_covers_every_entry_point():
+    assert {c[1] for c in CASES} == {p.name for p in Path(ROOT).glob("*.py")}
