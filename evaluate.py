@@ -13,4 +13,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    cli.main(main)
+    cli.main(main, config_name="evaluate")

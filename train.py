@@ -14,4 +14,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    cli.main(main, resumable=True)
+    cli.main(main, resumable=True, config_name="train")

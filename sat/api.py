@@ -8,7 +8,8 @@ returned.
     result = sat.evaluate(f"checkpoint={summary['output_dir']}/checkpoints/best.pt")
 
 Bad input raises :class:`sat.errors.UserError` (the command line prints it as one line)
-and, as there, leaves no run folder behind. The configs are read from the ``conf/``
+and, as there, leaves no run folder behind. ``dry_run=true`` checks the command and returns
+``{"dry_run": True, "output_dir": ..., "plan": <what would run>}``, writing nothing. The configs are read from the ``conf/``
 folder of the checkout ``sat`` is installed from (``pip install -e .``).
 """
 
@@ -52,7 +53,7 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sat.cli import bad_input, check_output_dirs, guarded
+    from sat.cli import bad_input, check_output_dirs, dry_run, guarded
     from sat.cli.register import register_config
 
     if not CONF.is_dir():
@@ -60,6 +61,11 @@ def _run(config_name: str, task: Callable[[Any], dict[str, Any]], overrides: str
     register_config()
     items = [*_overrides(overrides), *_run_dir(output_dir)]
     check_output_dirs(items)
+    if dry_run.requested(items):  # checked, not run: nothing written
+        job = dry_run.check_command(CONF, config_name, items).jobs[0]
+        if job.refusal is not None:
+            raise job.refusal
+        return {"dry_run": True, "output_dir": str(Path(job.folder).resolve()), "plan": job.line}
     GlobalHydra.instance().clear()
     def job(cfg: Any) -> Any:  # a refusal is the job's result: raised below, once Hydra's run has ended
         try:

@@ -156,12 +156,15 @@ def bad_input(e: BaseException) -> UserError | None:
     return composition_error(e) or _user_error_in(e)
 
 
-def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
+def main(hydra_main: Callable[[], Any], resumable: bool = False, config_name: str | None = None) -> None:
     """Call an entry point's ``@hydra.main`` function. A config Hydra cannot compose (an
     unknown option or key, a wrong type, a malformed override) is bad input: one
     ``error:`` line (:func:`sat.config.keys.composition_error`) and status 2, where Hydra
     would print its own 7 to 26 lines and exit with 1. ``resumable``: the entry point
-    takes ``resume=RUN_DIR`` (train.py), which becomes that run's own command, in its folder."""
+    takes ``resume=RUN_DIR`` (train.py), which becomes that run's own command, in its folder.
+    ``config_name``: the entry point's primary config (its task), whose ``dry_run=true``
+    is checked by :mod:`sat.cli.dry_run` instead of run."""
+    from sat.cli import dry_run
     from sat.cli.continue_run import expand_resume
 
     # The interpreter's last garbage collection walks every object torch, Hydra and their
@@ -172,9 +175,12 @@ def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
         if resumable:
             sys.argv[1:] = expand_resume(sys.argv[1:])
         check_output_dirs(sys.argv[1:])
+        checking = config_name is not None and dry_run.requested(sys.argv[1:])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    if checking:  # the config in the entry point's conf/ (Hydra's config_path="conf")
+        raise SystemExit(dry_run.main(Path(sys.argv[0]).resolve().parent / "conf", config_name, sys.argv[1:]))
     note_swept_keys(sys.argv[1:])
     wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose (instead of printing it)

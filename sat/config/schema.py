@@ -153,6 +153,8 @@ class TrainConfig:
     # a checkpoint whose weights a new run starts from (sat.tasks.train.warm_start)
     init_from: Optional[str] = field(default=None, metadata=declare(FILE))
     init_from_strict: bool = True
+    # check every job (values, objects on the meta device, memory) and stop before reading data (sat.cli.dry_run)
+    dry_run: bool = field(default=False, metadata=declare(NEUTRAL))
 
 
 @dataclass
@@ -179,6 +181,7 @@ class CheckpointReading:
     device: str = field(default=MISSING, metadata=declare(NEUTRAL))
     seed: int = MISSING
     paths: Paths = field(default_factory=Paths)
+    dry_run: bool = field(default=False, metadata=declare(NEUTRAL))  # check, read no data, write nothing
 
 
 @dataclass

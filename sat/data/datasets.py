@@ -186,6 +186,9 @@ class CIFAR(DataSource):
         self.download = validate.flag("download", download)
         self.num_classes, self.input_shape = _CIFAR[name]["num_classes"], (3, 32, 32)
 
+    def memory_bytes(self) -> int:
+        return images_bytes(60_000, self.input_shape)  # 50,000 training and 10,000 test images, uint8, in both
+
     def load(self) -> DatasetSplits:
         spec = _CIFAR[self.name]
         folder = self.root / spec["folder"]
@@ -232,6 +235,9 @@ class Digits(DataSource):
                                         integer=True)
         self.split_seed = validate.number("split_seed", split_seed, integer=True)
         self.name, self.num_classes, self.input_shape = "digits", 10, (1, 8, 8)
+
+    def memory_bytes(self) -> int:
+        return images_bytes(self.TOTAL, self.input_shape)
 
     def load(self) -> DatasetSplits:
         pixels, target = _bundled_digits()

@@ -23,6 +23,7 @@ from sat.config.trust import trusted
 from sat.data.class_maps import cyclic_asymmetric_map
 from sat.data.datasets import DatasetSplits, DataSource, ImageSet
 from sat.errors import UserError
+from sat.run.budget import images_bytes
 
 SHAPE = (3, 96, 96)
 FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")
@@ -72,6 +73,10 @@ class STL10(DataSource):
         self.unlabeled = validate.flag("unlabeled", unlabeled)
         self.val_size = validate.number("val_size", val_size, lo=0, integer=True)
         self.name, self.num_classes, self.input_shape = "stl10", 10, SHAPE
+
+    def memory_bytes(self) -> int:
+        # the labelled training and test images (5,000 and 8,000) and the 100,000 unlabeled ones, uint8
+        return images_bytes(5_000 + 8_000 + (100_000 if self.unlabeled else 0), self.input_shape)
 
     def load(self) -> DatasetSplits:
         folder = self.root / "stl10_binary"

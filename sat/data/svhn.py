@@ -19,6 +19,7 @@ from sat.config.trust import trusted
 from sat.data.class_maps import MNIST_ASYMMETRIC
 from sat.data.datasets import DatasetSplits, DataSource, ImageSet
 from sat.errors import UserError
+from sat.run.budget import images_bytes
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
@@ -79,6 +80,9 @@ class SVHN(DataSource):
         self.download = validate.flag("download", download)
         self.val_size = validate.number("val_size", val_size, lo=0, integer=True)
         self.name, self.num_classes, self.input_shape = "svhn", 10, (3, 32, 32)
+
+    def memory_bytes(self) -> int:
+        return images_bytes(73_257 + 26_032, self.input_shape)  # the training and test sets, uint8
 
     def load(self) -> DatasetSplits:
         folder = self.root

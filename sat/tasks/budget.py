@@ -20,6 +20,7 @@ from sat.errors import UserError
 from sat.run.budget import GiB, available_bytes, model_memory
 
 BYTES_PER_PARAMETER = {"train": 16, "evaluate": 4}  # train: weights, gradients, two optimizer buffers (fp32)
+_COUNTED: dict[Any, tuple[int, int | None]] = {}  # model_memory of the models counted in this process, by config
 
 
 def method_memory(build_method: Callable[[], Any], build_model: Callable[[], nn.Module], num_samples: int,
@@ -43,16 +44,23 @@ def method_memory(build_method: Callable[[], Any], build_model: Callable[[], nn.
 
 def check_memory(task: str, *, device: torch.device, build_model: Callable[[], nn.Module],
                  input_shape: Sequence[int], batch_size: int, source: Any = None,
-                 method: tuple[int, int] | None = None, what: str = "this run") -> None:
+                 method: tuple[int, int] | None = None, what: str = "this run",
+                 model_key: str | None = None) -> tuple[int, int] | None:
     """Refuse, in one line, a ``task`` (``train`` or ``evaluate``) whose data, networks and
     one batch's activations cannot fit in ``device``'s memory, with the figures and the
-    settings that make it smaller."""
+    settings that make it smaller. Returns ``(bytes needed, bytes the device has)`` (None:
+    a model the meta device cannot build, so not counted). ``model_key`` (the model's
+    config) reuses the count of a model this process has counted already (the jobs of a
+    sweep's ``dry_run=true``)."""
+    key = None if model_key is None else (model_key, tuple(input_shape))
     try:
-        params, per_sample = model_memory(build_model, input_shape)
+        params, per_sample = _COUNTED[key] if key in _COUNTED else model_memory(build_model, input_shape)
     except UserError:
         raise
     except Exception:  # noqa: BLE001  (a model the meta device cannot build: its real build reports any error)
-        return
+        return None
+    if key is not None:
+        _COUNTED[key] = params, per_sample
     head_params, state = method or (0, 0)
     data = (source.memory_bytes() if source is not None else None) or 0
     parts = {
@@ -68,3 +76,4 @@ def check_memory(task: str, *, device: torch.device, build_model: Callable[[], n
                         f"parameters), more than the {have / GiB:,.1f} GiB of {torch.device(device)}; accepted: a "
                         "smaller model (model.width, model.depth), trainer.batch_size, or less data "
                         "(dataset.num_train, dataset.image_size)")
+    return needed, have

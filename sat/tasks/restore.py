@@ -22,6 +22,7 @@ from sat.config.schema import read
 from sat.data.noise import NoisePattern
 from sat.data.prepare import TrainingData, load, prepare
 from sat.errors import UserError
+from sat.run.budget import GiB
 from sat.run.checkpoint import load_checkpoint
 from sat.run.folder import RunFolder
 from sat.tasks.budget import check_memory
@@ -87,6 +88,50 @@ class RestoredRun:
         return method.eval()
 
 
+def _open(checkpoint: Path, device: torch.device, data_dir: str | None, trusted_packages: Iterable[str] | None,
+          ) -> tuple[dict[str, Any], dict[str, Any], StoredConfig, Any, int, tuple[int, int] | None]:
+    """A checkpoint read and its run's data source built from its stored config (through
+    the trust registry, files from ``data_dir``), within the memory check: ``(state,
+    config, policy, source, model outputs, (bytes needed, bytes the device has))``."""
+    state = load_checkpoint(checkpoint)
+    config = state["config"]
+    if not isinstance(config, dict):
+        raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
+    policy = StoredConfig(trusted_packages, files={"root": data_dir})
+    with _dataset_root_named():
+        source = policy.build(config.get("dataset"), "dataset", "dataset")
+    outputs = int(state.get("model_outputs") or source.num_classes)
+    memory = check_memory("evaluate", device=device, input_shape=source.input_shape, batch_size=1, source=source,
+                          build_model=lambda: build_model(config.get("model"), outputs, source.input_shape, policy),
+                          what=f"checkpoint={str(checkpoint)!r}")
+    return state, config, policy, source, outputs, memory
+
+
+def _check_weights(checkpoint: Path, state: dict[str, Any], model: nn.Module) -> None:
+    """Refuse a checkpoint whose weights do not fit the model its config describes."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state["model"].items() if isinstance(v, torch.Tensor)}
+    if shapes != stored:
+        differ = sorted(set(shapes.items()) ^ set(stored.items()))[:1]
+        raise UserError(f"checkpoint={str(checkpoint)!r}: its weights do not fit the model its config describes "
+                        f"(first difference: {differ[0][0] if differ else '?'})")
+
+
+def check_checkpoint(checkpoint: str | Path, device: torch.device, data_dir: str | None,
+                     trusted_packages: Iterable[str] | None = None) -> str:
+    """``dry_run=true`` of :func:`restore_run`: the checkpoint read and checked, its
+    config's objects built through the trust registry (the model on the meta device), the
+    memory counted; no data read. Returns one line saying what it holds."""
+    checkpoint = Path(str(checkpoint)).expanduser()
+    state, config, policy, source, outputs, memory = _open(checkpoint, device, data_dir, trusted_packages)
+    with torch.device("meta"):
+        model = build_model(config.get("model"), outputs, source.input_shape, policy)
+    _check_weights(checkpoint, state, model)
+    params = sum(v.numel() for v in state["model"].values() if isinstance(v, torch.Tensor))
+    line = f"{checkpoint}: {source.name}, {params:,} weights, epoch {state.get('epoch')}"
+    return line + (f", memory >= {memory[0] / GiB:,.2f} of {memory[1] / GiB:,.1f} GiB ({device})" if memory else "")
+
+
 def restore_run(
     checkpoint: str | Path, device: torch.device, data_dir: str | None, trusted_packages: Iterable[str] | None = None,
     data_cache: dict | None = None,
@@ -100,17 +145,7 @@ def restore_run(
     caller keeps) reuses the data across checkpoints of one run.
     """
     checkpoint = Path(str(checkpoint)).expanduser()
-    state = load_checkpoint(checkpoint)
-    config = state["config"]
-    if not isinstance(config, dict):
-        raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
-    policy = StoredConfig(trusted_packages, files={"root": data_dir})
-    with _dataset_root_named():
-        source = policy.build(config.get("dataset"), "dataset", "dataset")
-    outputs = int(state.get("model_outputs") or source.num_classes)
-    check_memory("evaluate", device=device, input_shape=source.input_shape, batch_size=1, source=source,
-                 build_model=lambda: build_model(config.get("model"), outputs, source.input_shape, policy),
-                 what=f"checkpoint={str(checkpoint)!r}")
+    state, config, policy, source, outputs, _ = _open(checkpoint, device, data_dir, trusted_packages)
     noise_file = RunFolder(RunFolder.of_checkpoint(checkpoint, record=False)).noise_file
     key = (repr(config.get("dataset")), str(data_dir), state["noise_sha256"])
     nd = (data_cache or {}).get(key)
@@ -130,12 +165,7 @@ def restore_run(
     # First without memory (the meta device): a stored config describing another model (or
     # a huge one) is refused before anything is allocated.
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in run.build_model().state_dict().items()}
-    stored = {k: tuple(v.shape) for k, v in state["model"].items() if isinstance(v, torch.Tensor)}
-    if shapes != stored:
-        differ = sorted(set(shapes.items()) ^ set(stored.items()))[:1]
-        raise UserError(f"checkpoint={str(checkpoint)!r}: its weights do not fit the model its config describes "
-                        f"(first difference: {differ[0][0] if differ else '?'})")
+        _check_weights(checkpoint, state, run.build_model())
     model = run.build_model()
     try:
         model.load_state_dict(state["model"])

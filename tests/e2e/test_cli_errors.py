@@ -7,7 +7,7 @@ unknown key or option, a malformed override); a key added with ``+`` that nothin
 (``check_keys``); an output folder that cannot be one (checked before Hydra makes it);
 ``resume=`` that names nothing to continue (expanded before Hydra); a refusal of the
 task itself (train, evaluate, attack); a refused sweep job (a line of the sweep's
-``refused.log``); ``python -m sat.report``.
+``refused.log``); a refusal of ``dry_run=true`` (sat/cli/dry_run.py); ``python -m sat.report``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ CASES = [
      "output folder {tmp}/a_file is an existing file"),
     ("resume names nothing", "train.py", [*TINY, "resume={tmp}/empty"], "is a folder without checkpoints/last.pt"),
     ("resume path missing", "train.py", [*TINY, "resume={tmp}/nope.pt"], "resume={tmp}/nope.pt does not exist; accepted:"),
+    ("dry run refuses a value", "train.py", [*TINY, "noise.rate=1.5", "dry_run=true"],
+     "error: noise.rate=1.5 is out of range; accepted: a number >= 0 and <= 1"),
     ("evaluate: no checkpoint", "evaluate.py", ["checkpoint={tmp}/nope.pt", "device=cpu"],
      "checkpoint='{tmp}/nope.pt' does not exist"),
     ("evaluate: report option", "evaluate.py", ["checkpoint={tmp}/nope.pt", "report=acuracy"],

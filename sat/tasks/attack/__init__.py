@@ -22,7 +22,7 @@ from sat.tasks.context import choices, plain
 from sat.tasks.device import resolve_device
 from sat.tasks.evaluate import data_dir
 from sat.tasks.evaluate.base import save_next_to_run
-from sat.tasks.restore import restore_run, trusted_packages
+from sat.tasks.restore import check_checkpoint, restore_run, trusted_packages
 
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
@@ -99,7 +99,9 @@ def _ranges(epochs: list[int]) -> str:
     return ", ".join(parts) or "none"
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def _settings(cfg: DictConfig) -> tuple[torch.device, int, int, int | None, list[Path], Any, str]:
+    """Every value of the command, checked: ``(device, seed, batch size, num_samples, the
+    checkpoints, the attack, its name)``."""
     device = resolve_device(read(cfg, "device"))
     seed = validate.number("seed", read(cfg, "seed"), integer=True)
     batch_size = validate.positive_int("trainer.eval_batch_size", read(cfg, "trainer.eval_batch_size"))
@@ -108,7 +110,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         num_samples = validate.positive_int("num_samples", num_samples)
     paths = select_checkpoints(read(cfg, "checkpoint"), read(cfg, "checkpoints"), read(cfg, "epochs"))
     attacker = USER_CONFIG.build(cfg.attack, "attack")
-    attack_name = choices().get("attack") or type(attacker).__name__
+    return device, seed, batch_size, num_samples, paths, attacker, choices().get("attack") or type(attacker).__name__
+
+
+def check(cfg: DictConfig) -> str:
+    """``dry_run=true``: every value checked, the checkpoints found and each read and
+    checked as :func:`sat.tasks.restore.check_checkpoint` does, without reading data or
+    writing anything; one line saying what would run."""
+    device, _, _, _, paths, _, attack_name = _settings(cfg)
+    lines = [check_checkpoint(p, device, data_dir(cfg), trusted_packages(cfg)) for p in paths]
+    return f"attack={attack_name} on {len(paths)} checkpoint(s): " + "; ".join(lines)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    device, seed, batch_size, num_samples, paths, attacker, attack_name = _settings(cfg)
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
     rows: list[dict[str, Any]] = []
     data_cache: dict = {}  # the checkpoints of one run share their data: load it once

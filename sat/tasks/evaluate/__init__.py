@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig
 
 from sat.config import validate
@@ -16,7 +17,7 @@ from sat.run.folder import prepare_output_dir
 from sat.tasks.context import choices
 from sat.tasks.device import resolve_device, resolve_precision
 from sat.tasks.evaluate.base import Evaluation, Report
-from sat.tasks.restore import restore_run, trusted_packages
+from sat.tasks.restore import check_checkpoint, restore_run, trusted_packages
 
 
 def checkpoint_list(value: Any) -> list[Path]:
@@ -33,9 +34,9 @@ def data_dir(cfg: DictConfig) -> str:
     return str(read(cfg, "dataset_root") or read(cfg, "paths.data_dir"))
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate the checkpoint(s) ``cfg`` names with the report it chooses; returns the
-    report's result."""
+def _settings(cfg: DictConfig) -> tuple[Report, str, list[Path], torch.device, Any, int, int]:
+    """Every value of the command, checked: ``(report, its name, checkpoints, device,
+    autocast dtype, batch size, seed)``."""
     report = USER_CONFIG.build(cfg.report, "report")
     name = choices().get("report") or getattr(report, "name", type(report).__name__)
     if not isinstance(report, Report):
@@ -48,6 +49,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     amp_dtype = resolve_precision(read(cfg, "trainer.precision"), device)
     batch_size = validate.positive_int("trainer.eval_batch_size", read(cfg, "trainer.eval_batch_size"))
     seed = validate.number("seed", read(cfg, "seed"), integer=True)
+    return report, name, checkpoints, device, amp_dtype, batch_size, seed
+
+
+def check(cfg: DictConfig) -> str:
+    """``dry_run=true``: every value checked and each checkpoint read and checked (its
+    stored config through the trust registry, its weights against the model it describes,
+    the memory), without reading data or writing anything; one line saying what would run."""
+    report, name, checkpoints, device, *_ = _settings(cfg)
+    lines = [check_checkpoint(c, device, data_dir(cfg), trusted_packages(cfg)) for c in checkpoints]
+    return f"report={name} of " + "; ".join(lines)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate the checkpoint(s) ``cfg`` names with the report it chooses; returns the
+    report's result."""
+    report, name, checkpoints, device, amp_dtype, batch_size, seed = _settings(cfg)
     out = prepare_output_dir(read(cfg, "paths.output_dir"))
     cache: dict = {}
     runs = [(c, restore_run(c, device, data_dir(cfg), trusted_packages(cfg), cache)) for c in checkpoints]

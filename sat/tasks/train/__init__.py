@@ -16,23 +16,37 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from torch import nn
 
 from sat.config import schema as run_settings
+from sat.config import validate
 from sat.config.build import USER_CONFIG
 from sat.config.fingerprint import check_fingerprints, check_same_run, config_fingerprint
-from sat.config.schema import TrainConfig, TrainerSettings, read
+from sat.config.schema import LoaderSettings, TrainConfig, TrainerSettings, read
+from sat.models import count_parameters
 from sat.parallel import group as parallel
 from sat.parallel.group import Distributed
+from sat.run.budget import GiB
 from sat.run.checkpoint import load_checkpoint
 from sat.run.folder import ReadOnlyRunFolder, RunFolder, prepare_output_dir
 from sat.run.loggers import NullRunLogger, RunLogger
 from sat.run.preemption import Preempted
-from sat.tasks.context import plain
+from sat.tasks.context import job_num, plain
+from sat.tasks.device import resolve_device
 from sat.tasks.train.epochs import fit
 from sat.tasks.train.job import TrainingJob, build_job
+from sat.tasks.train.objects import build_objects
 from sat.tasks.train.outputs import print_run_table
 from sat.tasks.train.results import finish, summary
-from sat.tasks.train.resume import check_resumable, cut_logs, fork_history, restore_hydra_record, resume_source
+from sat.tasks.train.resume import (
+    check_resumable,
+    checkpoint_to_resume,
+    cut_logs,
+    fork_history,
+    restore_hydra_record,
+    resume_source,
+)
+from sat.tasks.train.warm_start import warm_start
 
 log = logging.getLogger("sat")
 
@@ -51,10 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     job = None
     try:
         _same_settings_everywhere(group, cfg)
-        settings = TrainerSettings.from_config(read(cfg, "trainer"))
-        seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
-        run_settings.objective(cfg)  # checked now, used when the run ends
-        make_tracker = USER_CONFIG.build(cfg.logger, "logger") if cfg.get("logger") is not None else None
+        settings, seed, resume, make_tracker = _run_settings(cfg)
         source = resume_source(run, resume)
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:
@@ -80,6 +91,46 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if run.writable:
         print_run_table(result)
     return result
+
+
+def _run_settings(cfg: DictConfig) -> tuple[TrainerSettings, int, str, Any]:
+    """The run-level values, checked: ``trainer``, the seed, ``resume``, the objective
+    (used when the run ends) and the tracker's factory (None: ``logger=none``)."""
+    settings = TrainerSettings.from_config(read(cfg, "trainer"))
+    seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
+    run_settings.objective(cfg)
+    make_tracker = USER_CONFIG.build(cfg.logger, "logger") if cfg.get("logger") is not None else None
+    return settings, seed, resume, make_tracker
+
+
+def check(cfg: DictConfig) -> str:
+    """``dry_run=true``: everything :func:`run` checks before it reads data, with nothing
+    written and nothing allocated: every value, the checkpoint a continuation or warm start
+    reads, every object the config names (the networks on the meta device) and the memory
+    the run needs (the data's size from the source's settings or its files' headers).
+    Returns one line saying what the run would be; a refusal is its ``UserError``."""
+    settings, seed, resume, _ = _run_settings(cfg)
+    LoaderSettings.from_config(cfg.get("loader") or {})
+    folder = Path(str(read(cfg, "paths.output_dir")))
+    source = checkpoint_to_resume(resume, folder)
+    source = (folder / "checkpoints" / "last.pt") if source == "auto" else Path(source)
+    continued = source.is_file()
+    if continued:
+        check_resumable(cfg, load_checkpoint(source), source)
+    device = resolve_device(read(cfg, "device"), job_num())
+    objects = build_objects(cfg, settings, device, meta=True)
+    if cfg.get("init_from") and not continued:
+        warm_start(objects.model, cfg.init_from, validate.flag("init_from_strict", cfg.get("init_from_strict", True)))
+    data, model = objects.source, objects.model
+    parts = [f"{data.name} {'x'.join(map(str, data.input_shape))} ({data.num_classes} classes)",
+             f"{type(model[-1] if isinstance(model, nn.Sequential) else model).__name__} {count_parameters(model):,} "
+             f"parameters", f"{type(objects.method).__name__}",
+             f"{settings.epochs} epochs x batch {settings.batch_size}"]
+    if objects.memory is not None:
+        parts.append(f"memory >= {objects.memory[0] / GiB:,.2f} of {objects.memory[1] / GiB:,.1f} GiB ({device})")
+    if continued:
+        parts.append(f"continues {source}")
+    return ", ".join(parts)
 
 
 def _same_settings_everywhere(group: Distributed, cfg: DictConfig) -> None:

@@ -4,6 +4,7 @@ schedule, within the memory budget."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from sat.errors import UserError
 from sat.methods.base import Method
 from sat.tasks.budget import check_memory, method_memory
 from sat.tasks.build import build_model
+from sat.tasks.context import plain
 
 log = logging.getLogger("sat")
 
@@ -39,6 +41,7 @@ class Objects:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     model_outputs: int
+    memory: tuple[int, int] | None = None  # (bytes the run needs at least, bytes the device has): check_memory's count
 
 
 CPU_HEAVY_TFLOP = 1.0  # training compute per epoch above which a CPU run gets a cost note
@@ -75,10 +78,17 @@ def _fused(node: Any, device: torch.device) -> dict[str, Any]:
     return {"fused": True}
 
 
-def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
+_STEPPED: set[str] = set()  # the (optimizer, scheduler, epochs) already stepped through here without error
+
+
+def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int, key: str | None = None) -> None:
     """Build the optimizer and scheduler again on one throwaway parameter and step them
     through every epoch, so a value that acts late (``scheduler.gamma=abc`` at the first
-    milestone) fails now, not after hours of training."""
+    milestone) fails now, not after hours of training. ``key`` (the configs and epochs)
+    skips a schedule this process has stepped through already (the jobs of a sweep's
+    ``dry_run=true`` share a few)."""
+    if key is not None and key in _STEPPED:
+        return
     param = torch.zeros(1, requires_grad=True)
     optimizer = make_optimizer([param])
     scheduler = make_scheduler(optimizer)
@@ -90,10 +100,14 @@ def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
         except (ValueError, TypeError, ZeroDivisionError) as e:
             raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]} (at epoch {epoch + 1} of a dry run "
                             f"before training)") from None
+    if key is not None:
+        _STEPPED.add(key)
 
 
-def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device) -> Objects:
-    """Every object the config names, so every value is checked before data is read."""
+def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device, meta: bool = False) -> Objects:
+    """Every object the config names, so every value is checked before data is read.
+    ``meta``: the networks (and the optimizer over them) on the meta device, nothing
+    allocated (``dry_run=true``)."""
     for group in ("dataset", "noise", "method", "model", "optimizer", "scheduler"):
         check_node(cfg.get(group), group)  # each value against its constructor's annotations
     source = USER_CONFIG.build(cfg.dataset, "dataset", "dataset")
@@ -110,22 +124,25 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     samples = getattr(source, "num_train", None)  # the per-sample state's size, where known before reading
     heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
                           source.num_classes) if samples else None
-    check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
-                 batch_size=settings.batch_size, source=source, method=heads)
-    model = new_model()
-    # A method with a network of its own (co-teaching's peer) gets the same
-    # architecture; the optimizer then trains both.
-    method.attach_model(new_model)
+    memory = check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
+                          batch_size=settings.batch_size, source=source, method=heads,
+                          model_key=repr((plain(cfg.model), outputs)))
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        model = new_model()
+        # A method with a network of its own (co-teaching's peer) gets the same
+        # architecture; the optimizer then trains both.
+        method.attach_model(new_model)
     for key in ("lr", "momentum", "weight_decay"):
         if key in cfg.optimizer:
             validate.number(f"optimizer.{key}", cfg.optimizer[key], lo=0.0)
     try:
         make_optimizer, make_scheduler = USER_CONFIG.build(cfg.optimizer, "optimizer"), \
             USER_CONFIG.build(cfg.scheduler, "scheduler")
-        dry_run(make_optimizer, make_scheduler, settings.epochs)
+        dry_run(make_optimizer, make_scheduler, settings.epochs,
+                key=repr((plain(cfg.optimizer), plain(cfg.scheduler), settings.epochs)))
         params = list(model.parameters()) + list(method.parameters())
-        optimizer = make_optimizer(params, **_fused(cfg.optimizer, device))
+        optimizer = make_optimizer(params, **({} if meta else _fused(cfg.optimizer, device)))
         scheduler = make_scheduler(optimizer)
     except (ValueError, TypeError) as e:
         raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None
-    return Objects(source, noise, method, augment, model, optimizer, scheduler, outputs)
+    return Objects(source, noise, method, augment, model, optimizer, scheduler, outputs, memory)
