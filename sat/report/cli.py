@@ -1,4 +1,4 @@
-"""``python -m sat.report DIR [--out OUT] [--widths 8 64 ...] [--tol 1] [--ignore KEY ...]``"""
+"""``python -m sat.report DIR [--out OUT] [--widths 8 64 ...] [--tol 1] [--ignore KEY ...] [--dry-run]``"""
 
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="train error (%%) on the given noisy labels counted as interpolation (default 1)")
     parser.add_argument("--ignore", nargs="+", default=[], metavar="KEY",
                         help="more settings (or whole config nodes) that do not change results, left out of the grouping")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read and group the runs and print the tables, write nothing")
     args = parser.parse_args(argv)
     try:
-        report = make_report(args.dir, args.out, widths=args.widths, tol=args.tol, ignore=tuple(args.ignore))
+        report = make_report(args.dir, args.out, widths=args.widths, tol=args.tol, ignore=tuple(args.ignore),
+                             write=not args.dry_run)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -40,12 +40,13 @@ class Report:
 
 def make_report(
     root: str | Path, out: str | Path | None = None, *, widths: list[int] | None = None, tol: float = 1.0,
-    ignore: tuple[str, ...] = (),
+    ignore: tuple[str, ...] = (), write: bool = True,
 ) -> Report:
     """Read every run below ``root`` and write into ``out`` (default ``root/report``):
     ``runs.csv``, ``comparison.md``/``.csv`` and the figures. ``widths``: the widths of
     the epoch-wise figure (default: a few); ``tol``: the train error (%) on the noisy labels
-    counted as interpolation; ``ignore``: more settings that do not change results."""
+    counted as interpolation; ``ignore``: more settings that do not change results;
+    ``write=False`` (``--dry-run``): read and group only, write nothing."""
     root = Path(root).resolve()
     out = Path(out) if out is not None else root / "report"
     runs = read_runs(root)
@@ -56,7 +57,8 @@ def make_report(
     finished = [r for r in runs if r.finished]
     report = Report(root, out, runs, grouping, series, comparison.compare(grouping, _noise_title(runs)),
                     not_started(root, [(r.path, r.overrides) for r in runs]), tol, ssl.compare(runs, ignore))
-
+    if not write:
+        return report
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_runs_csv(grouping, root, out / "runs.csv")
@@ -122,5 +124,6 @@ def format_report(report: Report) -> str:
     if report.ssl is not None:
         lines += [ssl.to_markdown(report.ssl, ""), ""]
     lines += status_lines(report.runs, report.not_started, report.root)
-    lines.append(f"wrote {report.out}/: " + ", ".join(relative(f, report.out) for f in report.files))
+    lines.append(f"wrote {report.out}/: " + ", ".join(relative(f, report.out) for f in report.files) if report.files
+                 else f"dry run: nothing written (the tables and figures would go to {report.out}/)")
     return "\n".join(lines)

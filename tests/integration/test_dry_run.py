@@ -180,3 +180,13 @@ def test_the_python_api_checks_without_running(tmp_path):
     with pytest.raises(UserError, match="noise.rate=2.0 is out of range"):
         sat.train([*TINY, "noise.rate=2", "dry_run=true"], output_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_report_s_dry_run_reads_and_groups_and_writes_nothing(tiny_run, capsys):
+    from sat.report.cli import main
+
+    assert main([str(tiny_run), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"1 run(s) below {tiny_run} in 1 group(s)")
+    assert out.strip().endswith(f"dry run: nothing written (the tables and figures would go to {tiny_run}/report/)")
+    assert not (tiny_run / "report").exists()
