@@ -173,6 +173,43 @@ def _launcher(cfg: DictConfig) -> str:
     return choice
 
 
+def _jobs(hydra: Any, master: DictConfig) -> tuple[list[list[str]], str]:
+    """The jobs (each its overrides) the sweep's sweeper would launch, and a note where it
+    cannot say: the basic sweeper (or a subclass: its own ``split_arguments``) makes its
+    grid of the command line's sweeps and ``hydra.sweeper.params``, as its ``sweep`` does;
+    a sweeper that chooses its jobs as it runs (Optuna, ...) gets one job checked, the
+    command's fixed settings."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.utils import HydraContext
+    from hydra.errors import HydraException
+    from hydra.utils import get_class
+
+    from sat.report.grid import MAX_JOBS, grid_size
+
+    target = str(OmegaConf.select(master, "hydra.sweeper._target_", default=""))
+    task = [str(o) for o in master.hydra.overrides.task]
+    sweeper_class = get_class(target)
+    if not issubclass(sweeper_class, BasicSweeper):
+        fixed = [o.input_line for o in OverridesParser.create().parse_overrides(task) if not o.is_sweep_override()]
+        return [fixed], (f"the sweeper {target.rsplit('.', 1)[-1]} chooses its jobs as it runs: checked one job, the "
+                         "command's fixed settings with the sweeper's defaults")
+    params = OmegaConf.select(master, "hydra.sweeper.params", default=None)
+    params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    lines = [f"{k}={v}" for k, v in params.items()] + task  # as BasicSweeper.sweep does
+    try:
+        overrides = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(lines)
+        if grid_size(overrides) > MAX_JOBS:
+            raise UserError(f"the sweep {lines} makes {grid_size(overrides):,} jobs, more than a dry run checks "
+                            f"({MAX_JOBS:,}); accepted: a sweep of fewer jobs")
+        sweeper = sweeper_class(max_batch_size=None, params=None)
+        sweeper.config, sweeper.hydra_context = master, HydraContext(config_loader=hydra.config_loader, callbacks=None)
+        batches = sweeper.split_arguments(overrides, None)
+    except HydraException as e:
+        raise UserError(f"cannot expand the sweep {lines}: {e}") from None
+    return [list(job) for batch in batches for job in batch], ""
+
+
 def check_command(conf_dir: str | Path, config_name: str, argv: list[str]) -> Plan:
     """Every job of the command line ``argv`` (an entry point's arguments, ``-m`` for a
     sweep) of the primary config ``config_name`` in ``conf_dir``, checked."""
@@ -183,7 +220,6 @@ def check_command(conf_dir: str | Path, config_name: str, argv: list[str]) -> Pl
 
     from sat.cli import bad_input
     from sat.config.keys import composition_error
-    from sat.report.grid import expand_grid
 
     args = _arguments(argv)
     config_name = args.config_name or config_name
@@ -216,20 +252,7 @@ def check_command(conf_dir: str | Path, config_name: str, argv: list[str]) -> Pl
                 return plan
             plan.launcher = _launcher(master)
             plan.folder = str(master.hydra.sweep.dir)
-            sweeper = str(OmegaConf.select(master, "hydra.sweeper._target_", default=""))
-            task_overrides = [str(o) for o in master.hydra.overrides.task]
-            if sweeper.endswith("BasicSweeper"):
-                params = OmegaConf.select(master, "hydra.sweeper.params", default=None)
-                params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
-                grid = expand_grid(params, task_overrides)
-            else:  # Optuna & co choose their jobs as they run: the command's fixed settings are checked
-                from hydra.core.override_parser.overrides_parser import OverridesParser
-
-                fixed = [o.input_line for o in OverridesParser.create().parse_overrides(task_overrides)
-                         if not o.is_sweep_override()]
-                grid = [fixed]
-                plan.note = (f"the sweeper {sweeper.rsplit('.', 1)[-1]} chooses its jobs as it runs: checked one job "
-                             "of the command's fixed settings and the sweeper's defaults")
+            grid, plan.note = _jobs(hydra, master)
             composer = _Composer(hydra, master)
             for num, job_overrides in enumerate(grid):
                 try:
