@@ -156,6 +156,17 @@ def bad_input(e: BaseException) -> UserError | None:
     return composition_error(e) or _user_error_in(e)
 
 
+def command_line(argv: list[str], resumable: bool = False) -> list[str]:
+    """An entry point's arguments before Hydra sees them: ``resume=RUN_DIR`` expanded into
+    that run's own command (``resumable``: train.py), the output folders they name checked."""
+    from sat.cli.continue_run import expand_resume
+
+    if resumable:
+        argv = expand_resume(argv)
+    check_output_dirs(argv)
+    return argv
+
+
 def main(hydra_main: Callable[[], Any], resumable: bool = False, config_name: str | None = None) -> None:
     """Call an entry point's ``@hydra.main`` function. A config Hydra cannot compose (an
     unknown option or key, a wrong type, a malformed override) is bad input: one
@@ -165,16 +176,13 @@ def main(hydra_main: Callable[[], Any], resumable: bool = False, config_name: st
     ``config_name``: the entry point's primary config (its task), whose ``dry_run=true``
     is checked by :mod:`sat.cli.dry_run` instead of run."""
     from sat.cli import dry_run
-    from sat.cli.continue_run import expand_resume
 
     # The interpreter's last garbage collection walks every object torch, Hydra and their
     # imports made (2-5 s of a short run's exit); the files are closed by then, so skip it.
     atexit.register(gc.freeze)
     register.register_config()
     try:
-        if resumable:
-            sys.argv[1:] = expand_resume(sys.argv[1:])
-        check_output_dirs(sys.argv[1:])
+        sys.argv[1:] = command_line(sys.argv[1:], resumable)
         checking = config_name is not None and dry_run.requested(sys.argv[1:])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

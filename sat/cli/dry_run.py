@@ -27,6 +27,7 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,11 @@ def requested(argv: list[str]) -> bool:
     return any(o.value() is True for o in parsed)
 
 
+# Compositions of a set of group choices, kept for the jobs (and the later sweeps of this
+# process: the docs' commands) that choose the same; by config search path and overrides.
+_BASES: dict[tuple[str, str, tuple[str, ...]], DictConfig] = {}
+
+
 class _Composer:
     """A sweep's job configs, as Hydra's launcher composes them
     (``config_loader.load_sweep_config``), one Hydra composition per set of group choices."""
@@ -105,7 +111,6 @@ class _Composer:
         self.loader, self.master = hydra.config_loader, master
         self.config_name = master.hydra.job.config_name
         self.hydra_overrides = [str(o) for o in master.hydra.overrides.hydra]
-        self.bases: dict[tuple[str, ...], DictConfig] = {}
 
     def job(self, overrides: list[str], num: int) -> DictConfig:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -117,11 +122,14 @@ class _Composer:
         # as Hydra's defaults list splits them: a group choice selects files, the rest are values
         chosen = [o for o in parsed if repo.group_exists(o.key_or_group) and not isinstance(o.value(), dict)]
         values = [o for o in parsed if o not in chosen]
-        key = tuple(o.input_line for o in chosen)
-        if key not in self.bases:
-            self.bases[key] = self.loader.load_configuration(
-                config_name=self.config_name, overrides=self.hydra_overrides + list(key), run_mode=RunMode.RUN)
-        cfg = copy.deepcopy(self.bases[key])
+        lines = self.hydra_overrides + [o.input_line for o in chosen]
+        key = (str(self.loader.get_search_path()), self.config_name, tuple(lines))
+        if key not in _BASES:
+            if len(_BASES) >= 64:
+                _BASES.pop(next(iter(_BASES)))
+            _BASES[key] = self.loader.load_configuration(config_name=self.config_name, overrides=lines,
+                                                         run_mode=RunMode.RUN)
+        cfg = copy.deepcopy(_BASES[key])
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         with read_write(cfg.hydra), open_dict(cfg.hydra):
             cfg.hydra.overrides.task = [o.input_line for o in parsed]
@@ -173,6 +181,30 @@ def _launcher(cfg: DictConfig) -> str:
     return choice
 
 
+def _compose(hydra: Any, config_name: str, overrides: list[str], multirun: bool) -> DictConfig:
+    """The command's config, composed as Hydra's ``run`` or ``multirun`` composes it: ``-m``
+    (or ``hydra.mode: MULTIRUN`` in the config) sweeps; otherwise one run (Hydra reads the
+    mode from a composition of its own first; here the run's composition says it, and only
+    a config that sweeps without ``-m`` is composed twice)."""
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+
+    if not multirun:
+        try:
+            cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=RunMode.RUN)
+        except ConfigCompositionException:
+            if hydra.get_mode(config_name=config_name, overrides=overrides) != RunMode.MULTIRUN:
+                raise
+        else:
+            if cfg.hydra.mode != RunMode.MULTIRUN:
+                with read_write(cfg.hydra), open_dict(cfg.hydra):
+                    cfg.hydra.mode = RunMode.RUN  # as Hydra's run sets it (it also adds hydra.mode=RUN to the overrides)
+                    cfg.hydra.overrides.hydra.append("hydra.mode=RUN")
+                return cfg
+    return hydra.compose_config(config_name=config_name, overrides=[*overrides, "hydra.mode=MULTIRUN"],
+                                run_mode=RunMode.MULTIRUN)
+
+
 def _jobs(hydra: Any, master: DictConfig) -> tuple[list[list[str]], str]:
     """The jobs (each its overrides) the sweep's sweeper would launch, and a note where it
     cannot say: the basic sweeper (or a subclass: its own ``split_arguments``) makes its
@@ -210,9 +242,11 @@ def _jobs(hydra: Any, master: DictConfig) -> tuple[list[list[str]], str]:
     return [list(job) for batch in batches for job in batch], ""
 
 
-def check_command(conf_dir: str | Path, config_name: str, argv: list[str]) -> Plan:
+def check_command(conf_dir: str | Path, config_name: str, argv: list[str],
+                  only: Callable[[list[list[str]]], set[int]] | None = None) -> Plan:
     """Every job of the command line ``argv`` (an entry point's arguments, ``-m`` for a
-    sweep) of the primary config ``config_name`` in ``conf_dir``, checked."""
+    sweep) of the primary config ``config_name`` in ``conf_dir``, checked; ``only`` (given
+    the sweep's jobs, the numbers of those to check) checks fewer."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -230,19 +264,14 @@ def check_command(conf_dir: str | Path, config_name: str, argv: list[str]) -> Pl
         with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3",
                                    job_name=config_name):
             hydra = GlobalHydra.instance().hydra
-            overrides = list(args.overrides)
-            mode = hydra.get_mode(config_name=config_name, overrides=overrides)
-            if mode is None or (args.multirun and mode == RunMode.RUN):
-                mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
-                overrides.append(f"hydra.mode={mode.name}")
-            plan = Plan(config_name, mode == RunMode.MULTIRUN)
             try:
-                master = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=mode)
+                master = _compose(hydra, config_name, list(args.overrides), args.multirun)
             except Exception as e:
                 error = bad_input(e)
                 if error is None:
                     raise
                 raise error from None
+            plan = Plan(config_name, str(master.hydra.mode) == str(RunMode.MULTIRUN))
             if not plan.multirun:
                 plan.folder = str(master.hydra.run.dir)
                 job = Job(None, [str(o) for o in master.hydra.overrides.task], plan.folder)
@@ -254,7 +283,10 @@ def check_command(conf_dir: str | Path, config_name: str, argv: list[str]) -> Pl
             plan.folder = str(master.hydra.sweep.dir)
             grid, plan.note = _jobs(hydra, master)
             composer = _Composer(hydra, master)
+            chosen = only(grid) if only is not None else range(len(grid))
             for num, job_overrides in enumerate(grid):
+                if num not in chosen:
+                    continue
                 try:
                     cfg = composer.job(job_overrides, num)
                     folder = os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))
