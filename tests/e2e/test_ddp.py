@@ -176,7 +176,7 @@ METHODS = {
     "sat": lambda: SelfAdaptiveTraining(alpha=0.9, start_epoch=0),
     "sat_sce": lambda: SelfAdaptiveTrainingSCE(alpha=0.9, start_epoch=0),
     "elr": lambda: EarlyLearningRegularization(),
-    "trades_sat": lambda: TRADES(natural=SelfAdaptiveTraining(start_epoch=0), steps=0),  # steps: see docs/distributed.md
+    "trades_sat": lambda: TRADES(natural=SelfAdaptiveTraining(start_epoch=0), steps=0),  # steps: see docs/cluster.md
     "coteaching": lambda: CoTeaching(forget_rate=0.5, num_gradual=0),
     "sat_selective": lambda: SelfAdaptiveSelective(pretrain=0),
 }
