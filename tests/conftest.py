@@ -109,10 +109,12 @@ def run_entry(script: str, *args: str, cwd: Path, timeout: int = 600, check: boo
 @pytest.fixture(scope="session")
 def quickstart_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The README's comparison, once for the whole session (the slowest training of the
-    suite; its SAT run also serves the soft-label and label-error tests):
+    suite; its SAT run also serves the soft-label and label-error tests, and its runs the
+    documented commands' checkpoints, tests/e2e/test_docs_commands.py):
     ``python train.py -m experiment=quickstart method=ce,sat``, its two jobs side by side
     (the quickstart runs each job on one thread, so the results are those of one after the
-    other). Returns the sweep folder (``method-ce+seed-0``, ``method-sat+seed-0``) and the process.
+    other), keeping ``epoch_N.pt`` every 10 epochs (a setting that cannot change results).
+    Returns the sweep folder (``method-ce+seed-0``, ``method-sat+seed-0``) and the process.
 
     Under pytest-xdist each worker process would train its own: the first to get here
     trains it into the session's shared folder, the others wait for it and read it."""
@@ -124,7 +126,8 @@ def quickstart_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProces
         if not record.is_file():
             sweep.mkdir(exist_ok=True)  # (a worker whose sweep failed left it: train again)
             proc = run_entry("train.py", "-m", "experiment=quickstart", "method=ce,sat", "hydra/launcher=local",
-                             "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=sweep, timeout=1800)
+                             "hydra.launcher.n_jobs=2", "trainer.checkpoint_every=10", f"hydra.sweep.dir={sweep}",
+                             cwd=sweep, timeout=1800)
             record.write_text(json.dumps({"args": proc.args, "stdout": proc.stdout, "stderr": proc.stderr}))
     done = json.loads(record.read_text())
     return sweep, subprocess.CompletedProcess(done["args"], 0, done["stdout"], done["stderr"])
