@@ -68,7 +68,7 @@ class CleanedLabelsReport(Report):
         if not bool(kept.any()):
             raise UserError(key=f"{NODE}.decisions", value=decisions.file, problem="removes every training sample",
                             accepted="decisions that leave some to train on")
-        source = {**decisions.record(), "checkpoint": str(checkpoint), "epoch": int(run.state["epoch"])}
+        source = {**decisions.record(), "checkpoint": str(checkpoint.resolve()), "epoch": int(run.state["epoch"])}
         pattern = refined_pattern(labels, pool.labels, nd.data.identity(), removed=removed, source=source)
         position = {sample: at for at, sample in enumerate(pool.ids.tolist())}
         trained = labels[torch.tensor([position[s] for s in nd.train.ids.tolist()], dtype=torch.long)]
