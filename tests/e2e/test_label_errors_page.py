@@ -23,6 +23,8 @@ import torch
 from browser import Chromium, chromium_path
 from conftest import run_entry
 
+import sat
+
 pytestmark = pytest.mark.skipif(chromium_path() is None and not os.environ.get("SAT_REQUIRE_BROWSER"),
                                 reason="no chromium on the PATH (apt-get install -y chromium); SAT_REQUIRE_BROWSER=1 "
                                        "makes this a failure")
@@ -116,11 +118,11 @@ def test_decisions_survive_a_reload_and_train_a_run(report, browser, tmp_path):
     ]
     decisions = tmp_path / "label_decisions.csv"
     decisions.write_text(exported)
-    run_entry("evaluate.py", f"checkpoint={checkpoint}", "report=cleaned_labels", f"report.decisions={decisions}",
-              "device=cpu", f"hydra.run.dir={tmp_path / 'cleaned'}", cwd=tmp_path)
-    run_entry("train.py", "experiment=quickstart", "method=ce", "trainer.epochs=2", "logger=none", "device=cpu",
-              "noise=refined", f"noise.from_file={tmp_path / 'cleaned' / 'cleaned_labels.pt'}",
-              f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    # in this process (through Hydra's own run, as the entry points): the page above came from a real evaluate.py
+    sat.evaluate([f"checkpoint={checkpoint}", "report=cleaned_labels", f"report.decisions={decisions}", "device=cpu"],
+                 output_dir=tmp_path / "cleaned")
+    sat.train(["experiment=quickstart", "method=ce", "trainer.epochs=2", "logger=none", "device=cpu", "noise=refined",
+               f"noise.from_file={tmp_path / 'cleaned' / 'cleaned_labels.pt'}"], output_dir=tmp_path / "run")
     noise = json.loads((tmp_path / "run" / "summary.json").read_text())["noise"]
     assert noise["source"]["decisions"] == str(decisions) and noise["source"]["relabelled"] == 2
     assert noise["removed"] == 1 and noise["num_train"] == 1100 - 1
