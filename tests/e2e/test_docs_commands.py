@@ -16,6 +16,7 @@ the checks of every job are the same code (tests/integration/test_dry_run.py).
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import re
 import shlex
@@ -83,14 +84,21 @@ def places(quickstart_sweep, tmp_path_factory) -> list[tuple[str, str]]:
             for i in range(2):
                 write_image(folder / split / name / f"{i}.png", random_image(torch_generator(), label, 12, 12))
     runs = {"RUN_A": sat_run, "RUN_B": ce_run, "CE_RUN": ce_run, "GAMBLER_RUN": ce_run}
-    for name in ("RUN_DIR", "OTHER_RUN", "SAT_SELECTIVE_RUN", "EVAL_DIR", "RUN_1", "RUN_2", "RUN_3", "RUN_SEED0",
-                 "RUN_SEED1", "RUN_SEED2", "SWEEP/RUN", "outputs/quickstart/DATE/TIME", "RUN"):
+    for name in ("RUN_DIR", "OTHER_RUN", "SAT_SELECTIVE_RUN", "EVAL_DIR", "EVAL_FOLDER", "RUN_1", "RUN_2", "RUN_3",
+                 "RUN_SEED0", "RUN_SEED1", "RUN_SEED2", "SWEEP/RUN", "outputs/quickstart/DATE/TIME", "RUN", "$RUN"):
         runs.setdefault(name, sat_run)
+    # a review page's export: the first suspect of the SAT run relabelled to its suggestion
+    suspect = next(csv.DictReader(io.StringIO((sat_run / "label_errors.csv").read_text(encoding="utf-8"))))
+    decisions = folder / "label_decisions.csv"
+    decisions.write_text(f"sample_id,decision,new_label\n{suspect['sample_id']},relabel,{suspect['suggested_label']}\n")
+    shell = {"~/Downloads/label_decisions.csv": str(decisions), "cleaned/$D-seed-$S": str(sat_run), "$D": "relabel",
+             "$S": "0"}  # the loop of the cleaned-labels measurement, its first pass
     sweeps = {name: sweep for name in ("multirun/quickstart/DATE/TIME", "multirun/ssl_digits/DATE/TIME",
                                        "multirun/dd_digits/<date>/<time>", "FOLDER_HOLDING_BOTH_SWEEPS",
                                        "FOLDER_OF_THE_SWEEPS", "SWEEP_DIR", "SWEEP")}
     folders = {"dataset.root=DIR": f"dataset.root={folder}", "dataset.root=/data/mine": f"dataset.root={folder}"}
-    table = [*folders.items(), *((k, str(v)) for k, v in runs.items()), *((k, str(v)) for k, v in sweeps.items()),
+    table = [*folders.items(), *shell.items(), *((k, str(v)) for k, v in runs.items()),
+             *((k, str(v)) for k, v in sweeps.items()),
              ("DIR", str(sweep))]
     return sorted(table, key=lambda kv: -len(kv[0]))
 
