@@ -99,7 +99,7 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     source = USER_CONFIG.build(cfg.dataset, "dataset", "dataset")
     noise = USER_CONFIG.build(cfg.noise, "noise", "noise")
     method = USER_CONFIG.build(cfg.method, "method", "method")
-    with validate.argument("method", method):  # its refusals name method.<argument>
+    with validate.config_node("method"):  # its refusals name method.<argument>
         method.schedule(settings.epochs)
     augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
