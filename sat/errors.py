@@ -8,6 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 _UNSET: Any = object()
+def shown(value: Any) -> str:
+    """A value as the user types it in a config: ``true``, ``null``, ``'auto'``, ``1.5``."""
+    return {True: "true", False: "false"}[value] if isinstance(value, bool) else "null" if value is None else repr(value)
+
+
 _NAMES = re.compile(r"\{(key|\.[A-Za-z_][\w.]*)\}")  # {key}: the error's key; {.name}: its sibling ``name``
 
 
@@ -54,7 +59,7 @@ class UserError(ValueError):
     def _render(self) -> str:
         if self.message is not None:
             return self._named(self.message)
-        head = self.name if self.value is _UNSET else f"{self.name}={self.value!r}"
+        head = self.name if self.value is _UNSET else f"{self.name}={shown(self.value)}"
         text = f"{head} {self._named(self.problem)}".strip()
         return f"{text}; accepted: {self._named(self.accepted)}" if self.accepted else text
 

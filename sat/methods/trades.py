@@ -53,7 +53,8 @@ class TRADES(Method):
         self.beta, self.epsilon, self.step_size, self.steps = float(beta), float(epsilon), float(step_size), int(steps)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
-        self.natural.setup(labels, num_classes)
+        with validate.argument("natural"):
+            self.natural.setup(labels, num_classes)
 
     def schedule(self, epochs: int) -> None:
         with validate.argument("natural"):  # natural's refusals name natural.<its argument>
