@@ -106,8 +106,9 @@ def argument(name: str) -> Iterator[None]:
 @contextlib.contextmanager
 def config_node(path: str) -> Iterator[None]:
     """Refusals raised inside by an object the task built from the config node at
-    ``path`` name its arguments from the config's root: ``method.natural.start_epoch=70``.
-    A free-form message (about a file, or several settings) is left as it is."""
+    ``path`` name its arguments from the config's root: ``method.natural.start_epoch=70``
+    (``""``: keys already named from the root, such as ``trainer.batch_size``). A name from
+    the root is final, and a free-form message is left as it is."""
     try:
         yield
     except UserError as e:
