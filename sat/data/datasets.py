@@ -171,7 +171,7 @@ def _download_cifar(name: str, root: Path) -> None:
     try:
         cls(str(root), train=True, download=True)
     except Exception as e:  # no network, bad checksum, ...
-        raise UserError(f"could not download {name} into {root}: {e}") from e
+        raise UserError(f"could not download {name} into {{key}}={root}: {e}", key="root") from e
 
 
 @trusted("dataset")

@@ -62,7 +62,7 @@ def _download(root: Path) -> None:
         for split in SVHN_FILES:
             torchvision.datasets.SVHN(str(root), split=split, download=True)
     except Exception as e:  # no network, bad checksum, ...
-        raise UserError(f"could not download svhn into {root}: {e}") from e
+        raise UserError(f"could not download svhn into {{key}}={root}: {e}", key="root") from e
 
 
 @trusted("dataset")
