@@ -44,12 +44,12 @@ class PGD(Attack):
         restarts: int = 1,
         loss: str = "ce",
     ):
-        self.eps = parse_eps(eps, "attack.eps")
-        self.step_size = parse_eps(step_size, "attack.step_size")
-        self.steps = validate.number("attack.steps", steps, lo=0, integer=True)
-        self.restarts = validate.positive_int("attack.restarts", restarts)
-        self.random_start = validate.flag("attack.random_start", random_start)
-        self.loss = validate.choice("attack.loss", loss, LOSSES)
+        self.eps = parse_eps(eps, "eps")
+        self.step_size = parse_eps(step_size, "step_size")
+        self.steps = validate.number("steps", steps, lo=0, integer=True)
+        self.restarts = validate.positive_int("restarts", restarts)
+        self.random_start = validate.flag("random_start", random_start)
+        self.loss = validate.choice("loss", loss, LOSSES)
 
     def _run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = x.detach().clone()

@@ -180,18 +180,15 @@ def instantiation_error(e: BaseException, what: str) -> UserError:
     put before the argument it names; anything else as ``what: detail``."""
     from hydra.errors import InstantiationException
 
-    seen, node_key, target = e, "", None
+    seen, node_key = e, ""
     while seen is not None and not isinstance(seen, UserError):
         if isinstance(seen, InstantiationException):  # the innermost one is the node that raised
-            text = str(seen)
-            found = re.search(r"^full_key: (\S+)$", text, re.M)
+            found = re.search(r"^full_key: (\S+)$", str(seen), re.M)
             node_key = found.group(1) if found else node_key
-            found = re.search(r"target '([\w.]+)'", text)
-            target = found.group(1) if found else target
         seen = seen.__cause__
     if seen is None:
         cause = e.__cause__ or e
         return UserError(f"{what}: {_first_line(cause)}")
     if node_key != what and not node_key.startswith(what + "."):  # built from a detached node
         node_key = f"{what}.{node_key}" if node_key else what
-    return validate.within(seen, node_key, _arguments(target) if target else None)
+    return seen.from_node(node_key)

@@ -3,9 +3,9 @@ and what is accepted.
 
 Constructors name their own argument (``alpha=1.5``), never a config path: the task
 layer that built the object from a config node puts the node's path before it
-(:func:`within`: ``method.natural.alpha=1.5``). Tasks name the setting as the user typed
-it (``trainer.batch_size=0``). Both check before any data is loaded, so a typo costs no
-minutes of loading and leaves no half-made run behind.
+(:func:`config_node`: ``method.natural.alpha=1.5``). Tasks name the setting as the user
+typed it (``trainer.batch_size=0``). Both check before any data is loaded, so a typo
+costs no minutes of loading and leaves no half-made run behind.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import inspect
 import math
 import numbers
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -94,27 +93,23 @@ def argument_names(obj: Any) -> set[str] | None:
     return None
 
 
-def within(error: UserError, path: str, names: Iterable[str] | None) -> UserError:
-    """``error``, raised by an object built from the config node at ``path``, with its key
-    named from the config's root: ``alpha=1.5`` -> ``method.natural.alpha=1.5``. A
-    structured error says which argument it is about (:meth:`UserError.within`); an
-    unstructured message has the object's argument names (``names``) it mentions put
-    under ``path``."""
-    if error.structured:
-        return error.within(path)
-    if not names or not path:
-        return error
-    pattern = re.compile(rf"(?<![\w.])({'|'.join(map(re.escape, sorted(names, key=len, reverse=True)))})"
-                         r"(?=\s*[=<>]|\.[A-Za-z_])")
-    message = pattern.sub(lambda m: f"{path}.{m.group(1)}", str(error))
-    return error if message == str(error) else type(error)(message)
-
-
 @contextlib.contextmanager
-def argument(name: str, obj: Any) -> Iterator[None]:
-    """Errors raised inside by ``obj``, a part given to its owner as argument ``name``
-    (TRADES' ``natural``), name its arguments through it: ``natural.start_epoch=70``."""
+def argument(name: str) -> Iterator[None]:
+    """Refusals raised inside by a part given to its owner as argument ``name`` (TRADES'
+    ``natural``) name its arguments through it: ``natural.start_epoch=70``."""
     try:
         yield
     except UserError as e:
-        raise within(e, name, argument_names(type(obj))) from None
+        raise e.within(name) from None
+
+
+@contextlib.contextmanager
+def config_node(path: str) -> Iterator[None]:
+    """Refusals raised inside by an object the task built from the config node at
+    ``path`` name its arguments from the config's root: ``method.natural.start_epoch=70``
+    (``""``: keys already named from the root, such as ``trainer.batch_size``). A name from
+    the root is final, and a free-form message is left as it is."""
+    try:
+        yield
+    except UserError as e:
+        raise e.from_node(path) from None

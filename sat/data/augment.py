@@ -104,8 +104,8 @@ def _range(key: str, value: Sequence[float], low: float, high: float | None) -> 
         a = b = float("nan")
     if not (low < a <= b and (high is None or b <= high)):
         upper = f" <= {high:g}" if high is not None else ""
-        raise UserError(f"{key}={list(value) if isinstance(value, Sequence) else value!r} is not supported; "
-                        f"accepted: [min, max] with {low:g} < min <= max{upper}")
+        raise UserError(key=key, value=list(value) if isinstance(value, Sequence) else value,
+                        problem="is not supported", accepted=f"[min, max] with {low:g} < min <= max{upper}")
     return a, b
 
 

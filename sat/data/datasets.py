@@ -138,7 +138,7 @@ def read_batch(path: Path) -> dict[str, Any]:
         batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except Exception as e:
         raise UserError(f"{path} is not a CIFAR batch file ({type(e).__name__}: {e}); replace it with the original "
-                        "(dataset.download=true fetches it)") from None
+                        "({key}=true fetches it)", key="download") from None
     if not isinstance(batch, dict):
         raise UserError(f"{path} is not a CIFAR batch file (it holds a {type(batch).__name__}, not a dict)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
@@ -171,7 +171,7 @@ def _download_cifar(name: str, root: Path) -> None:
     try:
         cls(str(root), train=True, download=True)
     except Exception as e:  # no network, bad checksum, ...
-        raise UserError(f"could not download {name} into {root}: {e}") from e
+        raise UserError(f"could not download {name} into {{key}}={root}: {e}", key="root") from e
 
 
 @trusted("dataset")
@@ -197,10 +197,9 @@ class CIFAR(DataSource):
             _download_cifar(self.name, self.root)
         elif missing:
             raise UserError(
-                f"{self.name} not found in {folder.resolve()} (dataset.root={self.root}); set dataset.download=true to "
-                f"fetch it, point dataset.root (or SAT_DATA_DIR) at a copy, or try the embedded data: "
-                f"python train.py experiment=quickstart"
-            )
+                f"{self.name} not found in {folder.resolve()} ({{key}}={self.root}); set {{.download}}=true to "
+                "fetch it, point {key} (or SAT_DATA_DIR) at a copy, or try the embedded data: "
+                "python train.py experiment=quickstart", key="root")
         train, coarse = _read_cifar_batches(folder, spec["train"], spec["label_key"])
         test, _ = _read_cifar_batches(folder, spec["test"], spec["label_key"])
         for split, s in (("train", train), ("test", test)):

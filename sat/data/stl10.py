@@ -84,7 +84,7 @@ class STL10(DataSource):
         missing = [f for f in wanted if not (folder / f).is_file()]
         if missing:
             raise UserError(f"STL-10 not found: {folder.resolve()} lacks {', '.join(missing)}; expected "
-                            f"{folder}/{{{','.join(wanted)}}}, {LAYOUT} (dataset.root={self.root})")
+                            f"{folder}/{{{','.join(wanted)}}}, {LAYOUT} ({{key}}={self.root})", key="root")
         train_x = read_images(folder / "train_X.bin")
         train = ImageSet(train_x, read_labels(folder / "train_y.bin", len(train_x)), torch.arange(len(train_x)))
         test_x = read_images(folder / "test_X.bin")
@@ -96,6 +96,6 @@ class STL10(DataSource):
                              torch.cat([torch.full((len(extra),), UNLABELED_LABEL, dtype=torch.int64), train.labels]),
                              torch.cat([len(train_x) + torch.arange(len(extra)), train.ids]))
         if self.val_size > int((train.labels >= 0).sum()) - 1:
-            raise UserError(f"dataset.val_size={self.val_size} is out of range; accepted: 0 <= val_size < "
-                            f"{int((train.labels >= 0).sum())} (the labelled training images)")
+            raise UserError(key="val_size", value=self.val_size, problem="is out of range",
+                            accepted=f"0 <= {{key}} < {int((train.labels >= 0).sum())} (the labelled training images)")
         return DatasetSplits("stl10", train, test, 10, mean, std, self.val_size, cyclic_asymmetric_map(10))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sat.config import validate
 from sat.data.image_checks import check_image_header
 from sat.errors import UserError
 
@@ -151,14 +152,16 @@ def cuda_jpeg_available(device: torch.device) -> bool:
 
 
 def check_streaming(settings: StreamSettings, device: torch.device) -> int:
-    """The settings' worker count, after refusing what cannot run here."""
+    """The settings' worker count, after refusing what cannot run here (refusals name
+    the settings' fields: ``decode=``)."""
     workers = settings.workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise UserError(f"loader.num_workers={settings.num_workers!r} is not supported; accepted: an integer >= 0, auto")
-    if settings.decode not in DECODERS:
-        raise UserError(f"loader.decode={settings.decode!r} is not supported; accepted: {', '.join(DECODERS)}")
+        raise UserError(key="num_workers", value=settings.num_workers, problem="is not supported",
+                        accepted="an integer >= 0, auto")
+    validate.choice("decode", settings.decode, DECODERS)
     if settings.decode == "cuda" and not cuda_jpeg_available(device):
-        raise UserError(f"loader.decode=cuda but JPEG decoding on {device} is not available here; accepted: cpu, auto")
+        raise UserError(key="decode", value="cuda", problem=f"but JPEG decoding on {device} is not available here",
+                        accepted="cpu, auto")
     return workers
 
 

@@ -32,7 +32,7 @@ from sat.errors import UserError
 def _pair(name: str, value: Sequence[float], lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
     values = list(value)
     if len(values) != 2:
-        raise UserError(f"{name}={values} is not a pair; accepted: [view 1, view 2]")
+        raise UserError(key=name, value=values, problem="is not a pair", accepted="[view 1, view 2]")
     return tuple(validate.number(f"{name}[{i}]", v, lo=lo, hi=hi) for i, v in enumerate(values))
 
 
@@ -43,20 +43,21 @@ class TwoViews:
                  jitter: Sequence[float] = (0.4, 0.4, 0.2, 0.1), jitter_p: float = 0.8, grayscale_p: float = 0.2,
                  blur_p: Sequence[float] = (1.0, 0.1), solarize_p: Sequence[float] = (0.0, 0.2),
                  blur_min_size: int = 96):
-        self.crop_scale = _pair("augment.crop_scale", crop_scale)
+        self.crop_scale = _pair("crop_scale", crop_scale)
         if self.crop_scale[0] <= 0 or self.crop_scale[0] > self.crop_scale[1]:
-            raise UserError(f"augment.crop_scale={list(crop_scale)} is not a range; accepted: 0 < min <= max <= 1")
+            raise UserError(key="crop_scale", value=list(crop_scale), problem="is not a range",
+                            accepted="[min, max] with 0 < min <= max <= 1")
         self.flip_p = validate.number("flip_p", flip_p, lo=0.0, hi=1.0)
         jitter = list(jitter)
         if len(jitter) != 4:
-            raise UserError(f"augment.jitter={jitter} needs 4 values; accepted: [brightness, contrast, "
-                                     "saturation, hue]")
+            raise UserError(key="jitter", value=jitter, problem="needs 4 values",
+                            accepted="[brightness, contrast, saturation, hue]")
         self.jitter = [validate.number(f"jitter[{i}]", v, lo=0.0, hi=0.5 if i == 3 else None)
                        for i, v in enumerate(jitter)]
         self.jitter_p = validate.number("jitter_p", jitter_p, lo=0.0, hi=1.0)
         self.grayscale_p = validate.number("grayscale_p", grayscale_p, lo=0.0, hi=1.0)
-        self.blur_p = _pair("augment.blur_p", blur_p)
-        self.solarize_p = _pair("augment.solarize_p", solarize_p)
+        self.blur_p = _pair("blur_p", blur_p)
+        self.solarize_p = _pair("solarize_p", solarize_p)
         self.blur_min_size = validate.positive_int("blur_min_size", blur_min_size)
         self._pipelines: dict[tuple, tuple[nn.Module, nn.Module]] = {}
 

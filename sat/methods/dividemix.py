@@ -138,8 +138,9 @@ class DivideMix(PeerMethod):
 
     def schedule(self, epochs: int) -> None:
         if self.warmup_epochs >= epochs:
-            raise UserError(f"method.warmup_epochs={self.warmup_epochs} but the run has {epochs} epochs, so DivideMix "
-                            "would never divide the data; accepted: warmup_epochs < trainer.epochs")
+            raise UserError(key="warmup_epochs", value=self.warmup_epochs,
+                            problem=f">= trainer.epochs={epochs}, so DivideMix would never divide the data",
+                            accepted=f"{{key}} < {epochs} (or more trainer.epochs)")
 
     # --- co-divide ----------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ def scale_for_width(alpha: float, start_epoch: int, width: int, reference_width:
     width ``width`` (the standard ResNet has 64): ``alpha ** (width / reference_width)``
     and ``int(start_epoch * reference_width / width)``. Narrow nets fit slowly, so they
     get a longer warm-up and a slower-moving target."""
-    if width <= 0 or reference_width <= 0:
-        raise UserError(f"width scaling needs positive widths, got width={width}, reference_width={reference_width}")
+    validate.number("width", width, lo=0, lo_open=True)
+    validate.number("reference_width", reference_width, lo=0, lo_open=True)
     return alpha ** (width / reference_width), int(start_epoch * reference_width / width)
 
 
@@ -63,8 +63,8 @@ class SelfAdaptiveTraining(Method):
         self.auto_start = auto_start if start_epoch == "auto" else None
         if start_epoch == "auto":
             if auto_start is None:
-                raise UserError("start_epoch=auto needs auto_start (a detector); accepted: one of "
-                                "conf/auto_start/ (val_acc, prediction_changes) as this method's auto_start")
+                raise UserError(key="start_epoch", value="auto", problem="needs {.auto_start} (a detector)",
+                                accepted="one of conf/auto_start/ (val_acc, prediction_changes) as {.auto_start}")
             start_epoch = 0
         start_epoch = validate.number("start_epoch", start_epoch, lo=0, integer=True)
         self.width_scaling = validate.flag("width_scaling", width_scaling)
@@ -74,7 +74,8 @@ class SelfAdaptiveTraining(Method):
         self.width, self.reference_width = width, reference_width
         if width_scaling:
             if width is None:
-                raise UserError("width_scaling=true needs width= (the model's width); got null")
+                raise UserError(key="width_scaling", value=True, problem="needs {.width} (the model's width); got null",
+                                accepted="{.width}=<the model's base width>, or {key}=false")
             width = validate.positive_int("width", width)
             reference_width = validate.positive_int("reference_width", reference_width)
             alpha, start_epoch = scale_for_width(alpha, start_epoch, width, reference_width)
@@ -94,8 +95,9 @@ class SelfAdaptiveTraining(Method):
             if latest is None:
                 self.auto_start.max_epoch = max(1, epochs // 2)
             elif latest >= epochs:
-                raise UserError(f"auto_start.max_epoch={latest} >= trainer.epochs={epochs}, so SAT "
-                                f"might never start; accepted: max_epoch < {epochs} (null: half the run)")
+                raise UserError(key="auto_start.max_epoch", value=latest,
+                                problem=f">= trainer.epochs={epochs}, so SAT might never start",
+                                accepted=f"{{key}} < {epochs} (null: half the run)")
             return
         if self.max_start_fraction is not None:
             cap = int(self.max_start_fraction * epochs)
@@ -109,13 +111,14 @@ class SelfAdaptiveTraining(Method):
             # int(E * ref / w) < epochs  <=>  E < epochs * w / ref
             largest = math.ceil(epochs * self.width / self.reference_width) - 1
             raise UserError(
-                f"start_epoch={self.base_start_epoch} becomes {self.start_epoch} by width scaling "
-                f"(width {self.width}, reference_width {self.reference_width}) >= trainer.epochs={epochs}, so SAT "
-                f"would never start; accepted: trainer.epochs > {self.start_epoch}, start_epoch <= "
-                f"{largest}, or max_start_fraction=0.5 (starts at epoch {int(0.5 * epochs)})")
-        raise UserError(
-            f"start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so SAT would never start; accepted: "
-            f"start_epoch < {epochs} (or more trainer.epochs)")
+                key="start_epoch", value=self.base_start_epoch,
+                problem=f"becomes {self.start_epoch} by width scaling ({{.width}} {self.width}, {{.reference_width}} "
+                        f"{self.reference_width}) >= trainer.epochs={epochs}, so SAT would never start",
+                accepted=f"trainer.epochs > {self.start_epoch}, {{key}} <= {largest}, or {{.max_start_fraction}}=0.5 "
+                         f"(starts at epoch {int(0.5 * epochs)})")
+        raise UserError(key="start_epoch", value=self.start_epoch,
+                        problem=f">= trainer.epochs={epochs}, so SAT would never start",
+                        accepted=f"{{key}} < {epochs} (or more trainer.epochs)")
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.targets = F.one_hot(labels.long(), num_classes).float()
@@ -134,7 +137,9 @@ class SelfAdaptiveTraining(Method):
         if self.auto_start is None:
             return {}
         extra = {} if self.changes is None else {"train/prediction_changes": self.changes.compute()}
-        if self.start_epoch is None and self.auto_start.update(epoch, {**metrics, **extra}):
+        with validate.argument("auto_start"):  # the detector's refusals name auto_start.<its argument>
+            started = self.start_epoch is None and self.auto_start.update(epoch, {**metrics, **extra})
+        if started:
             self.start_epoch = self.scaled_start_epoch = self.auto_start.start_epoch
             log.info("%s: %s", type(self).__name__, self.auto_start.reason)
         return extra

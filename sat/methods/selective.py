@@ -99,8 +99,9 @@ class _AbstainingMethod(Method):
 
     def schedule(self, epochs: int) -> None:
         if self.pretrain >= epochs:
-            raise UserError(f"pretrain={self.pretrain} >= trainer.epochs={epochs}, so the abstention "
-                            f"loss would never train; accepted: pretrain < {epochs}")
+            raise UserError(key="pretrain", value=self.pretrain,
+                            problem=f">= trainer.epochs={epochs}, so the abstention loss would never train",
+                            accepted=f"{{key}} < {epochs}")
 
     @property
     def start_epoch(self) -> int:
@@ -177,8 +178,8 @@ class DeepGamblers(_AbstainingMethod):
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         if self.reward > num_classes:
-            raise UserError(f"reward={self.reward} is out of range for {num_classes} classes; "
-                            f"accepted: 1 < reward <= {num_classes}")
+            raise UserError(key="reward", value=self.reward, problem=f"is out of range for {num_classes} classes",
+                            accepted=f"1 < {{key}} <= {num_classes}")
         super().setup(labels, num_classes)
 
     def abstain_loss(self, logits, labels, index) -> torch.Tensor:

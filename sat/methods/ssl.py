@@ -245,9 +245,9 @@ class SelfSupervisedSAT(SelfSupervised):
     def schedule(self, epochs: int) -> None:
         super().schedule(epochs)
         if self.start_epoch >= epochs:
-            raise UserError(f"start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so the "
-                            f"per-image targets would never start; accepted: start_epoch < {epochs} "
-                            "(or more trainer.epochs)")
+            raise UserError(key="start_epoch", value=self.start_epoch,
+                            problem=f">= trainer.epochs={epochs}, so the per-image targets would never start",
+                            accepted=f"{{key}} < {epochs} (or more trainer.epochs)")
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         super().setup(labels, num_classes)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sat.config import trust
+from sat.config import trust, validate
 from sat.config.build import StoredConfig
 from sat.config.schema import read
 from sat.data.noise import NoisePattern
@@ -38,13 +38,14 @@ def trusted_packages(cfg: Any) -> list[str]:
 
 
 @contextlib.contextmanager
-def _dataset_root_named() -> Iterator[None]:
-    """Dataset errors name the key that sets the root here: evaluate's and attack's
-    ``dataset_root=`` (a checkpoint's own ``dataset.root`` is never used)."""
+def _dataset_named() -> Iterator[None]:
+    """The dataset's refusals name dataset.<argument>, and its root by the key that sets
+    it here: evaluate's and attack's ``dataset_root=`` (a checkpoint's own ``dataset.root``
+    is never used)."""
     try:
         yield
     except UserError as e:
-        raise UserError(str(e).replace("dataset.root=", "dataset_root=")) from None
+        raise e.from_node("dataset").renamed({"dataset.root": "dataset_root"}) from None
 
 
 @dataclass
@@ -79,7 +80,8 @@ class RestoredRun:
         report asks the method itself (``soft_labels()``), whatever it keeps inside."""
         method = self.policy.build(self.config.get("method"), "method", "method")
         method.attach_model(self.build_model)
-        method.setup(self.data.train.labels, self.data.num_classes)
+        with validate.config_node("method"):  # its refusals name the stored config's method.<argument>
+            method.setup(self.data.train.labels, self.data.num_classes)
         try:
             method.load_state_dict(self.state["method"])
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
@@ -98,7 +100,7 @@ def _open(checkpoint: Path, device: torch.device, data_dir: str | None, trusted_
     if not isinstance(config, dict):
         raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
     policy = StoredConfig(trusted_packages, files={"root": data_dir})
-    with _dataset_root_named():
+    with _dataset_named():
         source = policy.build(config.get("dataset"), "dataset", "dataset")
     outputs = int(state.get("model_outputs") or source.num_classes)
     memory = check_memory("evaluate", device=device, input_shape=source.input_shape, batch_size=1, source=source,
@@ -153,7 +155,7 @@ def restore_run(
         pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
         noise = None if pattern is not None else policy.build(config.get("noise"), "noise", "noise")
         # the data as the run itself saw it: on the device, or streamed
-        with _dataset_root_named():
+        with _dataset_named():
             data = load(source)
         nd = prepare(data, noise, device, pattern=pattern, loader_kind=state.get("loader_kind") or "auto")
         if data_cache is not None:

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, read_metrics, run_entry
+from conftest import ROOT, read_metrics, run_entry, user_error
 from image_folder_files import write_list_dataset
+
+import sat
 
 
 def folder_args(root: Path, loader: str) -> list[str]:
@@ -45,6 +47,11 @@ def test_folder_dataset_trains_resumes_and_evaluates(images, tmp_path, loader):
     proc = run_entry("evaluate.py", f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}", f"dataset_root={images}",
                      f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(summary["final"]["test/acc"])
+    # a refusal of the restored dataset's root names the key that sets it here, not the stored dataset.root
+    (tmp_path / "empty").mkdir()
+    line = user_error(sat.evaluate, [f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}",
+                                     f"dataset_root={tmp_path / 'empty'}", "device=cpu"], tmp_path / "eval_empty")
+    assert line.startswith(f"dataset_root={tmp_path / 'empty'} holds neither") and "dataset.root" not in line, line
     if loader == "stream":  # exported suspects name their file and its line in the list
         listed = dict(line.split() for line in (images / "train.txt").read_text().splitlines())
         names = (images / "train.txt").read_text().splitlines()

@@ -66,21 +66,22 @@ class Noise:
         pattern = NoisePattern.load(self.from_file, num_samples=n)
         if not settings:
             if pattern.kind != self.kind:
-                raise UserError(f"noise.from_file={self.from_file} holds {pattern.kind} noise; accepted: a "
-                                f"{self.kind} noise file")
+                raise UserError(key="from_file", value=self.from_file, problem=f"holds {pattern.kind} noise",
+                                accepted=f"a {self.kind} noise file")
             if dataset is not None:
-                pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
+                pattern.check_dataset(dataset, f"{{key}}={self.from_file}", key="from_file")
             return pattern
-        stored = {"noise": pattern.kind, "noise.rate": pattern.rate, "noise.seed": pattern.seed}
-        asked = {"noise": self.kind, "noise.rate": self.rate, "noise.seed": self.seed}
+        # the kind is the noise's choice (noise=flip), rate and seed its arguments
+        stored = {"noise": pattern.kind, "{.rate}": pattern.rate, "{.seed}": pattern.seed}
+        asked = {"noise": self.kind, "{.rate}": self.rate, "{.seed}": self.seed}
         differ = [k for k in stored if stored[k] != asked[k]]
         if differ:
             raise UserError(
-                f"noise.from_file={self.from_file} holds {pattern.kind} noise, rate {pattern.rate:g}, seed "
+                f"{{key}}={self.from_file} holds {pattern.kind} noise, rate {pattern.rate:g}, seed "
                 f"{pattern.seed}, but the config says {', '.join(f'{k}={asked[k]}' for k in differ)}; accepted: "
-                f"the file's values ({' '.join(f'{k}={stored[k]}' for k in differ)})")
+                f"the file's values ({' '.join(f'{k}={stored[k]}' for k in differ)})", key="from_file")
         if dataset is not None:
-            pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
+            pattern.check_dataset(dataset, f"{{key}}={self.from_file}", key="from_file")
         return pattern
 
     def _choose(self, n: int, gen: torch.Generator) -> Tensor:

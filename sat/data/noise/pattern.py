@@ -94,8 +94,9 @@ class NoisePattern:
                 h.update(len(data).to_bytes(8, "little") + data)
         return h.hexdigest()
 
-    def check_dataset(self, identity: dict[str, Any], source: str) -> None:
-        """Refuse to apply this pattern to another training set than its own."""
+    def check_dataset(self, identity: dict[str, Any], source: str, key: str | None = None) -> None:
+        """Refuse to apply this pattern to another training set than its own. ``source``
+        says where the pattern came from (``{key}`` in it: the argument ``key``)."""
         if self.dataset != identity:
             def show(d: dict[str, Any] | None) -> str:
                 if not d:
@@ -103,7 +104,7 @@ class NoisePattern:
                 return f"{d.get('dataset')} ({d.get('num_samples')} samples, labels hash {str(d.get('labels_sha256'))[:12]})"
 
             raise UserError(f"{source} was drawn for {show(self.dataset)} but this run trains on {show(identity)}; "
-                            "accepted: a noise file of the same dataset, split and size")
+                            "accepted: a noise file of the same dataset, split and size", key=key)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` atomically (a crash never leaves a half-written file)."""

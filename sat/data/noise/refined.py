@@ -28,8 +28,9 @@ class RefinedLabels(Noise):
 
     def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None, dataset=None) -> NoisePattern:
         if self.from_file is None:
-            raise UserError("noise=refined needs noise.from_file; accepted: a refined_labels.pt written by "
-                            "python evaluate.py checkpoint=... report=label_errors")
+            raise UserError(key="from_file", value=None, problem="is needed by noise=refined",
+                            accepted="a refined_labels.pt written by python evaluate.py checkpoint=... "
+                                     "report=label_errors")
         return self._replay(len(labels), dataset, settings=False)
 
 

@@ -110,7 +110,7 @@ def one_epoch(job: TrainingJob, logger: RunLogger, preemption: Preemption) -> No
     for split in ("train", "val", "test"):  # error curves are what double-descent plots show
         if f"{split}/acc" in metrics:
             metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
-    with validate.argument("method", job.method):  # its refusals name method.<argument>
+    with validate.config_node("method"):  # its refusals name method.<argument>
         metrics.update(job.method.end_epoch(epoch + 1, metrics))
     if job.true_labels is not None:
         metrics.update(label_error_metrics(job.method.soft_labels(), job.train_labels, job.true_labels, job.noisy,

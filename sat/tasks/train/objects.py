@@ -113,7 +113,7 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     source = USER_CONFIG.build(cfg.dataset, "dataset", "dataset")
     noise = USER_CONFIG.build(cfg.noise, "noise", "noise")
     method = USER_CONFIG.build(cfg.method, "method", "method")
-    with validate.argument("method", method):  # its refusals name method.<argument>
+    with validate.config_node("method"):  # its refusals name method.<argument>
         method.schedule(settings.epochs)
     augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
@@ -122,8 +122,9 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
         return build_model(cfg.model, outputs, source.input_shape)
 
     samples = getattr(source, "num_train", None)  # the per-sample state's size, where known before reading
-    heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
-                          source.num_classes) if samples else None
+    with validate.config_node("method"):  # its set-up's refusals name method.<argument>
+        heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
+                              source.num_classes) if samples else None
     memory = check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
                           batch_size=settings.batch_size, source=source, method=heads,
                           model_key=repr((plain(cfg.model), outputs)))
