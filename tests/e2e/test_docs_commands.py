@@ -91,8 +91,11 @@ def places(quickstart_sweep, tmp_path_factory) -> list[tuple[str, str]]:
     suspect = next(csv.DictReader(io.StringIO((sat_run / "label_errors.csv").read_text(encoding="utf-8"))))
     decisions = folder / "label_decisions.csv"
     decisions.write_text(f"sample_id,decision,new_label\n{suspect['sample_id']},relabel,{suspect['suggested_label']}\n")
+    # labels to train on (refined or cleaned by evaluate.py): the SAT run's own noise file, a real one of the dataset
+    labels = {name: str(sat_run / "noise.pt") for name in ("EVAL_DIR/refined_labels.pt", "EVAL_FOLDER/cleaned_labels.pt",
+                                                           "cleaned/$D-seed-$S/cleaned_labels.pt")}
     shell = {"~/Downloads/label_decisions.csv": str(decisions), "cleaned/$D-seed-$S": str(sat_run), "$D": "relabel",
-             "$S": "0"}  # the loop of the cleaned-labels measurement, its first pass
+             "$S": "0", **labels}  # the loop of the cleaned-labels measurement, its first pass
     sweeps = {name: sweep for name in ("multirun/quickstart/DATE/TIME", "multirun/ssl_digits/DATE/TIME",
                                        "multirun/dd_digits/<date>/<time>", "FOLDER_HOLDING_BOTH_SWEEPS",
                                        "FOLDER_OF_THE_SWEEPS", "SWEEP_DIR", "SWEEP")}

@@ -62,6 +62,10 @@ def test_a_single_run_says_what_it_would_run(tmp_path):
     (["dataset.num_train=100000000", "dataset.size=64"], "needs at least"),
     # a warm start from a file that is not there
     (["init_from=/nonexistent/best.pt"], "/nonexistent/best.pt' does not exist"),
+    # labels to replay from a file that is not there, or is not a noise file
+    (["noise=refined", "noise.from_file=/nonexistent/refined_labels.pt"],
+     "noise.from_file='/nonexistent/refined_labels.pt' does not exist"),
+    (["noise=refined", f"noise.from_file={CONF / 'train.yaml'}"], "is corrupted or not a noise file"),
 ])
 def test_what_the_run_would_refuse_is_refused(tmp_path, overrides, refusal):
     (job,) = check(tmp_path, *TINY, *overrides).jobs

@@ -24,6 +24,8 @@ from sat.config import validate
 from sat.config.build import USER_CONFIG
 from sat.config.fingerprint import check_fingerprints, check_same_run, config_fingerprint
 from sat.config.schema import LoaderSettings, TrainConfig, TrainerSettings, read
+from sat.data.noise import NoisePattern
+from sat.errors import UserError
 from sat.models import count_parameters
 from sat.parallel import group as parallel
 from sat.parallel.group import Distributed
@@ -124,6 +126,7 @@ def check(cfg: DictConfig) -> str:
         with warnings.catch_warnings():  # loading into the meta model copies nothing: the shapes are what is checked
             warnings.simplefilter("ignore", UserWarning)
             warm_start(objects.model, cfg.init_from, validate.flag("init_from_strict", cfg.get("init_from_strict", True)))
+    _check_noise_file(objects.noise)
     data, model = objects.source, objects.model
     parts = [f"{data.name} {'x'.join(map(str, data.input_shape))} ({data.num_classes} classes)",
              f"{type(model[-1] if isinstance(model, nn.Sequential) else model).__name__} {count_parameters(model):,} "
@@ -134,6 +137,20 @@ def check(cfg: DictConfig) -> str:
     if continued:
         parts.append(f"continues {source}")
     return ", ".join(parts)
+
+
+def _check_noise_file(noise: Any) -> None:
+    """The noise file a run replays (``noise.from_file``: a run's noise.pt, refined or
+    cleaned labels), read and verified as the run reads it; its fit to the dataset needs
+    the data, which a dry run does not read."""
+    from_file = getattr(noise, "from_file", None)
+    if from_file is None:
+        return
+    if not Path(from_file).is_file():
+        raise UserError(key="noise.from_file", value=from_file, problem="does not exist",
+                        accepted="a noise.pt written by a run, or the refined_labels.pt / cleaned_labels.pt of an "
+                                 "evaluate.py report")
+    NoisePattern.load(Path(from_file))
 
 
 def _same_settings_everywhere(group: Distributed, cfg: DictConfig) -> None:
