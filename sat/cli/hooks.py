@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 
 from sat.errors import UserError
 from sat.parallel.identity import is_rank0
-from sat.report.evaluation_sweep import write_table
 from sat.run.files import check_no_links, open_append
 from sat.run.folder import refuse_other_task
 from sat.run.lock import hold_lock, release_lock
@@ -68,6 +67,8 @@ class SweepTable(Callback):
     combined table when a sweep ends."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from sat.report.evaluation_sweep import write_table  # (the report's packages: only when a sweep ends)
+
         files = write_table(config.hydra.sweep.dir)
         if files:
             print(f"sweep results: {', '.join(map(str, files))}", flush=True)

@@ -44,14 +44,30 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("entry,args,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_exit_2_and_one_line(tmp_path, entry, args, expected):
+# Refused before torch is imported (issue 29: a typo answered in a fraction of torch's import time).
+BEFORE_TORCH = {"schema: wrong type", "schema: unknown key", "unknown group option", "added key nothing takes",
+                "malformed override", "output folder is a file", "evaluate: report option"}
+
+
+def _without_import_times(proc: subprocess.CompletedProcess) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """``proc`` with Python's ``-X importtime`` lines taken out of stderr, and the modules they name."""
+    timed = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    modules = {line.rsplit("|", 1)[-1].strip() for line in timed}
+    stderr = "".join(line + "\n" for line in proc.stderr.splitlines() if not line.startswith("import time:"))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, stderr), modules
+
+
+@pytest.mark.parametrize("case,entry,args,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_exit_2_and_one_line(tmp_path, case, entry, args, expected):
     (tmp_path / "a_file").write_text("")
     (tmp_path / "empty").mkdir()
     cwd = tmp_path / "cwd"  # where Hydra would put outputs/ for a command without hydra.run.dir
     cwd.mkdir()
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    proc = run_entry(entry, *args, cwd=cwd, check=False)  # Hydra's own outputs/<name>/<date>/<time> below cwd
+    proc = run_entry(entry, *args, cwd=cwd, check=False,  # Hydra's own outputs/<name>/<date>/<time> below cwd
+                     env_extra={"PYTHONPROFILEIMPORTTIME": "1"})
+    proc, imported = _without_import_times(proc)
+    assert ("torch" in imported) == (case not in BEFORE_TORCH), sorted(m for m in imported if m.startswith("torch"))[:5]
     line = one_line_error(proc, expected.replace("{tmp}", str(tmp_path)).removeprefix("error: "))
     assert proc.stderr.strip().splitlines() == [line], proc.stderr  # nothing else on stderr
     if expected.startswith("error: "):
