@@ -83,6 +83,17 @@ def test_gpu_check_refuses_a_deadline_that_is_not_seconds(tmp_path):
     assert proc.returncode == 2 and "--deadline soon is not a positive number of seconds" in proc.stderr
 
 
+def test_refusal_time_measures_every_typo(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "refusal_time.py"), "--reps", "1", "--json",
+                           str(tmp_path / "r.json")], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # (each typo was refused with exit 2 and one line)
+    rows = {r["what"]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert len(rows) == 6 and rows["import torch"]["ratio_to_import_torch"] == 1.0
+    assert all(r["median_s"] > 0 for r in rows.values())
+    assert list(tmp_path.iterdir()) == [tmp_path / "r.json"]  # the refused runs left nothing
+
+
 def test_profile_step_cpu():
     proc = subprocess.run([sys.executable, str(BENCH / "profile_step.py"), "--device", "cpu", "--model", "r18",
                            "--width", "2", "--images", "256", "--batch", "32", "--steps", "2", "--warmup", "1",
