@@ -94,6 +94,18 @@ def test_refusal_time_measures_every_typo(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "r.json"]  # the refused runs left nothing
 
 
+def test_the_memory_estimate_is_a_lower_bound_of_a_real_step(tmp_path):
+    """sat.tasks.budget.estimate against one real training step's peak (each in a fresh
+    process): never above it (a run that fits is never refused), and not far below."""
+    proc = subprocess.run([sys.executable, str(BENCH / "memory_estimate.py"), "--combos", "resnet18:32:64",
+                           "--json", str(tmp_path / "m.json")], cwd=tmp_path, env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = json.loads((tmp_path / "m.json").read_text())["rows"]
+    assert row["combo"] == "resnet18:32:64" and row["estimate_mib"] > 50
+    assert 0.3 < row["ratio"] <= 1.0, row  # measured on the 2-core machine: 0.51
+
+
 def test_profile_step_cpu():
     proc = subprocess.run([sys.executable, str(BENCH / "profile_step.py"), "--device", "cpu", "--model", "r18",
                            "--width", "2", "--images", "256", "--batch", "32", "--steps", "2", "--warmup", "1",
