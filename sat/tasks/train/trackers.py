@@ -33,7 +33,8 @@ def selected(cfg: DictConfig) -> dict[str, Any]:
     for name, child in node.items():
         if not isinstance(child, DictConfig) or "_target_" not in child:
             raise UserError(key=f"logger.{name}", problem="is not a tracker node (no _target_)",
-                            accepted="logger=tensorboard, csv, wandb, none, or a list of them: logger=[tensorboard,csv]")
+                            accepted="a tracker's setting under its name (logger.tensorboard.flush_secs=...); "
+                                     "trackers: logger=tensorboard, csv, wandb, none, or a list: logger=[tensorboard,csv]")
         found[str(name)] = child
     return found
 
