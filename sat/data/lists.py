@@ -267,3 +267,13 @@ def check_below_root(key: str, value: str | None) -> None:
     if value and (Path(value).is_absolute() or ".." in Path(value).parts):
         raise UserError(f"dataset.{key}={value!r} is not supported; accepted: a path relative to dataset.root, "
                         f"without '..'")
+
+
+def list_text(files: Sequence[str], labels: torch.Tensor, header: str) -> str:
+    """A split as a list file of ``relative/path label`` lines after one header line:
+    what :func:`read_split` reads back with ``{list: ..., header: 1}``."""
+    for f in files:
+        if f != f.strip() or any(c in f for c in "\r\n"):
+            raise UserError(f"file {f!r} cannot be written in a list of 'path label' lines; accepted: paths without "
+                            "leading or trailing spaces or line breaks")
+    return "".join([f"# {' '.join(header.split())}\n", *(f"{f} {int(y)}\n" for f, y in zip(files, labels.tolist()))])

@@ -2,7 +2,8 @@
 
 One path for every dataset: :func:`prepare` decides whether the images are held on the
 device (files are then decoded once) or streamed, draws the noise over the training
-pool (or replays a saved pattern of it), and holds out the validation split.
+pool (or replays a saved pattern of it), holds out the validation split and leaves out
+the training samples a pattern of cleaned labels removes.
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ class TrainingData:
             return {"num_samples": len(split), "num_noisy": wrong, "realised_error": error}
 
         train = count(self.train)
+        cleaned = {} if self.pattern.source is None else {  # where cleaned labels came from
+            "source": self.pattern.source, "removed": 0 if self.pattern.removed is None else len(self.pattern.removed)}
         return {"kind": self.pattern.kind, "rate": self.pattern.rate, "seed": self.pattern.seed,
                 "realised_error": train["realised_error"], "num_noisy": train["num_noisy"],
-                "num_train": train["num_samples"], "val": count(self.val), "sha256": self.pattern.sha256()}
+                "num_train": train["num_samples"], "val": count(self.val), "sha256": self.pattern.sha256(), **cleaned}
 
 
 def load(source: DataSource) -> DatasetSplits:
@@ -119,4 +122,6 @@ def prepare(data: DatasetSplits, noise: Noise | None, device: torch.device | str
     if val is None and data.val_size:
         train, val = train.tail(data.val_size) if data.holdout_seed is None else \
             train.holdout(data.val_size, data.holdout_seed)
+    if pattern.removed is not None and len(pattern.removed):  # cleaned labels: after the holdout, which keeps its own
+        train = train.subset(torch.nonzero(~torch.isin(train.ids, pattern.removed)).flatten())
     return TrainingData(data, pattern, kind, train, val, test)

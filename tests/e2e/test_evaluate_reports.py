@@ -56,6 +56,7 @@ def test_label_error_report_and_training_on_the_refined_labels(quickstart_sweep,
                          f"noise.from_file={out}/refined_labels.pt", "device=cpu"], output_dir=tmp_path / "refined")["noise"]
     noisy = json.loads((run / "summary.json").read_text())["noise"]
     assert cleaner["kind"] == "refined" and cleaner["realised_error"] < noisy["realised_error"] / 3
+    assert cleaner["source"]["rule"] == "every suggestion of the soft targets" and cleaner["removed"] == 0
     line = user_error(sat.train, ["dataset=synthetic", "model=cnn", "method=ce", "trainer.epochs=1", "noise=refined",
                                   f"noise.from_file={out}/refined_labels.pt", "device=cpu"], tmp_path / "other")
     assert line.startswith("noise")  # another training set: refused

@@ -29,7 +29,10 @@ class NoisePattern:
 
     ``dataset`` is the identity of the training set it was drawn for (see
     ``DatasetSplits.identity``: name, size, hash of the clean labels): a pattern is
-    only ever applied to that set.
+    only ever applied to that set. A pattern of cleaned labels (``noise=refined``) may
+    also leave samples out of training (``removed``: their sample ids; the validation
+    split is held out first and keeps them) and say where its labels came from
+    (``source``: plain values, shown in the run's summary).
     """
 
     kind: str
@@ -39,6 +42,8 @@ class NoisePattern:
     labels: Tensor  # int64 (n,): the full label vector after noise
     images: Tensor | None  # uint8 (len(indices), C, H, W) replacements; image noise only
     dataset: dict[str, Any] | None = None
+    removed: Tensor | None = None  # int64 sample ids left out of training
+    source: dict[str, Any] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -83,6 +88,10 @@ class NoisePattern:
                      _bytes(self.indices), _bytes(self.labels), _bytes(self.images), identity):
             # Length prefix keeps field boundaries unambiguous.
             h.update(len(part).to_bytes(8, "little") + part)
+        for name, extra in (("removed", self.removed), ("source", self.source)):
+            if extra is not None:  # only where set: the hashes of patterns without them stay as they were
+                data = name.encode() + (_bytes(extra) if isinstance(extra, Tensor) else repr(sorted(extra.items())).encode())
+                h.update(len(data).to_bytes(8, "little") + data)
         return h.hexdigest()
 
     def check_dataset(self, identity: dict[str, Any], source: str) -> None:
@@ -103,7 +112,8 @@ class NoisePattern:
         atomic_torch_save({
             "kind": self.kind, "rate": float(self.rate), "seed": int(self.seed), "indices": self.indices.cpu(),
             "labels": self.labels.cpu(), "images": None if self.images is None else self.images.cpu(),
-            "dataset": self.dataset, "sha256": self.sha256(),
+            "dataset": self.dataset, "removed": None if self.removed is None else self.removed.cpu(),
+            "source": self.source, "sha256": self.sha256(),
         }, path)
 
     @classmethod
@@ -115,7 +125,8 @@ class NoisePattern:
         try:
             d = torch.load(path, map_location="cpu", weights_only=True)
             pattern = cls(kind=str(d["kind"]), rate=float(d["rate"]), seed=int(d["seed"]), indices=d["indices"],
-                          labels=d["labels"], images=d["images"], dataset=d.get("dataset"))
+                          labels=d["labels"], images=d["images"], dataset=d.get("dataset"), removed=d.get("removed"),
+                          source=d.get("source"))
             stored = d["sha256"]
         except Exception as e:  # unreadable, refused objects or missing fields: not ours, or damaged
             raise UserError(f"noise file {path} is corrupted or not a noise file: cannot be read "
@@ -141,6 +152,9 @@ class NoisePattern:
             and (self.images is None or (isinstance(self.images, Tensor) and self.images.dtype == torch.uint8
                                          and self.images.dim() == 4 and len(self.images) == len(self.indices)))
             and (self.dataset is None or isinstance(self.dataset, dict))
+            and (self.removed is None or (isinstance(self.removed, Tensor) and self.removed.dtype == torch.int64
+                                          and self.removed.dim() == 1))
+            and (self.source is None or isinstance(self.source, dict))
         )
         if not ok:
             raise UserError(f"noise file {path} is corrupted: its labels, indices or images have the wrong shape, "

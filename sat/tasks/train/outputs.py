@@ -1,9 +1,11 @@
 """What a training run writes besides checkpoints: label-error metrics, the refined
-labels, TensorBoard's HParams entry and the closing table."""
+labels and their review page, TensorBoard's HParams entry and the closing table."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,9 @@ import torch
 
 from sat.config.flat import flatten
 from sat.engine import EpochStats
-from sat.label_errors.detection import detection_quality, soft_label_detection
+from sat.label_errors.detection import detection_quality, flags_from_argmax, soft_label_detection
 from sat.label_errors.export import write_label_errors
+from sat.label_errors.page import page_summary, run_key, write_review_page
 from sat.run.checkpoint import atomic_torch_save
 from sat.run.files import write_atomic
 from sat.run.loggers import hparam, tracker_pointer
@@ -62,12 +65,27 @@ def results_of(metrics: dict[str, float], params: int, at_best_val: dict[str, An
     return {**results, **best, "params": float(params)}
 
 
+@dataclass(frozen=True)
+class RunPage:
+    """What the review page of a training run's suspects (``label_errors.html``) shows
+    besides them: where they come from, and their images."""
+
+    checkpoint: Path  # the run's last checkpoint (the page's decisions are kept under it)
+    epoch: int
+    dataset: str
+    noise: dict[str, Any]  # the run's noise summary
+    class_names: Sequence[str] = ()
+    images: torch.Tensor | None = None  # uint8 (N, C, H, W) training images: thumbnails
+    image_root: Path | None = None  # else a folder dataset's root: the page shows the files
+
+
 def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor | None, ids: torch.Tensor,
-                      files: list[str] | None = None) -> None:
+                      files: list[str] | None = None, page: RunPage | None = None) -> None:
     """SAT's refined labels (``soft_labels.pt`` and, for other tools such as cleanlab or
     pandas, ``.npy`` arrays aligned row by row), and the samples whose refined label
-    disagrees with the given one (suspected label errors, most suspect first). Every
-    sample is named by its id in the dataset's original order."""
+    disagrees with the given one (suspected label errors, most suspect first), with
+    their review page where ``page`` says what it shows. Every sample is named by its
+    id in the dataset's original order."""
     soft = method.soft_labels()
     if soft is None or soft.numel() == 0:
         return
@@ -78,6 +96,16 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
     for name, tensor in (("soft_labels", soft), ("given_labels", given), ("sample_ids", ids)):
         write_atomic(out / f"{name}.npy", partial(np.save, arr=tensor.numpy()))
     write_label_errors(out / "label_errors.csv", soft, given, ids, true, files)
+    if page is not None:
+        wrong = true != given
+        known = bool((true >= 0).all()) and bool(wrong.any())
+        write_review_page(
+            out / "label_errors.html", soft, given, ids, true=true, files=files, images=page.images,
+            image_root=page.image_root, class_names=page.class_names, run_key=run_key(page.checkpoint, page.epoch),
+            summary=page_summary(checkpoint=page.checkpoint, epoch=page.epoch, dataset=page.dataset, noise=page.noise,
+                                 source="soft targets", flagged=int(flags_from_argmax(soft, given).sum()),
+                                 num_train=len(given),
+                                 detection=soft_label_detection(soft, given, wrong) if known else None))
 
 
 def print_run_table(s: dict[str, Any]) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sat.data.splits import FileSplit, ImageSet
 from sat.run.loggers import RunLogger
 from sat.tasks.context import choices, packages_used
 from sat.tasks.train.job import TrainingJob
-from sat.tasks.train.outputs import hparams_of, results_of, write_soft_labels
+from sat.tasks.train.outputs import RunPage, hparams_of, results_of, write_soft_labels
 from sat.tasks.train.trackers import selected
 
 
@@ -28,11 +29,16 @@ def summary(job: TrainingJob) -> dict[str, Any]:
 
 
 def finish(job: TrainingJob, logger: RunLogger) -> dict[str, Any]:
-    """The finished run's files (soft labels, label errors), HParams entry and summary."""
+    """The finished run's files (soft labels, label errors and their review page),
+    HParams entry and summary."""
     result = summary(job)
     if job.run.writable:
-        train = job.data.train
-        write_soft_labels(job.run.path, job.method, job.train_labels, job.true_labels, train.ids, train.file_names())
+        train, data = job.data.train, job.data.data
+        page = RunPage(job.run.checkpoints / "last.pt", job.epoch, data.name, result["noise"], data.class_names,
+                       images=train.images if isinstance(train, ImageSet) else None,
+                       image_root=train.root if isinstance(train, FileSplit) else None)
+        write_soft_labels(job.run.path, job.method, job.train_labels, job.true_labels, train.ids, train.file_names(),
+                          page)
     logger.log_hparams(hparams_of(job.config, job.method.hparams()), results_of(job.metrics, job.params, job.at_best_val))
     job.run.write_summary(result)
     return result
