@@ -51,17 +51,19 @@ def _user_error_in(e: BaseException | None) -> UserError | None:
     return None
 
 
-def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_refusal: bool = True) -> dict[str, Any]:
+def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_refusal: bool = True,
+            importing: bool = True) -> dict[str, Any]:
     """Run a task inside Hydra's run (the command line's and the Python API's): bad
     input comes out as one :class:`UserError` and leaves no run folder behind (logged
     first with ``log_refusal``: a sweep's job log keeps it), any other failure is logged
     with its traceback, a preempted run says how to continue it, and the run's output
-    folder is always named, so a failed job of a sweep can be found."""
+    folder is always named, so a failed job of a sweep can be found. Without
+    ``importing``, constructors' arguments are read from their source files (no torch)."""
     from sat.config import keys
 
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
-        keys.check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
+        keys.check_keys(cfg, importing)  # keys added with +, which Hydra accepts whatever they are
         return task(cfg)
     except Preempted:
         _say_how_to_continue(out)
@@ -80,16 +82,23 @@ def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_r
         raise
 
 
-def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, importing: bool = True) -> dict[str, Any]:
     """:func:`guarded` for an entry point: bad input ends with its one ``error:`` line
     and exit status 2."""
     global _task_started
     _task_started = True
     try:
-        return guarded(task, cfg)
+        return guarded(task, cfg, importing=importing)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """What an entry point refuses before it imports its task (and torch with it, 1-3 s
+    of a typo's answer): keys that no schema and no constructor's source file knows.
+    Hydra has refused unknown options and keys and wrong types while composing."""
+    run_task(lambda _cfg: {}, cfg, importing=False)
 
 
 def _drop_refused(output_dir: Any, error: UserError) -> None:

@@ -231,15 +231,21 @@ def test_comparison_is_the_hand_computed_mean_and_std_over_seeds(tmp_path):
     assert md.split("## Final test accuracy (%)")[1].strip() in format_report(report)  # printed too
 
 
-def test_comparison_without_a_validation_split_says_so(tmp_path):
+def test_a_sweep_without_a_validation_split_gets_no_best_validation_table(tmp_path):
     for seed in (0, 1):
         make_run(tmp_path, folder(seed=seed), seed=seed, val_size=0, test_acc=[0.5, 0.6 + 0.1 * seed])
     report = make_report(tmp_path)
     md = (report.out / "comparison.md").read_text()
     assert "| all | 65.00 ± 7.07 |" in md and "| runs | uniform noise 0.2 |" in md
-    assert "n/a: no run has it" in md.split("## Test accuracy at the best-validation epoch (%)")[1]
+    assert "## Final test accuracy (%)" in md and "best-validation" not in md
     (row,) = read_csv(report.out / "comparison.csv")
-    assert row["test_acc_at_best_val_pct_mean"] == "" and row["test_acc_at_best_val_pct_n"] == "0"
+    assert row["final_test_acc_pct_mean"] == "65.0" and not [k for k in row if "best_val" in k]
+    printed = format_report(report)
+    assert "test error (%)" in printed and "best val" not in printed and "best-validation" not in printed
+    # one run with a validation split brings the table back
+    make_run(tmp_path, folder(seed=2), seed=2, test_acc=[0.5, 0.7], val_acc=[0.6, 0.5])
+    md = (make_report(tmp_path).out / "comparison.md").read_text()
+    assert "## Test accuracy at the best-validation epoch (%)" in md
 
 
 def test_no_output_calls_a_value_best_test_accuracy(tmp_path):

@@ -62,6 +62,25 @@ def ssl_run(root: Path, method: str, seed: int, knn: dict[int, float], probe: fl
     return path
 
 
+def test_a_self_supervised_sweep_gets_no_noisy_label_comparison(tmp_path):
+    """An SSL run's test accuracy is its online probe's: the method x noise table does not
+    apply (nor, without a validation split, the best-validation column)."""
+    for seed in (0, 1):
+        ssl_run(tmp_path, "byol", seed, {2: 0.6, 4: 0.7})
+    report = make_report(tmp_path)
+    assert report.comparison is None
+    assert not (report.out / "comparison.md").exists() and not (report.out / "comparison.csv").exists()
+    assert (report.out / "ssl.md").is_file() and (report.out / "runs.csv") in report.files
+    printed = format_report(report)
+    assert "# Comparison" not in printed and "Final test accuracy" not in printed and "best val" not in printed
+    assert "kNN" in printed
+    # beside a run trained on labels, the comparison holds that run only
+    make_run(tmp_path, "method-ce+seed-0", method="ce", seed=0, overrides=["method=ce", "seed=0"])
+    report = make_report(tmp_path)
+    rows = read_csv(report.out / "comparison.csv")
+    assert [r["method"] for r in rows] == ["ce"], rows
+
+
 def table_rows(md: str) -> dict[str, list[str]]:
     rows = [line.strip("|").split(" | ") for line in md.splitlines() if line.startswith("| ")]
     return {r[0].strip(): [c.strip() for c in r] for r in rows}

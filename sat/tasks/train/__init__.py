@@ -33,6 +33,7 @@ from sat.tasks.train.job import TrainingJob, build_job
 from sat.tasks.train.outputs import print_run_table
 from sat.tasks.train.results import finish, summary
 from sat.tasks.train.resume import check_resumable, cut_logs, fork_history, restore_hydra_record, resume_source
+from sat.tasks.train.trackers import tracker_factory
 
 log = logging.getLogger("sat")
 
@@ -54,7 +55,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         settings = TrainerSettings.from_config(read(cfg, "trainer"))
         seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
         run_settings.objective(cfg)  # checked now, used when the run ends
-        make_tracker = USER_CONFIG.build(cfg.logger, "logger") if cfg.get("logger") is not None else None
+        make_tracker = tracker_factory(cfg)
         source = resume_source(run, resume)
         resumed = load_checkpoint(source) if source is not None else None
         if resumed is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sat.config import validate
@@ -23,6 +23,8 @@ from sat.errors import UserError
 from sat.methods.base import Method
 from sat.tasks.budget import check_memory, method_memory
 from sat.tasks.build import build_model
+from sat.tasks.context import choices
+from sat.tasks.device import resolve_precision
 
 log = logging.getLogger("sat")
 
@@ -64,6 +66,20 @@ def note_cost(model: nn.Module, data: TrainingData, device: torch.device, settin
                     "images (x %d epochs); for a CPU-sized run see experiment=image_folder_cpu (32 px, a small CNN)",
                     type(model[-1] if isinstance(model, nn.Sequential) else model).__name__, h, w,
                     counter.get_total_flops() / 1e9, per_epoch, len(data.train), settings.epochs)
+
+
+CPU_PRESETS = {"image_folder": "experiment=image_folder_cpu"}  # dataset option -> its preset for a CPU
+
+
+def device_preset(cfg: DictConfig, device: torch.device) -> str | None:
+    """The command made for this device, where the run is not one already: on a CPU, an
+    image folder's preset (32 px, a small CNN) instead of the defaults' ResNet-34 at 224 px."""
+    picked = choices()
+    preset = CPU_PRESETS.get(picked.get("dataset", "")) if device.type == "cpu" else None
+    if preset is None or f"experiment={picked.get('experiment')}" == preset:
+        return None
+    root = OmegaConf.select(cfg, "dataset.root", default=None)
+    return f"on a CPU, the preset made for it: python train.py {preset}" + (f" dataset.root={root}" if root else "")
 
 
 def _fused(node: Any, device: torch.device) -> dict[str, Any]:
@@ -112,7 +128,9 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
         heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
                               source.num_classes) if samples else None
     check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
-                 batch_size=settings.batch_size, source=source, method=heads)
+                 batch_size=settings.batch_size, source=source, method=heads,
+                 half_precision=resolve_precision(settings.precision, device) is not None,
+                 preset=device_preset(cfg, device))
     model = new_model()
     # A method with a network of its own (co-teaching's peer) gets the same
     # architecture; the optimizer then trains both.
