@@ -35,6 +35,9 @@ CASES = [
      "output folder {tmp}/a_file is an existing file"),
     ("resume names nothing", "train.py", [*TINY, "resume={tmp}/empty"], "is a folder without checkpoints/last.pt"),
     ("resume path missing", "train.py", [*TINY, "resume={tmp}/nope.pt"], "resume={tmp}/nope.pt does not exist; accepted:"),
+    ("resume: a folder's stored hydra key", "train.py", ["resume={tmp}/copied"],
+     "resume: {tmp}/copied/.hydra/overrides.yaml holds the override '+hydra.callbacks.x._target_=builtins.open', a "
+     "setting of Hydra itself (hydra.*), which a continuation never takes from a run folder"),
     ("evaluate: no checkpoint", "evaluate.py", ["checkpoint={tmp}/nope.pt", "device=cpu"],
      "checkpoint='{tmp}/nope.pt' does not exist"),
     ("evaluate: report option", "evaluate.py", ["checkpoint={tmp}/nope.pt", "report=acuracy"],
@@ -48,6 +51,11 @@ CASES = [
 def test_bad_input_is_exit_2_and_one_line(tmp_path, entry, args, expected):
     (tmp_path / "a_file").write_text("")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "victim.txt").write_text("precious\n")
+    (tmp_path / "copied" / ".hydra").mkdir(parents=True)  # a copied run folder whose overrides open a file for writing
+    (tmp_path / "copied" / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [
+        "+hydra.callbacks.x._target_=builtins.open", f"+hydra.callbacks.x.file={tmp_path / 'victim.txt'}",
+        "+hydra.callbacks.x.mode=w", *TINY]))
     cwd = tmp_path / "cwd"  # where Hydra would put outputs/ for a command without hydra.run.dir
     cwd.mkdir()
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -57,6 +65,7 @@ def test_bad_input_is_exit_2_and_one_line(tmp_path, entry, args, expected):
     if expected.startswith("error: "):
         assert line == expected
     assert list(cwd.iterdir()) == []  # no run folder left, nor the outputs/ folders Hydra made for it
+    assert (tmp_path / "victim.txt").read_text() == "precious\n"
 
 
 def test_a_refused_sweep_job_is_a_line_of_the_sweep_s_log(tmp_path):
