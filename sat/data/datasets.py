@@ -74,6 +74,9 @@ class DataSource:
     num_classes: int
     input_shape: tuple[int, int, int]
     val_size: int
+    # The argument that adds training images without labels (label -1), when it does
+    # (STL-10's ``unlabeled``): only a method that takes them can train on this source.
+    unlabeled_by: str | None = None
 
     def load(self) -> DatasetSplits:
         raise NotImplementedError

@@ -70,6 +70,7 @@ class STL10(DataSource):
     def __init__(self, root: str = "data", unlabeled: bool = True, val_size: int = 0):
         self.root = Path(str(root)).expanduser()
         self.unlabeled = validate.flag("unlabeled", unlabeled)
+        self.unlabeled_by = "unlabeled" if self.unlabeled else None
         self.val_size = validate.number("val_size", val_size, lo=0, integer=True)
         self.name, self.num_classes, self.input_shape = "stl10", 10, SHAPE
 

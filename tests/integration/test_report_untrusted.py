@@ -6,7 +6,6 @@ and a run killed without a word is told from one that is training."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -31,6 +31,7 @@ from sat.tasks.context import plain
 from sat.tasks.train.epochs import fit
 from sat.tasks.train.job import TrainingJob, build_job
 from sat.tasks.train.outputs import print_run_table
+from sat.tasks.train.preflight import check_same_data, data_identity
 from sat.tasks.train.results import finish, summary
 from sat.tasks.train.resume import check_resumable, cut_logs, fork_history, restore_hydra_record, resume_source
 
@@ -61,7 +62,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             check_resumable(cfg, resumed, source)
         if _finished(cfg, run, settings, source, resumed):
             return run.read_summary()
-        job = _begin(build_job(cfg, settings, seed, run, resumed, group), source, resumed, wall_start)
+        built = build_job(cfg, settings, seed, run, resumed, group)
+        if group.enabled:  # every process built its job; then all refuse at once if they read other data
+            group.settle()
+            check_same_data(group.all_values(data_identity(built.data)))
+        job = _begin(built, source, resumed, wall_start)
         group.settle()  # DDP: every process got this far, or all stop now
         job.distribute()
         result = _run(job, make_tracker, resumed)

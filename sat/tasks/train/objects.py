@@ -92,6 +92,19 @@ def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
                             f"before training)") from None
 
 
+def check_unlabeled(source: DataSource, method: Method, noise: Noise) -> None:
+    """A source that adds images without labels (STL-10's ``unlabeled=true``): only a
+    method that reads no training label trains on them, and no label noise is drawn over them."""
+    key = f"dataset.{source.unlabeled_by}"
+    if not method.takes_unlabeled:
+        raise UserError(f"{key}=true adds {source.name} images without labels, which only self-supervised methods "
+                        f"train on (method={type(method).__name__} reads every image's label); accepted: {key}=false, "
+                        "or a self-supervised method (method=ssl_sat, byol, simsiam, simclr)")
+    if noise.rate > 0:
+        raise UserError(f"noise.rate={noise.rate:g} corrupts labels, but {key}=true adds {source.name} images that have "
+                        f"none; accepted: noise.rate=0, or {key}=false")
+
+
 def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device) -> Objects:
     """Every object the config names, so every value is checked before data is read."""
     for group in ("dataset", "noise", "method", "model", "optimizer", "scheduler"):
@@ -101,6 +114,8 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     method = USER_CONFIG.build(cfg.method, "method", "method")
     with validate.argument("method", method):  # its refusals name method.<argument>
         method.schedule(settings.epochs)
+    if source.unlabeled_by:
+        check_unlabeled(source, method, noise)
     augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
 
