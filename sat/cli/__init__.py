@@ -147,6 +147,29 @@ def check_output_dirs(overrides: list[str]) -> None:
             raise UserError(f"output folder {value} {problem}; accepted: a writable folder ({key}=...)")
 
 
+def check_sweep_size(argv: list[str]) -> None:
+    """A sweep's jobs counted from its parsed overrides (the command line's, and sweeps
+    given as ``hydra.sweeper.params.*``) before Hydra makes their list:
+    ``seed=range(0,1e8)`` would end in a MemoryError traceback."""
+    if not {"-m", "--multirun"} & set(argv) or any(a.startswith(("hydra/sweeper=", "hparams_search=")) for a in argv):
+        return  # (another sweeper than the grid: optuna's range() is a search space, not a list of jobs)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from sat.report.grid import MAX_JOBS, grid_size
+
+    lines = [a for a in argv if "=" in a and not a.startswith("-")]
+    lines = [f"{k.partition('hydra.sweeper.params.')[2]}={v}" if k.lstrip("+").startswith("hydra.sweeper.params.")
+             else line for line in lines for k, _, v in [line.partition("=")]]
+    try:
+        size = grid_size(OverridesParser.create().parse_overrides(lines))
+    except HydraException:  # Hydra reports a malformed override itself
+        return
+    if size > MAX_JOBS:
+        raise UserError(f"this sweep makes {size:,} jobs, more than {MAX_JOBS:,}; accepted: a sweep of fewer jobs "
+                        "(a smaller range() or fewer values per swept key)")
+
+
 def bad_input(e: BaseException) -> UserError | None:
     """The one-line error for what went wrong before the task ran: a config Hydra could
     not compose (:func:`sat.config.keys.composition_error`) or a run folder refused while
@@ -172,6 +195,7 @@ def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
         if resumable:
             sys.argv[1:] = expand_resume(sys.argv[1:])
         check_output_dirs(sys.argv[1:])
+        check_sweep_size(sys.argv[1:])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -51,8 +51,8 @@ def check_memory(task: str, *, device: torch.device, build_model: Callable[[], n
         params, per_sample = model_memory(build_model, input_shape)
     except UserError:
         raise
-    except Exception:  # noqa: BLE001  (a model the meta device cannot build: its real build reports any error)
-        return
+    except Exception:  # noqa: BLE001  (a model the meta device cannot build: its real build reports any error,
+        params, per_sample = 0, None  # but only after the data is read: the data is still counted)
     head_params, state = method or (0, 0)
     data = (source.memory_bytes() if source is not None else None) or 0
     parts = {
@@ -64,7 +64,9 @@ def check_memory(task: str, *, device: torch.device, build_model: Callable[[], n
     needed, have = sum(parts.values()), available_bytes(device)
     if needed > have:
         shown = ", ".join(f"{k} {v / GiB:,.1f}" for k, v in parts.items() if v)
+        heads = f", smaller networks of the method ({head_params:,} parameters: its method.*_dim sizes)" \
+            if head_params else ""
         raise UserError(f"{what} needs at least {needed / GiB:,.1f} GiB ({shown} GiB; {params + head_params:,} "
                         f"parameters), more than the {have / GiB:,.1f} GiB of {torch.device(device)}; accepted: a "
-                        "smaller model (model.width, model.depth), trainer.batch_size, or less data "
+                        f"smaller model (model.width, model.depth){heads}, trainer.batch_size, or less data "
                         "(dataset.num_train, dataset.image_size)")

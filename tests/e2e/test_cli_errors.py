@@ -38,6 +38,11 @@ CASES = [
     ("resume: a folder's stored hydra key", "train.py", ["resume={tmp}/copied"],
      "resume: {tmp}/copied/.hydra/overrides.yaml holds the override '+hydra.callbacks.x._target_=builtins.open', a "
      "setting of Hydra itself (hydra.*), which a continuation never takes from a run folder"),
+    ("sweep of 1e8 jobs", "train.py", ["-m", "seed=range(0,1e8)", *TINY],
+     "error: this sweep makes 100,000,000 jobs, more than 100,000; accepted: a sweep of fewer jobs (a smaller range() "
+     "or fewer values per swept key)"),
+    ("evaluate: sweep of 1e8 jobs", "evaluate.py", ["-m", "checkpoint={tmp}/a.pt", "seed=range(0,1e8)"],
+     "this sweep makes 100,000,000 jobs"),
     ("evaluate: no checkpoint", "evaluate.py", ["checkpoint={tmp}/nope.pt", "device=cpu"],
      "checkpoint='{tmp}/nope.pt' does not exist"),
     ("evaluate: report option", "evaluate.py", ["checkpoint={tmp}/nope.pt", "report=acuracy"],

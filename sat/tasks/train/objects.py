@@ -122,9 +122,11 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     def new_model() -> nn.Module:
         return build_model(cfg.model, outputs, source.input_shape)
 
-    samples = getattr(source, "num_train", None)  # the per-sample state's size, where known before reading
+    # the method's heads always count (method.projector_hidden_dim=1e8); its per-sample state
+    # where the number of samples is known before reading
+    samples = getattr(source, "num_train", None)
     heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
-                          source.num_classes) if samples else None
+                          source.num_classes)
     check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
                  batch_size=settings.batch_size, source=source, method=heads)
     model = new_model()
