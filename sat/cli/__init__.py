@@ -28,7 +28,7 @@ from sat.cli import register
 from sat.cli.sweeps import note_swept_keys
 from sat.errors import UserError
 from sat.parallel.identity import is_rank0
-from sat.run.preemption import Preempted
+from sat.run.preemption import Preempted, StoppedAtStart
 
 log = logging.getLogger("sat")
 
@@ -63,6 +63,13 @@ def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_r
     try:
         keys.check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
         return task(cfg)
+    except StoppedAtStart as e:
+        if is_rank0() and _drop_refused(out, UserError(f"stopped by {e.signal} before training began")):
+            log.warning("stopped by %s before training began: nothing was trained, no run folder left; rerun the "
+                        "same command", e.signal)
+        else:
+            _say_how_to_continue(out)
+        raise
     except Preempted:
         _say_how_to_continue(out)
         raise
@@ -92,17 +99,18 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
         raise SystemExit(2) from None
 
 
-def _drop_refused(output_dir: Any, error: UserError) -> None:
-    """A run refused before it started leaves no folder (a sweep job: a line in the sweep's refused.log)."""
+def _drop_refused(output_dir: Any, error: UserError) -> bool:
+    """A run refused before it started leaves no folder (a sweep job: a line in the sweep's
+    refused.log); returns whether it was removed."""
     from hydra.core.hydra_config import HydraConfig
 
     from sat.run.refused import drop_refused_run_folder
 
     if output_dir == "?" or not is_rank0():
-        return
+        return False
     hc = HydraConfig.get() if HydraConfig.initialized() else None
     sweep = str(hc.sweep.dir) if hc is not None and str(hc.mode) == "RunMode.MULTIRUN" else None
-    drop_refused_run_folder(output_dir, str(error), sweep)
+    return drop_refused_run_folder(output_dir, str(error), sweep)
 
 
 def _say_how_to_continue(output_dir: Any) -> None:

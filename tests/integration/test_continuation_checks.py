@@ -6,7 +6,9 @@ killed without a word from one still training."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import signal
 from contextlib import contextmanager
@@ -79,3 +81,36 @@ def test_a_loose_checkpoint_brings_no_other_folders_history(trained, tmp_path):
     (tmp_path / "downloads" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "planted": True}) + "\n")
     sat.train([*TINY, "trainer.num_threads=1", f"resume={loose}"], output_dir=tmp_path / "new")
     assert "planted" not in (tmp_path / "new" / "metrics.jsonl").read_text()
+
+
+# --- item 14: a run killed without a word, told from one still training ------------------------------
+
+
+def test_readers_tell_a_killed_run_from_a_running_one(trained, tmp_path, caplog):
+    """Its summary says running either way; only a live process holds the folder's lock."""
+    from sat.run.folder import RunFolder
+    from sat.tasks.restore import note_run_state
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "running"}))  # as an OOM kill leaves it
+    assert RunFolder(run).status() == "killed"
+    with caplog.at_level("WARNING", logger="sat"):
+        note_run_state(run / "checkpoints" / "last.pt", 2)  # what evaluate.py and attack.py say
+    assert f"of a run that was killed (no process holds its lock); python train.py resume={run} continues it" \
+        in caplog.text
+    lock = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)  # a training process, alive
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        assert RunFolder(run).status() == "running"
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="sat"):
+            note_run_state(run / "checkpoints" / "last.pt", 2)
+        assert "of a run still training" in caplog.text
+    finally:
+        os.close(lock)
+    sat.train([*TINY, "trainer.num_threads=1", f"resume={run}"], output_dir=run)  # the continuation says so
+    assert "was killed while training (its summary says running; no process held its lock)" in \
+        (run / "train.log").read_text()
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"

@@ -143,7 +143,7 @@ def test_an_evaluation_of_an_earlier_epoch_is_never_shown_as_the_final_weights(t
     report = make_report(tmp_path)
     (row,) = read_csv(report.out / "ssl.csv")
     assert row["knn_all_labels_k200_T0.1_pct_mean"] == "70.0"  # the epoch-8 evaluation, not 63.8
-    skipped = (f"Skipped method-byol+seed-0/evaluations/last.knn.2.json: of epoch 2, the run's final weights are of "
+    skipped = ("Skipped method-byol+seed-0/evaluations/last.knn.2.json: of epoch 2, the run's final weights are of "
                "epoch 8: left out (evaluate its last.pt again)")
     assert skipped in (report.out / "ssl.md").read_text().splitlines() and skipped in format_report(report)
 

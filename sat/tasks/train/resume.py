@@ -110,6 +110,9 @@ def resume_source(run: RunFolder, resume: str) -> Path | None:
             log.info("checkpoints: %s", note)
         return last
     path = Path(resume).expanduser()
+    source = RunFolder.of_checkpoint(path)
+    if source is not None and RunFolder(source).status() == "running":
+        log.warning("resume=%s: its run is still training; this continues the checkpoint it holds now", resume)
     if run.last_checkpoint() is not None and path.resolve() != run.last_checkpoint().resolve():
         raise UserError(f"resume={resume} but run folder {run.path} already holds its own checkpoint; accepted: "
                         "resume=auto to continue it, or another run folder for a new run")
