@@ -6,10 +6,12 @@ status 2, one ``error:`` line, no traceback)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -175,3 +177,18 @@ def refused(proc: subprocess.CompletedProcess, *contains: str) -> str:
     for text in contains:
         assert text in line, shown
     return line
+
+
+@contextlib.contextmanager
+def within(seconds: float):
+    """Fail (not hang) when the block takes longer than ``seconds``."""
+    def expired(*_):
+        raise TimeoutError(f"took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -29,6 +29,7 @@ import yaml
 
 from sat.config.schema import TrainConfig
 from sat.errors import UserError
+from sat.run.records import read_record
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the config groups a stored override may choose from
 MAX_OVERRIDES_BYTES = 1 << 20  # a run's overrides.yaml is a few hundred bytes
@@ -50,7 +51,7 @@ def _run_overrides(folder: Path) -> list[str] | None:
         if path.stat().st_size > MAX_OVERRIDES_BYTES:
             raise UserError(f"{path} holds {path.stat().st_size:,} bytes, not a run's overrides; accepted: the "
                             f"overrides.yaml train.py wrote (under {MAX_OVERRIDES_BYTES:,} bytes)")
-        stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+        stored = yaml.safe_load(read_record(path))
     except (OSError, yaml.YAMLError):
         return None
     if not isinstance(stored, list):
@@ -179,8 +180,8 @@ def continue_commands(hydra_cfg: Any, output_dir: str | Path) -> list[str]:
     if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
         sweep_dir = Path(str(hydra_cfg.sweep.dir))
         try:
-            sweep = yaml.safe_load((sweep_dir / "multirun.yaml").read_text(encoding="utf-8"))["hydra"]["overrides"]
-        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            sweep = yaml.safe_load(read_record(sweep_dir / "multirun.yaml"))["hydra"]["overrides"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError, UserError):
             return commands
         hydra_args = [o for o in sweep.get("hydra") or [] if _key(o) not in ("hydra.mode", "hydra.sweep.dir")]
         commands.append(_command(script, ["-m", *map(str, sweep.get("task") or []), *map(str, hydra_args),

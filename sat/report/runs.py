@@ -26,6 +26,7 @@ from sat.config.roles import covers
 from sat.errors import UserError
 from sat.report.settings import SEED_KEYS, disarm, load_stored_config, read_settings
 from sat.run.lock import held
+from sat.run.records import read_record
 
 # A run's status and how the report names it. A summary that says "running" is told
 # apart by the folder's lock: running while a process holds it, killed (without a word:
@@ -197,4 +198,7 @@ def _choices(hydra_file: Path, summary: dict[str, Any]) -> dict[str, str]:
 
 
 def _overrides(path: Path) -> tuple[str, ...]:
-    return tuple(str(o) for o in disarm(OmegaConf.to_container(OmegaConf.load(path)))) if path.is_file() else ()
+    if not path.is_file():
+        return ()
+    stored = OmegaConf.to_container(OmegaConf.create(read_record(path)))
+    return tuple(str(o) for o in disarm(stored)) if isinstance(stored, list) else ()

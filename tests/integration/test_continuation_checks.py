@@ -10,30 +10,13 @@ import fcntl
 import json
 import os
 import shutil
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import TINY, user_error
-from hostile import craft
+from hostile import craft, within
 
 import sat
-
-
-@contextmanager
-def within(seconds: float):
-    """Fail (not hang) when the block takes longer than ``seconds``."""
-    def expired(*_):
-        raise TimeoutError(f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from hostile import within
 from omegaconf import OmegaConf
 from run_folders import make_run
 
@@ -73,3 +74,33 @@ def test_the_report_never_writes_into_a_linked_out_folder(tmp_path):
     (tmp_path / "out").symlink_to(elsewhere)
     assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
     assert list(elsewhere.iterdir()) == []
+
+
+# --- a folder's YAML record: sized and alias-free before any reader copies it ------------------------
+
+
+def _laughs() -> str:
+    """511 bytes of nested aliases: 10**9 values once a reader copies the tree (OmegaConf does)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("record", ["config.yaml", "hydra.yaml", "overrides.yaml"])
+def test_a_billion_laughs_record_is_refused_before_it_is_expanded(tmp_path, record):
+    from sat.report import make_report
+
+    run = make_run(tmp_path / "runs", "seed-0", status="running")
+    (run / ".hydra" / record).write_text(_laughs())
+    with within(20), pytest.raises(UserError, match=rf"{record} uses YAML aliases \(\*name\), which Hydra never"):
+        make_report(tmp_path / "runs")  # before: OmegaConf.load never returned (and took the memory)
+
+
+def test_an_oversized_record_is_refused_unread(tmp_path):
+    from sat.report import make_report
+
+    run = make_run(tmp_path / "runs", "seed-0", status="running")
+    with open(run / ".hydra" / "config.yaml", "ab") as f:
+        f.truncate(64 << 20)  # sparse: nothing on disk
+    with pytest.raises(UserError, match=r"config\.yaml holds 67,108,864 bytes, more than a record Hydra writes"):
+        make_report(tmp_path / "runs")
