@@ -58,7 +58,7 @@ def test_a_billion_laughs_overrides_file_is_refused_without_expanding_it(tmp_pat
     levels = ["- &l0 [x, x, x, x, x, x, x, x, x, x]\n"]
     levels += [f"- &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10)]
     run = _folder(tmp_path, "".join(levels))
-    with pytest.raises(UserError, match="not an override string"):
+    with pytest.raises(UserError, match=r"uses YAML aliases \(\*name\), which Hydra never writes"):
         expand_resume([f"resume={run}"])
 
 
