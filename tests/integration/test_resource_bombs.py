@@ -210,3 +210,27 @@ def test_real_gifs_pass_the_frame_check():
     assert (header.width, header.height, header.frames) == (21, 13, 3)
     with pytest.raises(UserError, match="in each of 3 frames"):
         check_image_header(buffer.getvalue(), "anim.gif", max_pixels=21 * 13 * 3 - 1)
+
+
+# --- own attempts: files torch.load reads whole, a loader's worker count ------------------------------
+
+
+@pytest.mark.parametrize("name", ["checkpoint", "noise file"])
+def test_a_file_larger_than_memory_is_refused_unread(tmp_path, name):
+    from sat.data.noise import NoisePattern
+    from sat.run.budget import available_bytes
+    from sat.run.checkpoint import load_checkpoint
+
+    path = tmp_path / "big.pt"
+    sparse(path, available_bytes() + (1 << 30))  # nothing on disk
+    with pytest.raises(UserError, match=rf"^{name}='.*big\.pt' is [\d,.]+ GiB, more than the [\d,.]+ GiB of memory"):
+        (load_checkpoint if name == "checkpoint" else NoisePattern.load)(path)
+
+
+def test_a_loader_cannot_fork_a_process_per_image():
+    from sat.config.schema import MAX_WORKERS, LoaderSettings
+
+    with pytest.raises(UserError, match=rf"^loader\.num_workers=100000 is out of range; accepted: an integer >= 0 "
+                                        rf"and <= {MAX_WORKERS}"):
+        LoaderSettings.from_config({"num_workers": 100_000})
+    assert LoaderSettings.from_config({"num_workers": MAX_WORKERS}).num_workers == MAX_WORKERS

@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from sat.errors import UserError
+from sat.run.checkpoint import check_fits
 
 UNLABELED = -1  # the label of a training image that has none (STL-10's unlabeled split)
 
@@ -121,6 +123,7 @@ class NoisePattern:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise UserError(f"noise file {path} does not exist; accepted: a noise.pt written by a run")
+        check_fits(Path(path), "noise file")
         try:
             d = torch.load(path, map_location="cpu", weights_only=True)
             pattern = cls(kind=str(d["kind"]), rate=float(d["rate"]), seed=int(d["seed"]), indices=d["indices"],
