@@ -58,16 +58,16 @@ class Estimate:
 
 
 def estimate(task: str, *, build_model: Callable[[], nn.Module], input_shape: Sequence[int], batch_size: int,
-             source: Any = None, method: tuple[int, int] | None = None, half_precision: bool = False) -> Estimate | None:
-    """The memory a ``task`` (``train`` or ``evaluate``) needs at least; None where the
-    model cannot be built on the meta device (its real build then reports any error).
+             source: Any = None, method: tuple[int, int] | None = None, half_precision: bool = False) -> Estimate:
+    """The memory a ``task`` (``train`` or ``evaluate``) needs at least (without the
+    model where it cannot be built on the meta device).
     ``half_precision``: activations under bf16 autocast (counted at half their fp32 size)."""
     try:
         params, per_sample = model_memory(build_model, input_shape, training=task == "train")
     except UserError:
         raise
-    except Exception:  # noqa: BLE001
-        return None
+    except Exception:  # noqa: BLE001  (a model the meta device cannot build: its real build reports any error,
+        params, per_sample = 0, None  # but only after the data is read: the data is still counted)
     head_params, state = method or (0, 0)
     per_sample = (per_sample or 0) // (2 if half_precision else 1)
     parts = {
@@ -90,14 +90,16 @@ def check_memory(task: str, *, device: torch.device, build_model: Callable[[], n
     need = estimate(task, build_model=build_model, input_shape=input_shape, batch_size=batch_size, source=source,
                     method=method, half_precision=half_precision)
     have = available_bytes(device)
-    if need is None or need.total <= have:
+    if need.total <= have:
         return
     shown = ", ".join(f"{k} {v / GiB:,.1f}" for k, v in need.parts.items() if v)
     activations = list(need.parts.values())[-1]
     # The largest batch whose lower bound fits, halved: measured peaks reach up to 2x the bound.
     fits = (have - need.total + activations) // need.activations_per_sample // 2 if need.activations_per_sample else 0
     smaller = [f"trainer.batch_size<={fits}"] if task == "train" and fits >= 1 else []
+    heads = method[0] if method else 0
     smaller += ["a smaller model (model.width, model.depth) or input (dataset.image_size)",
+                f"smaller networks of the method ({heads:,} parameters: its method.*_dim sizes)" if heads else "",
                 "less data (dataset.num_train)" if need.parts["data"] else "", preset or ""]
     raise UserError(f"{what} needs at least {need.total / GiB:,.1f} GiB ({shown} GiB; {need.parameters:,} "
                     f"parameters), more than the {have / GiB:,.1f} GiB of {torch.device(device)}; accepted: "

@@ -8,6 +8,7 @@ the ones the user confirms now, never paths taken from the stored config.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from sat.run.checkpoint import load_checkpoint
 from sat.run.folder import RunFolder
 from sat.tasks.budget import check_memory
 from sat.tasks.build import build_model
+
+log = logging.getLogger("sat")
 
 
 def trusted_packages(cfg: Any) -> list[str]:
@@ -89,6 +92,18 @@ class RestoredRun:
         return method.eval()
 
 
+def note_run_state(checkpoint: Path, epoch: int) -> None:
+    """Say when a checkpoint's run has not finished: still training (its file will
+    change), or killed without a word (its summary says running; no process holds its lock)."""
+    folder = RunFolder.of_checkpoint(checkpoint)
+    status = RunFolder(folder).status() if folder is not None else None
+    if status == "running":
+        log.warning("%s is of epoch %d of a run still training (%s): not its final weights", checkpoint, epoch, folder)
+    elif status == "killed":
+        log.warning("%s is of epoch %d of a run that was killed (no process holds its lock); python train.py "
+                    "resume=%s continues it", checkpoint, epoch, folder)
+
+
 def restore_run(
     checkpoint: str | Path, device: torch.device, data_dir: str | None, trusted_packages: Iterable[str] | None = None,
     data_cache: dict | None = None,
@@ -103,6 +118,7 @@ def restore_run(
     """
     checkpoint = Path(str(checkpoint)).expanduser()
     state = load_checkpoint(checkpoint)
+    note_run_state(checkpoint, int(state["epoch"]))
     config = state["config"]
     if not isinstance(config, dict):
         raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")

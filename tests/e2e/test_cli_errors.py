@@ -41,6 +41,14 @@ CASES = [
      "output folder {tmp}/a_file is an existing file"),
     ("resume names nothing", "train.py", [*TINY, "resume={tmp}/empty"], "is a folder without checkpoints/last.pt"),
     ("resume path missing", "train.py", [*TINY, "resume={tmp}/nope.pt"], "resume={tmp}/nope.pt does not exist; accepted:"),
+    ("resume: a folder's stored hydra key", "train.py", ["resume={tmp}/copied"],
+     "resume: {tmp}/copied/.hydra/overrides.yaml holds the override '+hydra.callbacks.x._target_=builtins.open', a "
+     "setting of Hydra itself (hydra.*), which a continuation never takes from a run folder"),
+    ("sweep of 1e8 jobs", "train.py", ["-m", "seed=range(0,1e8)", *TINY],
+     "error: this sweep makes 100,000,000 jobs, more than 100,000; accepted: a sweep of fewer jobs (a smaller range() "
+     "or fewer values per swept key)"),
+    ("evaluate: sweep of 1e8 jobs", "evaluate.py", ["-m", "checkpoint={tmp}/a.pt", "seed=range(0,1e8)"],
+     "this sweep makes 100,000,000 jobs"),
     ("evaluate: no checkpoint", "evaluate.py", ["checkpoint={tmp}/nope.pt", "device=cpu"],
      "checkpoint='{tmp}/nope.pt' does not exist"),
     ("evaluate: report option", "evaluate.py", ["checkpoint={tmp}/nope.pt", "report=acuracy"],
@@ -68,6 +76,11 @@ def test_bad_input_is_exit_2_and_one_line(tmp_path, case, entry, args, expected)
     (tmp_path / "a_file").write_text("")
     (tmp_path / "empty").mkdir()
     write_class_folders(tmp_path / "folder", per_class=1, test_per_class=1, size=8)
+    (tmp_path / "victim.txt").write_text("precious\n")
+    (tmp_path / "copied" / ".hydra").mkdir(parents=True)  # a copied run folder whose overrides open a file for writing
+    (tmp_path / "copied" / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [
+        "+hydra.callbacks.x._target_=builtins.open", f"+hydra.callbacks.x.file={tmp_path / 'victim.txt'}",
+        "+hydra.callbacks.x.mode=w", *TINY]))
     cwd = tmp_path / "cwd"  # where Hydra would put outputs/ for a command without hydra.run.dir
     cwd.mkdir()
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -85,6 +98,7 @@ def test_bad_input_is_exit_2_and_one_line(tmp_path, case, entry, args, expected)
         assert "more than the" in line and "GiB of cpu" in line and "trainer.batch_size<=" in line
         assert line.endswith(f"python train.py experiment=image_folder_cpu dataset.root={tmp_path}/folder")
     assert list(cwd.iterdir()) == []  # no run folder left, nor the outputs/ folders Hydra made for it
+    assert (tmp_path / "victim.txt").read_text() == "precious\n"
 
 
 def test_a_refused_sweep_job_is_a_line_of_the_sweep_s_log(tmp_path):

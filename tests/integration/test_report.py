@@ -6,7 +6,9 @@ through train.py are in test_report_sweep.py."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -264,19 +266,27 @@ def test_failed_preempted_running_and_silent_runs_are_told_apart(tmp_path):
     make_run(tmp_path, "oom", seed=1, test_acc=[0.5], status="failed",
              error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n  File train.py, line 3")
     make_run(tmp_path, "requeued", seed=2, test_acc=[0.5, 0.6], status="preempted")
-    make_run(tmp_path, "busy", seed=3, test_acc=[0.5], status="running")
+    busy = make_run(tmp_path, "busy", seed=3, test_acc=[0.5], status="running")
+    make_run(tmp_path, "dead", seed=5, test_acc=[0.5, 0.6], status="running")  # OOM-killed: its lock went with it
     make_run(tmp_path, "no_summary", seed=4, test_acc=[], summary=False)
-    report = make_report(tmp_path)
+    lock = os.open(busy / ".lock", os.O_RDWR | os.O_CREAT)  # the training process of "busy", alive
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        report = make_report(tmp_path)
+    finally:
+        os.close(lock)
     printed = format_report(report).splitlines()
-    assert ("runs: 1 finished, 1 failed, 1 preempted (resumable), 1 running (or killed), "
-            "1 no summary.json (stopped before training began)") in printed
+    assert ("runs: 1 finished, 1 failed, 1 preempted (resumable), 1 running, 1 killed (no process holds its lock; "
+            "resumable from its last checkpoint), 1 no summary.json (stopped before training began)") in printed
     assert "  failed: oom: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in printed
     assert "  preempted (resumable): requeued: epoch 2 of 3 logged" in printed
-    assert "  running (or killed): busy: epoch 1 of 3 logged" in printed  # its summary still says epoch 0
+    assert "  running: busy: epoch 1 of 3 logged" in printed  # its summary still says epoch 0
+    assert f"  {STATUS_LABELS['killed']}: dead: epoch 2 of 3 logged" in printed
     assert f"  {STATUS_LABELS['unknown']}: no_summary: epoch 0 of 3 logged" in printed
     rows = {r["run"]: r for r in read_csv(report.out / "runs.csv")}
     assert {k: r["status"] for k, r in rows.items()} == {
-        "done": "finished", "oom": "failed", "requeued": "preempted", "busy": "running", "no_summary": "unknown"}
+        "done": "finished", "oom": "failed", "requeued": "preempted", "busy": "running", "dead": "killed",
+        "no_summary": "unknown"}
     assert rows["oom"]["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert rows["busy"]["test_acc_pct"] == "" and rows["done"]["test_acc_pct"] == "70.0"
     (cmp_row,) = read_csv(report.out / "comparison.csv")  # only the finished run counts

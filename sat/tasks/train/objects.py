@@ -108,6 +108,19 @@ def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
                             f"before training)") from None
 
 
+def check_unlabeled(source: DataSource, method: Method, noise: Noise) -> None:
+    """A source that adds images without labels (STL-10's ``unlabeled=true``): only a
+    method that reads no training label trains on them, and no label noise is drawn over them."""
+    key = f"dataset.{source.unlabeled_by}"
+    if not method.takes_unlabeled:
+        raise UserError(f"{key}=true adds {source.name} images without labels, which only self-supervised methods "
+                        f"train on (method={type(method).__name__} reads every image's label); accepted: {key}=false, "
+                        "or a self-supervised method (method=ssl_sat, byol, simsiam, simclr)")
+    if noise.rate > 0:
+        raise UserError(f"noise.rate={noise.rate:g} corrupts labels, but {key}=true adds {source.name} images that have "
+                        f"none; accepted: noise.rate=0, or {key}=false")
+
+
 def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device) -> Objects:
     """Every object the config names, so every value is checked before data is read."""
     for group in ("dataset", "noise", "method", "model", "optimizer", "scheduler"):
@@ -117,16 +130,20 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     method = USER_CONFIG.build(cfg.method, "method", "method")
     with validate.config_node("method"):  # its refusals name method.<argument>
         method.schedule(settings.epochs)
+    if source.unlabeled_by:
+        check_unlabeled(source, method, noise)
     augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
 
     def new_model() -> nn.Module:
         return build_model(cfg.model, outputs, source.input_shape)
 
-    samples = getattr(source, "num_train", None)  # the per-sample state's size, where known before reading
+    # the method's heads always count (method.projector_hidden_dim=1e8); its per-sample state
+    # where the number of samples is known before reading
+    samples = getattr(source, "num_train", None)
     with validate.config_node("method"):  # its set-up's refusals name method.<argument>
         heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
-                              source.num_classes) if samples else None
+                              source.num_classes)
     check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
                  batch_size=settings.batch_size, source=source, method=heads,
                  half_precision=resolve_precision(settings.precision, device) is not None,
