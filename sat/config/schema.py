@@ -14,6 +14,7 @@ constructors' argument names, checked by :mod:`sat.config.keys`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -100,6 +101,10 @@ class Paths:
 
 
 LOADER_KINDS = ("auto", "device", "stream")
+# Reader processes a streaming loader may start: more than 4 per core only costs memory
+# (loader.num_workers=1e5 would fork 100,000 processes); at least 64, so that a config written
+# on a cluster node still runs on a laptop.
+MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 DECODERS = ("auto", "cpu", "cuda")
 
 
@@ -122,7 +127,7 @@ class LoaderSettings:
         return cls(
             kind=validate.choice("loader.kind", t["kind"], LOADER_KINDS),
             num_workers=workers if workers == "auto" else validate.number("loader.num_workers", workers, lo=0,
-                                                                          integer=True),
+                                                                          hi=MAX_WORKERS, integer=True),
             decode=validate.choice("loader.decode", t["decode"], DECODERS),
             persistent_workers=validate.flag("loader.persistent_workers", t["persistent_workers"]),
             prefetch_factor=validate.positive_int("loader.prefetch_factor", t["prefetch_factor"]),

@@ -30,24 +30,43 @@ def _accepted(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool, 
     return f"{kind} {' and '.join(parts)}".strip()
 
 
+# The largest magnitudes a value may have: a float the float32 computations it feeds can hold
+# (``alpha=1e308`` would draw Beta(inf, inf) and silently turn mixing off), an integer
+# torch's int64 can.
+FLOAT32_MAX = 3.4028234663852886e38
+INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def representable(value: Any) -> bool:
+    """A finite number within float32's range (a Python int: within int64's)."""
+    if isinstance(value, numbers.Integral):
+        return INT64[0] <= int(value) <= INT64[1]
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+
+
 def number(
     name: str, value: Any, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
     hi_open: bool = False, integer: bool = False,
 ) -> Any:
     """``value`` as an int (``integer``) or float inside the given bounds, else a UserError.
 
-    Booleans, strings and NaN are refused: ``epochs=true`` or ``lr=abc`` are typos, not numbers.
+    Booleans, strings and NaN are refused: ``epochs=true`` or ``lr=abc`` are typos, not
+    numbers; so are infinities and magnitudes beyond float32 (an integer: beyond int64).
     """
     accepted = _accepted(lo, hi, lo_open, hi_open, integer)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise UserError(key=name, value=value, problem=f"is not {'an integer' if integer else 'a number'}",
                         accepted=accepted)
+    given = value
     if integer:
         if not float(value).is_integer():
             raise UserError(key=name, value=value, problem="is not an integer", accepted=accepted)
         value = int(value)
     else:
         value = float(value)
+    if not representable(value):
+        limit = "int64 (|n| < 2**63)" if integer else "float32 (finite, |x| <= 3.4e38)"
+        raise UserError(key=name, value=given, problem="is out of range", accepted=f"{accepted} within {limit}")
     below = lo is not None and (value <= lo if lo_open else value < lo)
     above = hi is not None and (value >= hi if hi_open else value > hi)
     if below or above:

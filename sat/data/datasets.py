@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,9 @@ class DataSource:
     num_classes: int
     input_shape: tuple[int, int, int]
     val_size: int
+    # The argument that adds training images without labels (label -1), when it does
+    # (STL-10's ``unlabeled``): only a method that takes them can train on this source.
+    unlabeled_by: str | None = None
 
     def load(self) -> DatasetSplits:
         raise NotImplementedError
@@ -117,13 +121,33 @@ def _numpy_reconstruct() -> Any:
 
 class _BatchUnpickler(pickle.Unpickler):
     """Reads a CIFAR batch (a dict of lists, strings and numpy arrays) and refuses every
-    other object: a pickle naming any other class or function runs nothing."""
+    other object: a pickle naming any other class or function runs nothing. An array it
+    makes holds at most the file's own bytes: numpy's ``_reconstruct`` (or ``ndarray``
+    called directly) allocates whatever shape the file claims, uninitialised, before any
+    data is read (a 650 KB batch claimed 1.47 GB)."""
+
+    def __init__(self, file: Any, *, max_bytes: int, **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self.max_bytes = max_bytes
+
+    def _bounded(self, make: Any) -> Any:
+        def checked(subtype: Any, shape: Any, dtype: Any = float, *args: Any) -> Any:
+            try:
+                dims = (shape,) if isinstance(shape, int) else tuple(shape)
+                claimed = math.prod(int(d) for d in dims) * np.dtype(dtype).itemsize
+            except (TypeError, ValueError, OverflowError):
+                raise pickle.UnpicklingError(f"an array of shape {shape!r}, dtype {dtype!r}") from None
+            if claimed > self.max_bytes or any(int(d) < 0 for d in dims):
+                raise pickle.UnpicklingError(f"an array of {claimed:,} bytes claimed by a file of {self.max_bytes:,}")
+            plain = isinstance(subtype, type) and issubclass(subtype, _BoundedArray)
+            return make(np.ndarray if plain else subtype, shape, dtype, *args)
+        return checked
 
     def find_class(self, module: str, name: str) -> Any:
         allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-            ("numpy", "ndarray"): lambda: np.ndarray,
+            ("numpy.core.multiarray", "_reconstruct"): lambda: self._bounded(_numpy_reconstruct()),
+            ("numpy._core.multiarray", "_reconstruct"): lambda: self._bounded(_numpy_reconstruct()),
+            ("numpy", "ndarray"): lambda: _BoundedArray.bounded_by(self),
             ("numpy", "dtype"): lambda: np.dtype,
             ("_codecs", "encode"): lambda: __import__("codecs").encode,  # bytes, as Python 3 writes protocol 2
         }
@@ -132,10 +156,26 @@ class _BatchUnpickler(pickle.Unpickler):
         return allowed[(module, name)]()
 
 
+class _BoundedArray(np.ndarray):
+    """``numpy.ndarray`` as a CIFAR pickle may name it: the type ``_reconstruct`` is given,
+    and, called directly, an array no larger than the file (see :class:`_BatchUnpickler`)."""
+
+    unpickler: _BatchUnpickler | None = None
+
+    @classmethod
+    def bounded_by(cls, unpickler: _BatchUnpickler) -> type:
+        return type("ndarray", (cls,), {"unpickler": unpickler})
+
+    def __new__(cls, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> Any:
+        assert cls.unpickler is not None
+        return cls.unpickler._bounded(lambda _, *a: np.ndarray(*a))(cls, shape, dtype, *args)
+
+
 def read_batch(path: Path) -> dict[str, Any]:
     """One CIFAR python batch file, keys as strings, without running code from it."""
     try:
-        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), max_bytes=path.stat().st_size,
+                                encoding="latin1").load()
     except Exception as e:
         raise UserError(f"{path} is not a CIFAR batch file ({type(e).__name__}: {e}); replace it with the original "
                         "({key}=true fetches it)", key="download") from None
@@ -187,7 +227,13 @@ class CIFAR(DataSource):
         self.num_classes, self.input_shape = _CIFAR[name]["num_classes"], (3, 32, 32)
 
     def memory_bytes(self) -> int:
-        return images_bytes(60_000, self.input_shape)  # 50,000 training and 10,000 test images, uint8, in both
+        """The batch files' sizes: their pickled pixels are what the arrays hold (a file's
+        array claiming more is refused while it is read), or the images' size before they are there."""
+        spec = _CIFAR[self.name]
+        folder = self.root / spec["folder"]
+        files = sum((folder / f).stat().st_size for f in spec["train"] + spec["test"] if (folder / f).is_file())
+        # without the files (a sweep checked where the data is not), the 60,000 images they hold
+        return files or images_bytes(60_000, self.input_shape)
 
     def load(self) -> DatasetSplits:
         spec = _CIFAR[self.name]

@@ -119,6 +119,8 @@ def prepare(data: DatasetSplits, noise: Noise | None, device: torch.device | str
                                  mean=data.mean, std=data.std, dataset=identity)
     else:
         pattern.check_dataset(identity, "the run's noise.pt")
+    from_file = getattr(noise, "from_file", None)
+    pattern.check_labels(data.num_classes, f"noise.from_file={from_file}" if from_file else "the run's noise.pt")
     new_images, labels = pattern.apply(images, train.labels)
     if new_images is not None and new_images is not images:
         train = train.with_images(new_images)

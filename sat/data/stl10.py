@@ -33,19 +33,30 @@ LAYOUT = ("the binary release: uint8 images of 3x96x96, each channel column-majo
           "(https://cs.stanford.edu/~acoates/stl10/)")
 
 
+# The release's image counts: no file of it holds more (an 11 GB sparse unlabeled_X.bin is not STL-10).
+RELEASE_IMAGES = {"train_X.bin": 5000, "test_X.bin": 8000, UNLABELED: 100_000}
+IMAGE_BYTES = int(np.prod(SHAPE))
+
+
 def read_images(path: Path) -> torch.Tensor:
-    """uint8 (N, 3, 96, 96) images, rows first, from a ``*_X.bin`` file."""
+    """uint8 (N, 3, 96, 96) images, rows first, from a ``*_X.bin`` file (its size checked
+    against the release's before it is read)."""
+    size, most = path.stat().st_size, RELEASE_IMAGES.get(path.name, 100_000)
+    if size % IMAGE_BYTES:
+        raise UserError(f"{path} holds {size} bytes, not a whole number of 3x96x96 images; expected {LAYOUT}")
+    if size > most * IMAGE_BYTES:
+        raise UserError(f"{path} holds {size // IMAGE_BYTES:,} images, more than the release's {most:,}; expected "
+                        f"{LAYOUT}")
     raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size % int(np.prod(SHAPE)):
-        raise UserError(f"{path} holds {raw.size} bytes, not a whole number of 3x96x96 images; expected {LAYOUT}")
     return torch.from_numpy(raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2).copy())
 
 
 def read_labels(path: Path, count: int) -> torch.Tensor:
     """int64 labels 0-9 from a ``*_y.bin`` file of labels 1-10 for ``count`` images."""
+    size = path.stat().st_size  # one byte a label: checked before the file is read
+    if size != count:
+        raise UserError(f"{path} holds {size} labels for {count} images; expected {LAYOUT}")
     raw = np.fromfile(path, dtype=np.uint8).astype(np.int64)
-    if raw.size != count:
-        raise UserError(f"{path} holds {raw.size} labels for {count} images; expected {LAYOUT}")
     if raw.size and (raw.min() < 1 or raw.max() > 10):
         raise UserError(f"{path} has labels outside 1-10 ({raw.min()}-{raw.max()}); expected {LAYOUT}")
     return torch.from_numpy(raw - 1)
@@ -71,12 +82,18 @@ class STL10(DataSource):
     def __init__(self, root: str = "data", unlabeled: bool = True, val_size: int = 0):
         self.root = Path(str(root)).expanduser()
         self.unlabeled = validate.flag("unlabeled", unlabeled)
+        self.unlabeled_by = "unlabeled" if self.unlabeled else None
         self.val_size = validate.number("val_size", val_size, lo=0, integer=True)
         self.name, self.num_classes, self.input_shape = "stl10", 10, SHAPE
 
     def memory_bytes(self) -> int:
-        # the labelled training and test images (5,000 and 8,000) and the 100,000 unlabeled ones, uint8
-        return images_bytes(5_000 + 8_000 + (100_000 if self.unlabeled else 0), self.input_shape)
+        """The image files' sizes, twice (each is read, then transposed into a copy)."""
+        folder = self.root / "stl10_binary"
+        names = ("train_X.bin", "test_X.bin") + ((UNLABELED,) if self.unlabeled else ())
+        files = sum((folder / n).stat().st_size for n in names if (folder / n).is_file())
+        # without the files (a sweep checked where the data is not): the 5,000 labelled training,
+        # 8,000 test and (unlabeled=true) 100,000 unlabeled images they hold
+        return 2 * (files or images_bytes(5_000 + 8_000 + (100_000 if self.unlabeled else 0), self.input_shape))
 
     def load(self) -> DatasetSplits:
         folder = self.root / "stl10_binary"

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sat.config import validate
-from sat.data.image_checks import check_image_header
+from sat.data.image_checks import check_image_header, header_bytes
 from sat.errors import UserError
 
 if TYPE_CHECKING:  # the splits make their loaders from this module: types only
@@ -43,7 +43,7 @@ def decode_rgb(data: torch.Tensor, where: str) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2.functional import to_dtype
 
-    check_image_header(data[:65536].numpy().tobytes(), where, MAX_PIXELS, formats=FORMATS)
+    check_image_header(header_bytes(data.numpy()), where, MAX_PIXELS, formats=FORMATS)
     try:
         image = decode_image(data, mode=ImageReadMode.RGB)
     except RuntimeError as e:
@@ -208,7 +208,7 @@ class FileBatches:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         for data, p in zip(encoded, positions):
-            check_image_header(data[:65536].numpy().tobytes(), self._reader.path(p), MAX_PIXELS, formats=FORMATS)
+            check_image_header(header_bytes(data.numpy()), self._reader.path(p), MAX_PIXELS, formats=FORMATS)
         jpeg = [i for i, data in enumerate(encoded) if data.numel() > 2 and tuple(data[:2].tolist()) == _JPEG_MAGIC]
         decoded: list[torch.Tensor | None] = [None] * len(encoded)
         if jpeg:

@@ -21,6 +21,9 @@ class Method(nn.Module):
 
     # Outputs the model needs beyond one per class (selective classification's "abstain").
     extra_outputs: int = 0
+    # Whether it trains on images without labels (label -1, STL-10's unlabeled split): only
+    # a method that never reads a training label for its loss can.
+    takes_unlabeled: bool = False
     # The global batch this process's batch is part of: per-sample state is updated
     # from ``global_batch.gather(index, ...)`` and batch-level quantities (SAT's weight
     # normalisation) use the whole batch, so that under DDP every process keeps the same

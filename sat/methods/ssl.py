@@ -63,6 +63,7 @@ class SelfSupervised(Method):
     """What the four methods share: the heads, the target branch, the online probe."""
 
     uses_predictor = True
+    takes_unlabeled = True  # the loss reads no label; the online probe leaves label -1 out
 
     def __init__(self, projector_hidden_dim: int = 4096, projector_dim: int = 256, predictor_hidden_dim: int = 4096,
                  target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1):

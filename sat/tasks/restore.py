@@ -8,6 +8,7 @@ the ones the user confirms now, never paths taken from the stored config.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from sat.run.checkpoint import load_checkpoint
 from sat.run.folder import RunFolder
 from sat.tasks.budget import check_memory
 from sat.tasks.build import build_model
+
+log = logging.getLogger("sat")
 
 
 def trusted_packages(cfg: Any) -> list[str]:
@@ -134,6 +137,18 @@ def check_checkpoint(checkpoint: str | Path, device: torch.device, data_dir: str
     return line + (f", memory >= {memory[0] / GiB:,.2f} of {memory[1] / GiB:,.1f} GiB ({device})" if memory else "")
 
 
+def note_run_state(checkpoint: Path, epoch: int) -> None:
+    """Say when a checkpoint's run has not finished: still training (its file will
+    change), or killed without a word (its summary says running; no process holds its lock)."""
+    folder = RunFolder.of_checkpoint(checkpoint)
+    status = RunFolder(folder).status() if folder is not None else None
+    if status == "running":
+        log.warning("%s is of epoch %d of a run still training (%s): not its final weights", checkpoint, epoch, folder)
+    elif status == "killed":
+        log.warning("%s is of epoch %d of a run that was killed (no process holds its lock); python train.py "
+                    "resume=%s continues it", checkpoint, epoch, folder)
+
+
 def restore_run(
     checkpoint: str | Path, device: torch.device, data_dir: str | None, trusted_packages: Iterable[str] | None = None,
     data_cache: dict | None = None,
@@ -148,6 +163,7 @@ def restore_run(
     """
     checkpoint = Path(str(checkpoint)).expanduser()
     state, config, policy, source, outputs, _ = _open(checkpoint, device, data_dir, trusted_packages)
+    note_run_state(checkpoint, int(state["epoch"]))
     noise_file = RunFolder(RunFolder.of_checkpoint(checkpoint, record=False)).noise_file
     key = (repr(config.get("dataset")), str(data_dir), state["noise_sha256"])
     nd = (data_cache or {}).get(key)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from sat.config import trust, validate
 from sat.config.roles import FILE
-from sat.data.noise.pattern import NoisePattern
+from sat.data.noise.pattern import UNLABELED, NoisePattern
 from sat.errors import UserError
 
 
@@ -43,8 +43,14 @@ class Noise:
         n = len(labels)
         if self.from_file is not None:
             return self._replay(n, dataset)
-        if n and (labels.min() < 0 or labels.max() >= num_classes):
+        if n and (labels.min() < UNLABELED or labels.max() >= num_classes):
             raise UserError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, {labels.max()}]")
+        if n and labels.min() == UNLABELED:  # images without labels (STL-10's): nothing to corrupt but at rate 0
+            if self.rate > 0:
+                raise UserError(key="rate", value=self.rate, problem=f"corrupts labels, but {int((labels < 0).sum())} "
+                                "training images have none", accepted="rate=0 for a dataset with unlabeled images")
+            empty = torch.zeros(0, dtype=torch.int64)
+            return NoisePattern(self.kind, self.rate, self.seed, empty, labels.clone(), None, dataset)
         if self.corrupts_images:
             if images is None or images.dim() != 4 or len(images) != n or images.dtype != torch.uint8:
                 got = None if images is None else f"{tuple(images.shape)} {images.dtype}"

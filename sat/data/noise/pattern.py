@@ -7,12 +7,16 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from sat.errors import UserError
+from sat.run.checkpoint import check_fits
+
+UNLABELED = -1  # the label of a training image that has none (STL-10's unlabeled split)
 
 
 def _bytes(t: Tensor | None) -> bytes:
@@ -106,6 +110,13 @@ class NoisePattern:
             raise UserError(f"{source} was drawn for {show(self.dataset)} but this run trains on {show(identity)}; "
                             "accepted: a noise file of the same dataset, split and size", key=key)
 
+    def check_labels(self, num_classes: int, source: str) -> None:
+        """Every label is a class of the dataset (or marks an image without one): a crafted
+        file's label >= num_classes would index past every per-class table."""
+        if self.labels.numel() and int(self.labels.max()) >= num_classes:
+            raise UserError(f"{source} holds label {int(self.labels.max())}, but the dataset has {num_classes} classes; "
+                            f"accepted: a noise file drawn for this dataset (labels 0 to {num_classes - 1})")
+
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` atomically (a crash never leaves a half-written file)."""
         from sat.run.checkpoint import atomic_torch_save  # the project's one atomic writer
@@ -123,6 +134,7 @@ class NoisePattern:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise UserError(f"noise file {path} does not exist; accepted: a noise.pt written by a run")
+        check_fits(Path(path), "noise file")
         try:
             d = torch.load(path, map_location="cpu", weights_only=True)
             pattern = cls(kind=str(d["kind"]), rate=float(d["rate"]), seed=int(d["seed"]), indices=d["indices"],
@@ -147,7 +159,7 @@ class NoisePattern:
         ok = (
             isinstance(self.labels, Tensor) and self.labels.dtype == torch.int64 and self.labels.dim() == 1
             and isinstance(self.indices, Tensor) and self.indices.dtype == torch.int64 and self.indices.dim() == 1
-            and (self.labels.numel() == 0 or int(self.labels.min()) >= 0)
+            and (self.labels.numel() == 0 or int(self.labels.min()) >= UNLABELED)
             and (self.indices.numel() == 0 or (int(self.indices.min()) >= 0
                                               and int(self.indices.max()) < len(self.labels)))
             and (self.images is None or (isinstance(self.images, Tensor) and self.images.dtype == torch.uint8

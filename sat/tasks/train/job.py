@@ -41,6 +41,7 @@ from sat.tasks.train.ddp import (
     has_batchnorm,
 )
 from sat.tasks.train.objects import Objects, build_objects, note_cost
+from sat.tasks.train.preflight import check_smallest_batch
 from sat.tasks.train.warm_start import warm_start
 
 log = logging.getLogger("sat")
@@ -230,6 +231,8 @@ def build_job(cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFol
                         f"{resumed['noise_sha256'][:12]}); use noise.from_file=<the run's noise.pt>")
     _place(objects, data, device, channels_last)
     loader, eval_loaders = make_loaders(data, settings, objects.augment, seed, device, group)
+    check_smallest_batch([("the model", objects.model), *(("the method's heads", net) for net in objects.method.networks())],
+                         len(data.train), settings.batch_size, group.world_size)
     if group.enabled:
         check_last_batch(len(data.train), settings.batch_size, group.world_size)
         if settings.sync_batchnorm:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sat.config import validate
@@ -24,7 +24,8 @@ from sat.errors import UserError
 from sat.methods.base import Method
 from sat.tasks.budget import check_memory, method_memory
 from sat.tasks.build import build_model
-from sat.tasks.context import plain
+from sat.tasks.context import choices, plain
+from sat.tasks.device import resolve_precision
 
 log = logging.getLogger("sat")
 
@@ -69,6 +70,20 @@ def note_cost(model: nn.Module, data: TrainingData, device: torch.device, settin
                     counter.get_total_flops() / 1e9, per_epoch, len(data.train), settings.epochs)
 
 
+CPU_PRESETS = {"image_folder": "experiment=image_folder_cpu"}  # dataset option -> its preset for a CPU
+
+
+def device_preset(cfg: DictConfig, device: torch.device) -> str | None:
+    """The command made for this device, where the run is not one already: on a CPU, an
+    image folder's preset (32 px, a small CNN) instead of the defaults' ResNet-34 at 224 px."""
+    picked = choices()
+    preset = CPU_PRESETS.get(picked.get("dataset", "")) if device.type == "cpu" else None
+    if preset is None or f"experiment={picked.get('experiment')}" == preset:
+        return None
+    root = OmegaConf.select(cfg, "dataset.root", default=None)
+    return f"on a CPU, the preset made for it: python train.py {preset}" + (f" dataset.root={root}" if root else "")
+
+
 def _fused(node: Any, device: torch.device) -> dict[str, Any]:
     """On CUDA, PyTorch's fused SGD/Adam/AdamW step (one kernel for all parameters: about
     15% more images/s for ResNet-34 on an H100) unless the config chooses itself."""
@@ -104,6 +119,19 @@ def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int, key: str | No
         _STEPPED.add(key)
 
 
+def check_unlabeled(source: DataSource, method: Method, noise: Noise) -> None:
+    """A source that adds images without labels (STL-10's ``unlabeled=true``): only a
+    method that reads no training label trains on them, and no label noise is drawn over them."""
+    key = f"dataset.{source.unlabeled_by}"
+    if not method.takes_unlabeled:
+        raise UserError(f"{key}=true adds {source.name} images without labels, which only self-supervised methods "
+                        f"train on (method={type(method).__name__} reads every image's label); accepted: {key}=false, "
+                        "or a self-supervised method (method=ssl_sat, byol, simsiam, simclr)")
+    if noise.rate > 0:
+        raise UserError(f"noise.rate={noise.rate:g} corrupts labels, but {key}=true adds {source.name} images that have "
+                        f"none; accepted: noise.rate=0, or {key}=false")
+
+
 def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device, meta: bool = False) -> Objects:
     """Every object the config names, so every value is checked before data is read.
     ``meta``: the networks (and the optimizer over them) on the meta device, nothing
@@ -115,19 +143,24 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     method = USER_CONFIG.build(cfg.method, "method", "method")
     with validate.config_node("method"):  # its refusals name method.<argument>
         method.schedule(settings.epochs)
+    if source.unlabeled_by:
+        check_unlabeled(source, method, noise)
     augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
 
     def new_model() -> nn.Module:
         return build_model(cfg.model, outputs, source.input_shape)
 
-    samples = getattr(source, "num_train", None)  # the per-sample state's size, where known before reading
+    # the method's heads always count (method.projector_hidden_dim=1e8); its per-sample state
+    # where the number of samples is known before reading
+    samples = getattr(source, "num_train", None)
     with validate.config_node("method"):  # its set-up's refusals name method.<argument>
         heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
-                              source.num_classes) if samples else None
+                              source.num_classes)
     memory = check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
                           batch_size=settings.batch_size, source=source, method=heads,
-                          model_key=repr((plain(cfg.model), outputs)))
+                          half_precision=resolve_precision(settings.precision, device) is not None,
+                          preset=device_preset(cfg, device), model_key=repr((plain(cfg.model), outputs)))
     with torch.device("meta") if meta else contextlib.nullcontext():
         model = new_model()
         # A method with a network of its own (co-teaching's peer) gets the same

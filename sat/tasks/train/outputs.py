@@ -121,8 +121,9 @@ def print_run_table(s: dict[str, Any]) -> None:
     ]
     if "sat/label_recovery" in f:
         rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
-    pointer = tracker_pointer((s.get("choices") or {}).get("logger"), s["output_dir"])
-    rows += [("run folder", s["output_dir"]), *([pointer] if pointer else [])]
+    loggers = s.get("loggers", [(s.get("choices") or {}).get("logger")])  # (a summary from before "loggers")
+    pointers = [p for p in (tracker_pointer(name, s["output_dir"]) for name in loggers) if p is not None]
+    rows += [("run folder", s["output_dir"]), *pointers]
     width = max(len(k) for k, _ in rows)
     job = current_sweep_job().strip()  # in a sweep every line says which job it is
     lines = ["=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]

@@ -10,6 +10,7 @@ from sat.run.loggers import RunLogger
 from sat.tasks.context import choices, packages_used
 from sat.tasks.train.job import TrainingJob
 from sat.tasks.train.outputs import RunPage, hparams_of, results_of, write_soft_labels
+from sat.tasks.train.trackers import selected
 
 
 def summary(job: TrainingJob) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def summary(job: TrainingJob) -> dict[str, Any]:
         "noise": job.data.noise_summary(), "final": job.metrics, "at_best_val": job.at_best_val,
         "loader": job.data.loader_kind,
         "distributed": job.group.describe() | {"sync_batchnorm": job.settings.sync_batchnorm},
-        "init_from": job.init_from,
+        "init_from": job.init_from, "loggers": list(selected(job.cfg)),
     }
 
 
