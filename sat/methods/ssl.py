@@ -32,6 +32,7 @@ from torch import nn
 
 from sat.config import validate
 from sat.config.trust import trusted
+from sat.data.views import two_views
 from sat.errors import UserError
 from sat.methods.base import Method
 from sat.ssl import backbone
@@ -43,13 +44,6 @@ from sat.ssl.knn import check_knn, knn_accuracy
 from sat.ssl.losses import check_temperature, cosine_loss, negative_cosine, nt_xent
 
 TARGET_NETWORKS = ("ema", "online")
-
-
-def two_views(x) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(x, (tuple, list)) and len(x) == 2):
-        raise UserError("self-supervised methods train on two views per image; accepted: an augment that returns "
-                        "them, augment=ssl_cifar|ssl_stl10|ssl_digits")
-    return x[0], x[1]
 
 
 def probe_loss_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -112,7 +106,7 @@ class SelfSupervised(Method):
     def forward(self, model, x, y, index, epoch):
         if self.projector is None:
             raise RuntimeError("attach_model() must be called before training")
-        views = two_views(x)
+        views = two_views(x, "a self-supervised method")
         feats = [backbone.features(model, v) for v in views]
         z = [self.projector(f) for f in feats]
         ssl = self.ssl_loss(model, views, z, index, epoch)

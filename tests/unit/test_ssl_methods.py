@@ -138,7 +138,7 @@ def test_refusals_one_line():
         _method(SelfSupervisedSAT, target_network="both")
     with pytest.raises(UserError, match="^temperature=0.0 is out of range"):
         SimCLR(temperature=0.0)
-    with pytest.raises(UserError, match="train on two views per image"):
+    with pytest.raises(UserError, match="trains on two views per image"):
         model, method = _build(), _method(BYOL)
         method.attach_model(_build)
         method(model, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), torch.arange(4), 0)
