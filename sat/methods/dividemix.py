@@ -42,7 +42,6 @@ from torch import nn
 from sat.config import validate
 from sat.config.trust import trusted
 from sat.data.views import two_views
-from sat.errors import UserError
 from sat.methods.base import PeerMethod
 from sat.methods.mixup import draw_lambda, mix, refuse_distributed
 from sat.parallel.batch import GlobalBatch
@@ -128,10 +127,10 @@ class DivideMix(PeerMethod):
         self.labels, self.num_classes = labels, num_classes
         self.clean_prob = torch.ones(2, len(labels), device=labels.device)
 
-    def schedule(self, epochs: int) -> None:
-        if self.warmup_epochs >= epochs:
-            raise UserError(f"method.warmup_epochs={self.warmup_epochs} but the run has {epochs} epochs, so DivideMix "
-                            "would never divide the data; accepted: warmup_epochs < trainer.epochs")
+    later_phase = "DivideMix's co-divide and MixMatch"
+
+    def phase_starts(self) -> dict[str, int]:
+        return {"warmup_epochs": self.warmup_epochs}
 
     # --- co-divide ----------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ from torch import nn
 from sat.config import validate
 from sat.config.trust import trusted
 from sat.data.views import two_views
-from sat.errors import UserError
 from sat.methods.base import Method
 from sat.ssl import backbone
 from sat.ssl.bank import TargetBank
@@ -59,8 +58,12 @@ class SelfSupervised(Method):
     uses_predictor = True
 
     def __init__(self, projector_hidden_dim: int = 4096, projector_dim: int = 256, predictor_hidden_dim: int = 4096,
-                 target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1):
+                 target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1,
+                 probe_lr: float | None = 0.1, probe_weight_decay: float = 0.0):
         super().__init__()
+        # the online probe's own optimizer settings (solo-learn: classifier_lr, no weight decay); lr null: the optimizer's
+        self.probe_lr = None if probe_lr is None else validate.number("probe_lr", probe_lr, lo=0.0, lo_open=True)
+        self.probe_weight_decay = validate.number("probe_weight_decay", probe_weight_decay, lo=0.0)
         self.knn_k, self.knn_temperature = check_knn(knn_k, knn_temperature, ("knn_k", "knn_temperature"))
         self.num_classes = 0
         self.projector_hidden_dim = validate.positive_int("projector_hidden_dim", projector_hidden_dim)
@@ -94,6 +97,14 @@ class SelfSupervised(Method):
 
     def networks(self) -> list[nn.Module]:
         return [m for m in (self.projector, self.predictor) if m is not None]
+
+    def parameter_groups(self, model: nn.Module) -> list[dict]:
+        """The online linear probe (the model's classifier) trains with its own learning
+        rate and weight decay, as solo-learn's classifier (``classifier_lr``, no weight
+        decay): the accuracy it reports does not depend on the backbone's settings."""
+        probe = {"params": list(backbone.classifier(model).parameters()), "weight_decay": self.probe_weight_decay,
+                 "name": "probe"}
+        return [probe if self.probe_lr is None else {**probe, "lr": self.probe_lr}]
 
     def schedule(self, epochs: int) -> None:
         self.epochs = epochs
@@ -168,7 +179,8 @@ class SelfSupervised(Method):
         return out
 
     def hparams(self):
-        return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature,
+        return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature, "probe_lr": self.probe_lr,
+                "probe_weight_decay": self.probe_weight_decay,
                 "projector_hidden_dim": self.projector_hidden_dim, "projector_dim": self.projector_dim,
                 "predictor_hidden_dim": self.predictor_hidden_dim, "target_network": self.target_network,
                 "base_tau": self.base_tau}
@@ -236,12 +248,10 @@ class SelfSupervisedSAT(SelfSupervised):
         self.alpha, self.init = self.bank.alpha, self.bank.init
         self.start_epoch = validate.number("start_epoch", start_epoch, lo=0, integer=True)
 
-    def schedule(self, epochs: int) -> None:
-        super().schedule(epochs)
-        if self.start_epoch >= epochs:
-            raise UserError(f"start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so the "
-                            f"per-image targets would never start; accepted: start_epoch < {epochs} "
-                            "(or more trainer.epochs)")
+    later_phase = "the per-image targets"
+
+    def phase_starts(self) -> dict[str, int]:
+        return {"start_epoch": self.start_epoch}
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         super().setup(labels, num_classes)

@@ -136,7 +136,7 @@ def test_library_checks_name_the_argument_only():
         SelfAdaptiveTraining(alpha=1.5)
     method = TRADES(natural=SelfAdaptiveTraining(start_epoch=70))
     with pytest.raises(UserError, match=r"^natural.start_epoch=70 >= trainer.epochs=3"):
-        method.schedule(3)
+        method.plan(3)
 
 
 def test_within_prefixes_only_the_object_s_own_arguments():

@@ -184,8 +184,9 @@ def test_bad_values_are_one_line_errors():
         DivideMix(lambda_u=-1)
     with pytest.raises(UserError, match="p_threshold"):
         DivideMix(p_threshold=1.5)
-    with pytest.raises(UserError, match="never divide"):
-        DivideMix(warmup_epochs=10).schedule(10)
+    with pytest.raises(UserError, match="^warmup_epochs=10 >= trainer.epochs=10, so DivideMix's co-divide and "
+                                       "MixMatch would never start"):
+        DivideMix(warmup_epochs=10).plan(10)
 
     class TwoProcesses:
         world_size = 2

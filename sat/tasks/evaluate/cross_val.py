@@ -78,7 +78,7 @@ def train_fold(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, 
     """A fresh model trained with a fresh method on ``images`` (uint8, on the device)."""
     torch.manual_seed(seed)
     model, method = build_model().to(images.device), build_method()
-    method.schedule(epochs)
+    method.plan(epochs)
     method.attach_model(build_model)
     method.setup(labels, num_classes)
     method.to(images.device)
