@@ -144,8 +144,19 @@ class Method(nn.Module):
         return None
 
     def hparams(self) -> dict[str, float | int | str | bool]:
-        """The values this method actually uses (after any derivation), for logging."""
+        """The values this method actually uses (after any derivation), for logging: the
+        run's TensorBoard hparams, ``summary.json``'s ``method`` and the end-of-run table."""
         return {}
+
+    def headline(self) -> dict[str, str]:
+        """The metrics this method is judged by, ``{metric: label}``, each a fraction (shown
+        in %): the end-of-run table's rows and ``summary.json``'s ``headline``. Default:
+        the test accuracy and, for a method with soft labels, the share of wrong labels
+        they recover (where the true labels are known)."""
+        out = {"test/acc": "test acc"}
+        if self.soft_labels() is not None:
+            out["sat/label_recovery"] = "label recovery"
+        return out
 
 
 trust.kind_base("method", Method)

@@ -178,6 +178,11 @@ class SelfSupervised(Method):
             out[f"repr/{name}_rank"] = effective_rank(emb)
         return out
 
+    def headline(self) -> dict[str, str]:
+        """The representation's kNN accuracy (what solo-learn and lightly report), not the
+        online probe's, which is a monitor."""
+        return {"test/knn_acc": "kNN test acc"}
+
     def hparams(self):
         return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature, "probe_lr": self.probe_lr,
                 "probe_weight_decay": self.probe_weight_decay,
