@@ -57,10 +57,12 @@ def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_r
     first with ``log_refusal``: a sweep's job log keeps it), any other failure is logged
     with its traceback, a preempted run says how to continue it, and the run's output
     folder is always named, so a failed job of a sweep can be found."""
+    from sat.cli.method_keys import note_ignored_keys
     from sat.config import keys
 
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
+        note_ignored_keys()
         keys.check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
         return task(cfg)
     except Preempted:
