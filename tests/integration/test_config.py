@@ -119,6 +119,14 @@ def test_sweep_subdir_is_pasteable_and_leaves_out_settings_that_change_nothing(c
     assert OmegaConf.select(alone, "hydra.sweep.subdir") == "seed-1"
 
 
+def test_no_two_config_files_are_the_same():
+    """A file that would repeat another points at it (``defaults: [its twin]``)."""
+    files: dict[bytes, list[str]] = {}
+    for path in sorted(CONF.rglob("*.yaml")):
+        files.setdefault(path.read_bytes(), []).append(str(path.relative_to(CONF)))
+    assert [paths for paths in files.values() if len(paths) > 1] == []
+
+
 def test_every_target_a_checkpoint_may_name_is_registered():
     """evaluate/attack rebuild only registered classes: each sat config option must be one."""
     from sat.config.trust import project_targets
