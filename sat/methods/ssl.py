@@ -59,11 +59,12 @@ class SelfSupervised(Method):
 
     def __init__(self, projector_hidden_dim: int = 4096, projector_dim: int = 256, predictor_hidden_dim: int = 4096,
                  target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1,
-                 probe_lr: float | None = 0.1, probe_weight_decay: float = 0.0):
+                 probe_lr: float | None = 0.1, probe_weight_decay: float | None = 0.0):
         super().__init__()
-        # the online probe's own optimizer settings (solo-learn: classifier_lr, no weight decay); lr null: the optimizer's
+        # the online probe's own optimizer settings (solo-learn: classifier_lr, no weight decay); null: the optimizer's
         self.probe_lr = None if probe_lr is None else validate.number("probe_lr", probe_lr, lo=0.0, lo_open=True)
-        self.probe_weight_decay = validate.number("probe_weight_decay", probe_weight_decay, lo=0.0)
+        self.probe_weight_decay = None if probe_weight_decay is None else \
+            validate.number("probe_weight_decay", probe_weight_decay, lo=0.0)
         self.knn_k, self.knn_temperature = check_knn(knn_k, knn_temperature, ("knn_k", "knn_temperature"))
         self.num_classes = 0
         self.projector_hidden_dim = validate.positive_int("projector_hidden_dim", projector_hidden_dim)
@@ -102,9 +103,10 @@ class SelfSupervised(Method):
         """The online linear probe (the model's classifier) trains with its own learning
         rate and weight decay, as solo-learn's classifier (``classifier_lr``, no weight
         decay): the accuracy it reports does not depend on the backbone's settings."""
-        probe = {"params": list(backbone.classifier(model).parameters()), "weight_decay": self.probe_weight_decay,
-                 "name": "probe"}
-        return [probe if self.probe_lr is None else {**probe, "lr": self.probe_lr}]
+        own = {k: v for k, v in (("lr", self.probe_lr), ("weight_decay", self.probe_weight_decay)) if v is not None}
+        if not own:  # both null: the optimizer's settings, one group (how runs before probe_lr trained)
+            return []
+        return [{"params": list(backbone.classifier(model).parameters()), "name": "probe", **own}]
 
     def schedule(self, epochs: int) -> None:
         self.epochs = epochs

@@ -43,6 +43,9 @@ def test_the_online_probe_trains_with_its_own_lr_and_no_weight_decay(compose_cfg
     assert probe["lr"] / 0.2 == pytest.approx(rest["lr"] / 0.06)
     same = _build(compose_cfg, "method=byol", "augment=ssl_cifar", "optimizer.lr=0.06", "method.probe_lr=null")
     assert same.optimizer.param_groups[1]["lr"] == 0.06  # null: the optimizer's
+    # both null: one group, as the runs before probe_lr trained (their checkpoints continue with these two values)
+    old = _build(compose_cfg, "method=byol", "augment=ssl_cifar", "method.probe_lr=null", "method.probe_weight_decay=null")
+    assert len(old.optimizer.param_groups) == 1
 
 
 def test_norm_and_bias_weight_decay_as_torchvision(compose_cfg):
