@@ -18,8 +18,9 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-# The methods whose behaviour changes at an epoch. Each declares it (the test below fails
-# for a method that changes without saying so, or says so without changing).
+# sat's methods whose behaviour changes at an epoch: each must keep declaring it, and its loss
+# must change at the declared start. (A new method that declares phases is covered by the
+# first test without being listed here.)
 DELAYED = {"sat", "sat_sce", "trades_sat", "sat_selective", "gambler", "forward", "backward", "dividemix", "ssl_sat"}
 
 
@@ -35,7 +36,7 @@ def test_debug_fast_reaches_every_later_phase_under_every_experiment(compose_cfg
         m = instantiate(cfg.method)
         m.plan(settings.epochs, settings.phases_by)
         starts = m.phase_starts()
-        assert bool(starts) == (method in DELAYED), (experiment, method, starts)
+        assert starts or method not in DELAYED, (experiment, method, "declares no phase")
         for key, start in starts.items():
             assert start <= settings.phases_by == 1 < settings.epochs, (experiment, method, key, start)
             assert key.split(".")[0] in argument_names(type(m)), (method, key)
