@@ -33,7 +33,9 @@ AUTOMATIC = {
     "auto_start": "how `method.start_epoch=auto` decides: `auto_start@method.auto_start=<option>`",
 }
 HYDRA_OWN = {"hydra/launcher": "Hydra's own options too: `basic` (the default: one job after the other) and "
-                               "`joblib` (the joblib plugin's config as it ships)"}
+                               "`joblib` (the joblib plugin's config as it ships)",
+             "hydra/sweeper": "`sat` is the default (`train.yaml`); Hydra's own `basic` too, and any sweeper plugin "
+                              "installed (`hydra/sweeper=optuna`)"}
 
 
 def description(path: Path) -> str:

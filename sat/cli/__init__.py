@@ -59,10 +59,12 @@ def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_r
     with its traceback, a preempted run says how to continue it, and the run's output
     folder is always named, so a failed job of a sweep can be found. Without
     ``importing``, constructors' arguments are read from their source files (no torch)."""
+    from sat.cli.method_keys import note_ignored_keys
     from sat.config import keys
 
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
+        note_ignored_keys()
         keys.check_keys(cfg, importing)  # keys added with +, which Hydra accepts whatever they are
         return task(cfg)
     except StoppedAtStart as e:

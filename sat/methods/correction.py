@@ -99,11 +99,13 @@ class LossCorrection(Method):
         start = self.given if self.given is not None else torch.eye(num_classes, dtype=torch.float64)
         self.transition = start.to(labels.device)
 
-    def schedule(self, epochs: int) -> None:
-        if self.given is None and self.estimate_epoch >= epochs:
-            raise UserError(key="estimate_epoch", value=self.estimate_epoch,
-                            problem=f">= trainer.epochs={epochs}, so the {self.kind} correction would never start",
-                            accepted=f"{{key}} < {epochs} (or more trainer.epochs), or a given {{.transition}}")
+    @property
+    def later_phase(self) -> str:
+        return f"the {self.kind} correction"
+
+    def phase_starts(self) -> dict[str, int]:
+        """T estimated at ``estimate_epoch`` (a given T corrects from the first step)."""
+        return {} if self.given is not None else {"estimate_epoch": self.estimate_epoch}
 
     def corrected(self, epoch: int) -> bool:
         return self.given is not None or epoch >= self.estimate_epoch

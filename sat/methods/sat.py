@@ -86,18 +86,14 @@ class SelfAdaptiveTraining(Method):
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
         self.changes: PredictionChanges | None = None  # for auto_start on prediction changes
 
+    later_phase = "SAT"  # "..., so SAT would never start"
+
     def schedule(self, epochs: int) -> None:
-        """Cap a width-scaled start at ``max_start_fraction`` of the run; refuse a run in
-        which the soft targets would never start (SAT would silently be plain CE). Under
+        """Cap a width-scaled start at ``max_start_fraction`` of the run. Under
         ``start_epoch=auto`` the detector decides by half the run at the latest."""
         if self.auto_start is not None:
-            latest = self.auto_start.max_epoch
-            if latest is None:
+            if self.auto_start.max_epoch is None:
                 self.auto_start.max_epoch = max(1, epochs // 2)
-            elif latest >= epochs:
-                raise UserError(key="auto_start.max_epoch", value=latest,
-                                problem=f">= trainer.epochs={epochs}, so SAT might never start",
-                                accepted=f"{{key}} < {epochs} (null: half the run)")
             return
         if self.max_start_fraction is not None:
             cap = int(self.max_start_fraction * epochs)
@@ -105,20 +101,31 @@ class SelfAdaptiveTraining(Method):
                 log.info("%s: start epoch %d capped at %d (max_start_fraction %g of %d epochs)", type(self).__name__,
                          self.scaled_start_epoch, cap, self.max_start_fraction, epochs)
             self.start_epoch = min(self.scaled_start_epoch, cap)
-        if self.start_epoch < epochs:
-            return
-        if self.width_scaling and self.start_epoch != self.base_start_epoch:
+
+    def phase_starts(self) -> dict[str, int]:
+        """The soft targets' start; under ``start_epoch=auto``, until the detector has
+        decided, the latest it may decide (``auto_start.max_epoch``)."""
+        if self.start_epoch is None:
+            latest = self.auto_start.max_epoch if self.auto_start is not None else None
+            return {} if latest is None else {"auto_start.max_epoch": latest}
+        return {"start_epoch": self.start_epoch}
+
+    def phase_never_starts(self, key: str, start: int, epochs: int) -> UserError:
+        """SAT would silently be plain CE: refused, with what works (under width scaling,
+        the largest start_epoch and the cap)."""
+        if key == "auto_start.max_epoch":
+            return UserError(key=key, value=start, problem=f">= trainer.epochs={epochs}, so SAT might never start",
+                             accepted=f"{{key}} < {epochs} (null: half the run)")
+        if self.width_scaling and start != self.base_start_epoch:
             # int(E * ref / w) < epochs  <=>  E < epochs * w / ref
             largest = math.ceil(epochs * self.width / self.reference_width) - 1
-            raise UserError(
+            return UserError(
                 key="start_epoch", value=self.base_start_epoch,
-                problem=f"becomes {self.start_epoch} by width scaling ({{.width}} {self.width}, {{.reference_width}} "
+                problem=f"becomes {start} by width scaling ({{.width}} {self.width}, {{.reference_width}} "
                         f"{self.reference_width}) >= trainer.epochs={epochs}, so SAT would never start",
-                accepted=f"trainer.epochs > {self.start_epoch}, {{key}} <= {largest}, or {{.max_start_fraction}}=0.5 "
+                accepted=f"trainer.epochs > {start}, {{key}} <= {largest}, or {{.max_start_fraction}}=0.5 "
                          f"(starts at epoch {int(0.5 * epochs)})")
-        raise UserError(key="start_epoch", value=self.start_epoch,
-                        problem=f">= trainer.epochs={epochs}, so SAT would never start",
-                        accepted=f"{{key}} < {epochs} (or more trainer.epochs)")
+        return super().phase_never_starts(key, start, epochs)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.targets = F.one_hot(labels.long(), num_classes).float()

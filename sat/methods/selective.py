@@ -97,17 +97,10 @@ class _AbstainingMethod(Method):
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.num_classes = int(num_classes)
 
-    def schedule(self, epochs: int) -> None:
-        if self.pretrain >= epochs:
-            raise UserError(key="pretrain", value=self.pretrain,
-                            problem=f">= trainer.epochs={epochs}, so the abstention loss would never train",
-                            accepted=f"{{key}} < {epochs}")
+    later_phase = "the abstention loss"
 
-    @property
-    def start_epoch(self) -> int:
-        """The first epoch of the abstention loss (the generic name training code checks
-        against the run's epochs: a run that never leaves the warm-up is refused there)."""
-        return self.pretrain
+    def phase_starts(self) -> dict[str, int]:
+        return {"pretrain": self.pretrain}
 
     def abstain_loss(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -60,6 +60,13 @@ class TRADES(Method):
         with validate.argument("natural"):  # natural's refusals name natural.<its argument>
             self.natural.schedule(epochs)
 
+    def phase_starts(self) -> dict[str, int]:
+        return {f"natural.{key}": start for key, start in self.natural.phase_starts().items()}
+
+    def phase_never_starts(self, key: str, start: int, epochs: int) -> UserError:
+        return validate.within(self.natural.phase_never_starts(key.removeprefix("natural."), start, epochs),
+                               "natural", validate.argument_names(type(self.natural)))
+
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         with validate.argument("natural"):
             return self.natural.end_epoch(epoch, metrics)

@@ -33,6 +33,9 @@ CASES = [
     ("unknown group option", "train.py", ["experiment=quickstrat"],
      "experiment=quickstrat is not an option; did you mean experiment=quickstart?"),
     ("added key nothing takes", "train.py", [*TINY, "+method.alfa=1"], "method.alfa is not a key of method"),
+    ("a sweep's method key no method takes", "train.py",
+     ["-m", "experiment=quickstart", "method=ce,sat", "method.alfa=0.95", "hydra.sweep.dir={tmp}/sweep"],
+     "error: method.alfa is not a key of method; did you mean method.alpha?"),
     ("malformed override", "train.py", [*TINY, "trainer.epochs=[1"], "cannot parse the override"),
     # The README's folder command on a CPU: ResNet-34 at 224 px, batch 256 (issue 29: killed at 20 GB before)
     ("memory: a folder on a CPU", "train.py", ["dataset=image_folder", "dataset.root={tmp}/folder", "device=cpu"],

@@ -147,7 +147,7 @@ def test_library_checks_name_the_argument_only():
         SelfAdaptiveTraining(alpha=1.5)
     method = TRADES(natural=SelfAdaptiveTraining(start_epoch=70))
     with pytest.raises(UserError, match=r"^natural.start_epoch=70 >= trainer.epochs=3"):
-        method.schedule(3)
+        method.plan(3)
 
 
 def test_a_structured_refusal_is_named_by_its_path_and_a_free_form_one_is_left_as_it_is():

@@ -79,7 +79,7 @@ def train_fold(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, 
     torch.manual_seed(seed)
     model, method = build_model().to(images.device), build_method()
     with validate.config_node("method"):  # the run's method: its refusals name method.<argument>
-        method.schedule(epochs)
+        method.plan(epochs)
         method.attach_model(build_model)
         method.setup(labels, num_classes)
     method.to(images.device)

@@ -120,7 +120,8 @@ def one_epoch(job: TrainingJob, logger: RunLogger, preemption: Preemption) -> No
     job.epoch = done = epoch + 1
     is_best = "val/acc" in metrics and (job.at_best_val is None or metrics["val/acc"] > job.at_best_val["val/acc"])
     if is_best:
-        job.at_best_val = {"epoch": done, "val/acc": metrics["val/acc"], "test/acc": metrics.get("test/acc")}
+        job.at_best_val = {"epoch": done, "val/acc": metrics["val/acc"], "test/acc": metrics.get("test/acc"),
+                           **{k: metrics[k] for k in job.method.headline() if k in metrics}}
     job.metrics = metrics
     ckpt_tic = time.perf_counter()
     save(job, checkpoint_names(done, is_best, s.checkpoint_every, s.checkpoint_from))

@@ -132,6 +132,44 @@ def check_unlabeled(source: DataSource, method: Method, noise: Noise) -> None:
                         f"none; accepted: noise.rate=0, or {key}=false")
 
 
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
+               nn.LocalResponseNorm)  # torchvision's reference scripts' list (utils.set_weight_decay)
+
+
+def parameter_groups(model: nn.Module, method: Method, norm_weight_decay: float | None = None,
+                     bias_weight_decay: float | None = None) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: first every parameter of the model and the
+    method's networks with the optimizer's settings, then the method's own groups
+    (:meth:`Method.parameter_groups`: the SSL probe's lr and weight decay), then, where
+    set, biases (``bias_weight_decay``) and normalisation layers' parameters
+    (``norm_weight_decay``) in groups of their own, as torchvision's ``set_weight_decay``
+    (a bias of a norm layer counts as a bias). Without any of these: one group, as before."""
+    own = [dict(group, params=list(group["params"])) for group in method.parameter_groups(model)]
+    taken: set[int] = set()
+    for group in own:
+        for p in group["params"]:
+            if id(p) in taken:
+                raise ValueError(f"a parameter is in two of {type(method).__name__}'s parameter groups")
+            taken.add(id(p))
+    norm = {id(p) for module in [*model.modules(), *method.modules()] if isinstance(module, NORM_LAYERS)
+            for p in module.parameters(recurse=False)}
+    rest, biases, norms = [], [], []
+    for name, p in [*model.named_parameters(), *method.named_parameters()]:
+        if id(p) in taken:
+            continue
+        taken.add(id(p))  # (a network the method shares with the model counts once)
+        if bias_weight_decay is not None and name.rsplit(".", 1)[-1] == "bias":
+            biases.append(p)
+        elif norm_weight_decay is not None and id(p) in norm:
+            norms.append(p)
+        else:
+            rest.append(p)
+    groups = [{"params": rest}, *own]
+    groups += [{"params": biases, "weight_decay": bias_weight_decay, "name": "bias"}] if biases else []
+    groups += [{"params": norms, "weight_decay": norm_weight_decay, "name": "norm"}] if norms else []
+    return groups
+
+
 def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device, meta: bool = False) -> Objects:
     """Every object the config names, so every value is checked before data is read.
     ``meta``: the networks (and the optimizer over them) on the meta device, nothing
@@ -142,7 +180,10 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     noise = USER_CONFIG.build(cfg.noise, "noise", "noise")
     method = USER_CONFIG.build(cfg.method, "method", "method")
     with validate.config_node("method"):  # its refusals name method.<argument>
-        method.schedule(settings.epochs)
+        moved = method.plan(settings.epochs, settings.phases_by)
+    for key, (start, now) in moved.items():
+        log.info("trainer.phases_by=%d: method.%s %d -> %d (every later phase of the method within the run)",
+                 settings.phases_by, key, start, now)
     if source.unlabeled_by:
         check_unlabeled(source, method, noise)
     augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
@@ -174,8 +215,8 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
             USER_CONFIG.build(cfg.scheduler, "scheduler")
         dry_run(make_optimizer, make_scheduler, settings.epochs,
                 key=repr((plain(cfg.optimizer), plain(cfg.scheduler), settings.epochs)))
-        params = list(model.parameters()) + list(method.parameters())
-        optimizer = make_optimizer(params, **({} if meta else _fused(cfg.optimizer, device)))
+        groups = parameter_groups(model, method, settings.norm_weight_decay, settings.bias_weight_decay)
+        optimizer = make_optimizer(groups, **({} if meta else _fused(cfg.optimizer, device)))
         scheduler = make_scheduler(optimizer)
     except (ValueError, TypeError) as e:
         raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None

@@ -3,7 +3,6 @@ labels and their review page, TensorBoard's HParams entry and the closing table.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -108,23 +107,58 @@ def write_soft_labels(out: Path, method, given: torch.Tensor, true: torch.Tensor
                                  detection=soft_label_detection(soft, given, wrong) if known else None))
 
 
+def headline(named: dict[str, str], final: dict[str, float], at_best_val: dict[str, Any] | None
+             ) -> dict[str, dict[str, Any]]:
+    """The metrics the method names as its headline (:meth:`Method.headline`), final and at
+    the best-validation epoch: ``{metric: {"label", "final", "at_best_val"}}``."""
+    best = at_best_val or {}
+    return {k: {"label": label, "final": final.get(k), "at_best_val": best.get(k)} for k, label in named.items()}
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _wrapped(parts: list[str], width: int = 96) -> list[str]:
+    """``parts`` joined by ", " into lines of at most ``width`` characters (a longer part alone)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            lines[-1:] = [lines[-1] + ","] if lines else []
+            lines.append(part)
+    return lines
+
+
 def print_run_table(s: dict[str, Any]) -> None:
+    """The closing box: the method with its own hyper-parameters (``hparams()``), the
+    noise (where labels were made noisy) and the method's headline metrics, final and at
+    the best-validation epoch (``headline()``: the test accuracy, kNN accuracy for a
+    self-supervised method, label recovery where there are soft labels)."""
     f, b, n = s.get("final") or {}, s.get("at_best_val"), s["noise"]
-    shown = ("alpha", "start_epoch", "beta", "momentum", "pretrain", "reward", "q", "lam")
-    method_values = [f"{k} {v}" for k, v in (s.get("method") or {}).items() if k in shown]
-    rows = [
-        ("method", ", ".join([s.get("choices", {}).get("method", "")] + method_values).strip(", ")),
-        ("noise", f"{n['kind']} rate {n['rate']:g} -> {100 * n['realised_error']:.1f}% wrong training labels"),
-        ("final test acc", f"{100 * f.get('test/acc', math.nan):.2f}% (epoch {s.get('epochs_done')})"),
-        ("test acc at best val epoch", f"{100 * b['test/acc']:.2f}% (epoch {b['epoch']}, val acc "
-                                       f"{100 * b['val/acc']:.2f}%)" if b else "n/a (no validation split)"),
-    ]
-    if "sat/label_recovery" in f:
-        rows.append(("label recovery", f"{100 * f['sat/label_recovery']:.1f}% of wrong labels corrected by the soft targets"))
+    parts = [f"{k} {v}" for k, v in (s.get("method") or {}).items()]
+    name = (s.get("choices") or {}).get("method")
+    if name:
+        parts[:1] = [f"{name}: {parts[0]}" if parts else name]
+    rows = [("method", line) for line in _wrapped(parts)]
+    if n.get("rate") or n.get("realised_error"):
+        rows.append(("noise", f"{n['kind']} rate {n['rate']:g} -> {100 * n['realised_error']:.1f}% wrong training "
+                              "labels"))
+    named = s.get("headline") or headline({"test/acc": "test acc", **({"sat/label_recovery": "label recovery"}
+                                                                      if "sat/label_recovery" in f else {})}, f, b)
+    for metric in named.values():
+        rows.append((f"final {metric['label']}", f"{_percent(metric['final'])} (epoch {s.get('epochs_done')})"))
+        if b is None and metric is next(iter(named.values())):
+            rows.append((f"{metric['label']} at best val epoch", "n/a (no validation split)"))
+        elif b is not None and metric["at_best_val"] is not None:
+            rows.append((f"{metric['label']} at best val epoch", f"{_percent(metric['at_best_val'])} (epoch "
+                                                                 f"{b['epoch']}, val acc {100 * b['val/acc']:.2f}%)"))
     loggers = s.get("loggers", [(s.get("choices") or {}).get("logger")])  # (a summary from before "loggers")
     pointers = [p for p in (tracker_pointer(name, s["output_dir"]) for name in loggers) if p is not None]
     rows += [("run folder", s["output_dir"]), *pointers]
     width = max(len(k) for k, _ in rows)
     job = current_sweep_job().strip()  # in a sweep every line says which job it is
-    lines = ["=" * 60] + [f"{k:<{width}}  {v}" for k, v in rows] + ["=" * 60]
+    lines = ["=" * 60] + [f"{k if i == 0 or k != rows[i - 1][0] else '':<{width}}  {v}" for i, (k, v) in
+                          enumerate(rows)] + ["=" * 60]
     print("\n".join([""] + [f"{job} {line}" if job else line for line in lines]), flush=True)

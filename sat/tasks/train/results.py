@@ -9,7 +9,7 @@ from sat.data.splits import FileSplit, ImageSet
 from sat.run.loggers import RunLogger
 from sat.tasks.context import choices, packages_used
 from sat.tasks.train.job import TrainingJob
-from sat.tasks.train.outputs import RunPage, hparams_of, results_of, write_soft_labels
+from sat.tasks.train.outputs import RunPage, headline, hparams_of, results_of, write_soft_labels
 from sat.tasks.train.trackers import selected
 
 
@@ -21,6 +21,7 @@ def summary(job: TrainingJob) -> dict[str, Any]:
         "epochs": job.settings.epochs, "epochs_done": job.epoch, "params": job.params,
         "wall_time_s": job.wall_time_s, "choices": choices(), "packages": packages_used(config),
         "deterministic": job.settings.deterministic, "method": job.method.hparams(),
+        "headline": headline(job.method.headline(), job.metrics, job.at_best_val),
         "noise": job.data.noise_summary(), "final": job.metrics, "at_best_val": job.at_best_val,
         "loader": job.data.loader_kind,
         "distributed": job.group.describe() | {"sync_batchnorm": job.settings.sync_batchnorm},
