@@ -32,6 +32,9 @@ from sat.cli import dry_run
 from sat.errors import UserError
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+# the example plug-in (examples/plugin): its options are chosen by commands that say it is on the search path
+PLUGIN = ROOT / "examples" / "plugin"
+PLUGIN_OPTIONS = {f"{p.parent.name}={p.stem}" for p in (PLUGIN / "conf").glob("*/*.yaml")}
 ENTRY_POINTS = {"python train.py": "train", "python evaluate.py": "evaluate", "python attack.py": "attack",
                 "python -m sat.report": "report"}
 
@@ -131,8 +134,16 @@ def sample(plan_jobs: list[list[str]]) -> set[int]:
     return set(first.values()) | set(last.values())
 
 
-def check(command: Command, places: list[tuple[str, str]], capsys) -> list[str]:
-    """The command's refusals (empty: it passes)."""
+def uses_plugin(argv: list[str]) -> bool:
+    """Does the command choose an option of the example plug-in (``method=selc``, or
+    ``method=ce,sat,selc``)?"""
+    return any(f"{key}={value}" in PLUGIN_OPTIONS for key, _, values in (a.partition("=") for a in argv)
+               for value in values.split(","))
+
+
+def check(command: Command, places: list[tuple[str, str]], capsys, monkeypatch) -> list[str]:
+    """The command's refusals (empty: it passes). A command choosing the example plug-in's
+    options runs as its page says: its package importable, its conf/ on Hydra's search path."""
     words = shlex.split(fill(command.text, places), comments=True)
     entry = next(v for k, v in ENTRY_POINTS.items() if words[:len(k.split())] == k.split())
     argv = words[len(next(k for k, v in ENTRY_POINTS.items() if v == entry).split()):]
@@ -142,6 +153,9 @@ def check(command: Command, places: list[tuple[str, str]], capsys) -> list[str]:
         with contextlib.redirect_stdout(io.StringIO()):
             status = main([*argv, "--dry-run"])
         return [] if status == 0 else [capsys.readouterr().err.strip()]
+    if uses_plugin(argv) and not any(a.startswith("hydra.searchpath=") for a in argv):
+        monkeypatch.syspath_prepend(str(PLUGIN))
+        argv.append(f"hydra.searchpath=[file://{PLUGIN / 'conf'}]")
     try:
         argv = cli.command_line(argv, resumable=entry == "train")
         if not any(a.startswith("dry_run=") for a in argv):
@@ -154,8 +168,8 @@ def check(command: Command, places: list[tuple[str, str]], capsys) -> list[str]:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.where for c in COMMANDS])
-def test_a_documented_command_works(command, places, capsys):
-    refusals = check(command, places, capsys)
+def test_a_documented_command_works(command, places, capsys, monkeypatch):
+    refusals = check(command, places, capsys, monkeypatch)
     assert not refusals, f"{command.where}: `{command.text}` no longer works:\n" + "\n".join(refusals)
 
 
