@@ -74,10 +74,24 @@ def test_what_the_run_would_refuse_is_refused(tmp_path, overrides, refusal):
 
 
 def test_a_composition_error_of_one_job_is_that_job_s_refusal(tmp_path):
-    plan = check(tmp_path, "-m", *TINY, "method=ce,sat", "method.alpha=0.5")  # ce takes no alpha
+    # Hydra's own sweeper gives every job every key: ce takes no start_epoch (TINY's) or alpha
+    plan = check(tmp_path, "-m", *TINY, "method=ce,sat", "method.alpha=0.5", "hydra/sweeper=basic")
     refusals = {next(o for o in j.overrides if o.startswith("method=")): j.refusal for j in plan.jobs}
     assert refusals["method=sat"] is None
-    assert str(refusals["method=ce"]).startswith("method.start_epoch is not a key of method")  # TINY's start_epoch
+    assert str(refusals["method=ce"]).startswith("method.start_epoch is not a key of method")
+
+
+def test_the_sweeper_s_method_keys_go_to_the_jobs_whose_method_takes_them(tmp_path):
+    """The jobs are the sweeper's own (hydra/sweeper=sat, the default): ce's job runs
+    without SAT's keys; a key no method of the sweep takes refuses the command."""
+    plan = check(tmp_path, "-m", *TINY, "method=ce,sat", "method.alpha=0.5")
+    jobs = {next(o for o in j.overrides if o.startswith("method=")): j for j in plan.jobs}
+    assert all(j.refusal is None for j in plan.jobs)
+    assert "method.alpha=0.5" in jobs["method=sat"].overrides
+    assert not any(o.startswith(("method.alpha", "method.start_epoch")) for o in jobs["method=ce"].overrides)
+    with pytest.raises(UserError, match="method.alfa is not a key of method; did you mean method.alpha"):
+        check(tmp_path, "-m", *TINY, "method=ce,sat", "method.alfa=0.5")
+    assert nothing_written(tmp_path)
 
 
 def test_the_slurm_launcher_is_named_and_nothing_is_submitted(tmp_path):
