@@ -62,10 +62,10 @@ def two_views(x: Any, who: str, one_view_serves: bool = False) -> tuple[torch.Te
 
 class TwoViews:
     """``augment(x_uint8 (N, C, H, W), generator) -> (v1, v2)``: each view its own draw of
-    ``augment`` where one is given (``augment=crop_flip_x2``), else of the self-supervised
+    ``view`` where one is given (``augment=crop_flip_x2``, ``augment.view.padding=2``), else of the self-supervised
     recipe (the other arguments, which apply only then; float views in [0, 1])."""
 
-    def __init__(self, augment: Augment | None = None, crop_scale: Sequence[float] = (0.08, 1.0), flip_p: float = 0.5,
+    def __init__(self, view: Augment | None = None, crop_scale: Sequence[float] = (0.08, 1.0), flip_p: float = 0.5,
                  jitter: Sequence[float] = (0.4, 0.4, 0.2, 0.1), jitter_p: float = 0.8, grayscale_p: float = 0.2,
                  blur_p: Sequence[float] = (1.0, 0.1), solarize_p: Sequence[float] = (0.0, 0.2),
                  blur_min_size: int = 96):
@@ -85,10 +85,10 @@ class TwoViews:
         self.blur_p = _pair("blur_p", blur_p)
         self.solarize_p = _pair("solarize_p", solarize_p)
         self.blur_min_size = validate.positive_int("blur_min_size", blur_min_size)
-        if augment is not None and not callable(augment):
-            raise UserError(key="augment", value=augment, problem="is not an augmentation",
+        if view is not None and not callable(view):
+            raise UserError(key="view", value=view, problem="is not an augmentation",
                             accepted="an augment node (sat.data.augment.CropFlip, ...) or null (the self-supervised recipe)")
-        self.augment = augment
+        self.view = view
         self._pipelines: dict[tuple, tuple[nn.Module, nn.Module]] = {}
 
     def pipeline(self, view: int, channels: int, height: int, width: int) -> nn.Module:
@@ -116,9 +116,9 @@ class TwoViews:
         return self._pipelines[key]
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.augment is not None:  # two independent draws, in order, from the loader's generator
-            first = self.augment(x, generator)
-            return first, self.augment(x, generator)
+        if self.view is not None:  # two independent draws, in order, from the loader's generator
+            first = self.view(x, generator)
+            return first, self.view(x, generator)
         pipelines = self._for(x)
         seed = seed_from(generator)
         images = x.float().div(255)
@@ -130,8 +130,8 @@ class TwoViews:
             return tuple(p(images).clamp_(0.0, 1.0) for p in pipelines)
 
     def __repr__(self) -> str:
-        if self.augment is not None:
-            return f"TwoViews({self.augment!r})"
+        if self.view is not None:
+            return f"TwoViews({self.view!r})"
         return (f"TwoViews(crop_scale={self.crop_scale}, flip_p={self.flip_p}, jitter={self.jitter}, "
                 f"jitter_p={self.jitter_p}, grayscale_p={self.grayscale_p}, blur_p={self.blur_p}, "
                 f"solarize_p={self.solarize_p}, blur_min_size={self.blur_min_size})")

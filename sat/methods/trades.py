@@ -64,8 +64,7 @@ class TRADES(Method):
         return {f"natural.{key}": start for key, start in self.natural.phase_starts().items()}
 
     def phase_never_starts(self, key: str, start: int, epochs: int) -> UserError:
-        return validate.within(self.natural.phase_never_starts(key.removeprefix("natural."), start, epochs),
-                               "natural", validate.argument_names(type(self.natural)))
+        return self.natural.phase_never_starts(key.removeprefix("natural."), start, epochs).within("natural")
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         with validate.argument("natural"):
