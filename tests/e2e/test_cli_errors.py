@@ -66,7 +66,8 @@ CASES = [
 # Refused before torch is imported (issue 29: a typo answered in a fraction of torch's import time).
 BEFORE_TORCH = {"schema: wrong type", "schema: unknown key", "unknown group option", "added key nothing takes",
                 "malformed override", "output folder is a file", "evaluate: report option",
-                "sweep of 1e8 jobs", "evaluate: sweep of 1e8 jobs"}
+                "sweep of 1e8 jobs", "evaluate: sweep of 1e8 jobs", "a sweep's method key no method takes",
+                "resume: a folder's stored hydra key"}
 
 
 def _without_import_times(proc: subprocess.CompletedProcess) -> tuple[subprocess.CompletedProcess, set[str]]:
