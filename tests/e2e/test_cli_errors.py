@@ -63,7 +63,9 @@ CASES = [
 
 # Refused before torch is imported (issue 29: a typo answered in a fraction of torch's import time).
 BEFORE_TORCH = {"schema: wrong type", "schema: unknown key", "unknown group option", "added key nothing takes",
-                "malformed override", "output folder is a file", "evaluate: report option"}
+                "malformed override", "output folder is a file", "evaluate: report option",
+                "a sweep's method key no method takes", "resume: a folder's stored hydra key", "sweep of 1e8 jobs",
+                "evaluate: sweep of 1e8 jobs"}
 
 
 def _without_import_times(proc: subprocess.CompletedProcess) -> tuple[subprocess.CompletedProcess, set[str]]:
