@@ -52,10 +52,9 @@ def distribution(key: str, override: Any) -> Any:
                 return IntDistribution(value.start, last, step=step, log=log)
             return FloatDistribution(float(value.start), float(last), step=float(step), log=log)
     except ValueError as e:  # low > high, log with a bound <= 0, ...
-        raise UserError(f"hydra.sweeper.params.{key}={override.get_value_element_as_str()}: {e}") from None
-    raise UserError(f"hydra.sweeper.params.{key}={override.get_value_element_as_str()} is not a search space; "
-                    "accepted: interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), range(a,b[,step]), "
-                    "choice(x,y,...)")
+        raise UserError(f"the search space {override.input_line}: {e}") from None
+    raise UserError(f"the search space {override.input_line} is not one; accepted: {key}=interval(a,b), "
+                    "int(interval(a,b)), tag(log, interval(a,b)), range(a,b[,step]) or choice(x,y,...)")
 
 
 def overrides(params: dict[str, Any]) -> list[str]:

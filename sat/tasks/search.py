@@ -46,9 +46,9 @@ def study_subdir(overrides: Any, exclude: Any, seed: Any) -> str:
 
     lines = [str(o) for o in overrides or []]
     skip = {str(k) for k in exclude or []} | {"hparams_search"}
-    fixed = [o for o in OverridesParser.create().parse_overrides(lines)
-             if not o.is_sweep_override() and o.key_or_group not in skip and not o.is_delete()]
-    name = "+".join(sorted(f"{o.get_key_element()}-{o.get_value_element_as_str()}" for o in fixed))
+    fixed = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(lines)  # a key given twice: the last
+             if not o.is_sweep_override() and o.key_or_group not in skip and not o.is_delete()}
+    name = "+".join(sorted(f"{o.get_key_element()}-{o.get_value_element_as_str()}" for o in fixed.values()))
     return sweep_subdir(name, seed, lines)
 
 
