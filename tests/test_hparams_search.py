@@ -16,9 +16,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from omegaconf import OmegaConf
-
 from conftest import ROOT, run_entry
+from omegaconf import OmegaConf
 
 # The quickstart at 2 epochs with SAT from epoch 1: about a second a trial.
 SMALL = ["experiment=quickstart", "hparams_search=quickstart", "method.start_epoch=1", "logger=none"]

@@ -1,8 +1,8 @@
 """The sweeper's config node, ``hydra/sweeper=optuna_study`` (imported by Hydra's plugin
 scan, so it must stay cheap: Optuna itself is imported only when a study runs)."""
 
-# (no ``from __future__ import annotations``: Hydra executes this module before it is in sys.modules,
-# where dataclasses cannot resolve string annotations)
+# No ``from __future__ import annotations``: Hydra executes this module before it is in sys.modules,
+# where dataclasses cannot resolve string annotations; Optional and Dict: OmegaConf reads them at run time.
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 

@@ -23,7 +23,7 @@ import math
 import os
 import socket
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
@@ -79,7 +79,7 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def abandoned(trial_owner: Optional[str]) -> bool:
+def abandoned(trial_owner: str | None) -> bool:
     """A running trial whose sweeper was on this host and is gone (one on another host
     is taken to be under way)."""
     host, _, pid = str(trial_owner or "").rpartition(":")
@@ -95,8 +95,8 @@ def abandoned(trial_owner: Optional[str]) -> bool:
 
 
 class StudySweeper(Sweeper):
-    def __init__(self, direction: str, n_trials: int, n_jobs: Optional[int], max_failures: Optional[int],
-                 study_name: Optional[str], storage: Optional[str], sampler: Any, params: Optional[dict]) -> None:
+    def __init__(self, direction: str, n_trials: int, n_jobs: int | None, max_failures: int | None,
+                 study_name: str | None, storage: str | None, sampler: Any, params: dict | None) -> None:
         from sat import validate
 
         self.direction = validate.choice("hydra.sweeper.direction", direction, ("maximize", "minimize"))
@@ -106,7 +106,7 @@ class StudySweeper(Sweeper):
             validate.positive_int("hydra.sweeper.max_failures", max_failures)
         self.study_name, self.storage_url, self.sampler_cfg = study_name, storage, sampler
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
-        self.config: Optional[DictConfig] = None
+        self.config: DictConfig | None = None
         self.launcher: Any = None
         self.storage: Any = None  # the study's optuna.storages.RDBStorage, once open
         self.study_id: int = -1
@@ -240,7 +240,7 @@ class StudySweeper(Sweeper):
                      best.number, best.value, best.params, best.user_attrs.get("run_dir", "?"))
 
 
-def _value(ret: Any, job_status: Any) -> tuple[Optional[float], Optional[str]]:
+def _value(ret: Any, job_status: Any) -> tuple[float | None, str | None]:
     """``(objective, None)`` for a job that returned a number, else ``(None, why not)``."""
     if ret.status != job_status.COMPLETED:
         error = ret._return_value

@@ -105,7 +105,7 @@ def make_study_report(folder: str | Path, out: str | Path | None = None, *, stor
     folder = Path(folder).resolve()
     out = Path(out) if out is not None else folder / "report"
     loaded = load_study(folder, storage, study)
-    trials = [_trial(t, folder) for t in loaded.get_trials(deepcopy=False)]
+    trials = [read_trial(t, folder) for t in loaded.get_trials(deepcopy=False)]
     direction = loaded.direction.name.lower()
     report = StudyReport(folder, out, loaded.study_name, direction, "?", trials, None, top)
     best = report.ranked[0] if report.ranked else None
@@ -124,7 +124,8 @@ def make_study_report(folder: str | Path, out: str | Path | None = None, *, stor
     return report
 
 
-def _trial(frozen: Any, folder: Path) -> Trial:
+def read_trial(frozen: Any, folder: Path) -> Trial:
+    """An Optuna trial with its run folder (``run_dir``, as the study sweeper records it)."""
     run_dir = frozen.user_attrs.get("run_dir")
     path = Path(run_dir) if run_dir else None
     if path is not None and not path.is_absolute():
