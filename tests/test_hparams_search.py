@@ -207,3 +207,17 @@ def test_search_space_syntax():
     with pytest.raises(UserError) as refused:
         space.parse({"c": "tag(log, interval(0, 1))"}, [])
     assert str(refused.value).startswith("the search space c=tag(log, interval(0, 1)): ")
+
+
+def test_a_running_trial_is_taken_over_only_when_its_sweeper_is_gone():
+    import os
+    import socket
+
+    from hydra_plugins.sat_optuna_sweeper.sweeper import STALE_S, abandoned
+
+    here, now = socket.gethostname(), time.time()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert abandoned({"owner": f"{here}:{gone.stdout.strip()}", "alive_at": now}, now)  # exited, here
+    assert not abandoned({"owner": f"{here}:{os.getppid()}", "alive_at": now}, now)  # alive, here
+    assert not abandoned({"owner": "elsewhere:1", "alive_at": now - STALE_S + 5}, now)  # heard of lately
+    assert abandoned({"owner": "elsewhere:1", "alive_at": now - STALE_S - 5}, now)  # not heard of for too long

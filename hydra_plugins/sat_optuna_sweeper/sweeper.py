@@ -9,7 +9,10 @@ returned. The study lives in a database, so:
   (a run folder with a checkpoint continues from it), then new ones until the study
   holds ``n_trials`` complete trials;
 - several sweepers may share one study (one database URL and study name): each counts
-  the others' running trials as under way.
+  the others' running trials as under way. A sweeper records its trials' owner
+  (``host:pid``) and, every minute, that they are alive (``alive_at``): a running trial
+  is taken over when its owner on this host has exited, or when it has not been heard
+  of for ten minutes (its sweeper on another host died).
 
 A failed trial (an exception, or a run refused as bad input: exit status 2) is told as
 failed with its one-line reason in the user attribute ``reason`` and the search goes
@@ -22,6 +25,8 @@ import logging
 import math
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,8 @@ from hydra_plugins.sat_optuna_sweeper import space as search_space
 log = logging.getLogger(__name__)
 
 DATABASE = "optuna.db"  # the default storage: SQLite in the sweep folder
+HEARTBEAT_S = 60  # a sweeper records that its running trials are alive this often ...
+STALE_S = 600  # ... and a running trial not heard of for this long is taken over by the next sweeper
 
 
 class TrialRefused(Exception):
@@ -74,24 +81,55 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+def quoted(value: str) -> str:
+    """``value`` as one quoted string of Hydra's override grammar (a path with spaces or commas)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def owner() -> str:
     """Who runs a trial: ``host:pid`` of its sweeper (a user attribute of the trial)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def abandoned(trial_owner: str | None) -> bool:
-    """A running trial whose sweeper was on this host and is gone (one on another host
-    is taken to be under way)."""
-    host, _, pid = str(trial_owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return int(pid) == os.getpid()  # this sweeper's own trials are never under way when it starts
+def abandoned(attrs: dict[str, Any], now: float) -> bool:
+    """Is a running trial left by a sweeper that is gone? Its sweeper was on this host and
+    has exited, or has not said it is alive (``alive_at``) for :data:`STALE_S` seconds (a
+    sweeper on another host that died)."""
+    host, _, pid = str(attrs.get("owner", "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():  # a process before this one, whose number this one got
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return now - float(attrs.get("alive_at", now)) > STALE_S
+
+
+class Heartbeat:
+    """While trials run, say every :data:`HEARTBEAT_S` seconds that their sweeper is alive
+    (a context manager; ``beat`` writes the time)."""
+
+    def __init__(self, beat: Any) -> None:
+        self.beat, self.stop = beat, threading.Event()
+        self.thread = threading.Thread(target=self._run, name="study-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                self.beat()
+            except Exception as e:  # noqa: BLE001  (a database hiccup must not end the trials)
+                log.warning("could not record the trials' heartbeat: %s", e)
+
+    def __enter__(self) -> None:
+        self.beat()
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 class StudySweeper(Sweeper):
@@ -170,14 +208,14 @@ class StudySweeper(Sweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # every trial in this folder, whatever its own settings would name (hydra.sweep.dir may use them)
-        fixed = [*fixed, f"hydra.sweep.dir={sweep_dir}"]
+        fixed = [*fixed, f"hydra.sweep.dir={quoted(str(sweep_dir))}"]
         write_atomic(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this sweeper says what happens, once
         study = self._open_study(sweep_dir)
         at_once = self._parallel()
 
         left = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if abandoned(t.user_attrs.get("owner"))]
+                if abandoned(t.user_attrs, time.time())]
         for start in range(0, len(left), at_once):  # a stopped search's trials first, in their own folders
             batch = left[start:start + at_once]
             for trial in batch:
@@ -210,7 +248,8 @@ class StudySweeper(Sweeper):
 
         jobs = [tuple(fixed + search_space.overrides(params) + [f"hydra.sweep.subdir=trial-{number}"])
                 for number, params in trials]
-        returns = self.launcher.launch(jobs, initial_job_idx=trials[0][0])
+        with Heartbeat(lambda: [self._set_attr(number, "alive_at", time.time()) for number, _ in trials]):
+            returns = self.launcher.launch(jobs, initial_job_idx=trials[0][0])
         for (number, _), ret in zip(trials, returns):
             run_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir", default=None) if ret.hydra_cfg \
                 else None
