@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
@@ -243,7 +244,6 @@ class StudySweeper(Sweeper):
 
     def _run(self, study: Any, trials: list[tuple[int, dict[str, Any]]], fixed: list[str]) -> None:
         """Launch ``(number, params)`` trials side by side and tell the study their results."""
-        from hydra.core.utils import JobStatus
         from optuna.trial import TrialState
 
         jobs = [tuple(fixed + search_space.overrides(params) + [f"hydra.sweep.subdir=trial-{number}"])
@@ -255,7 +255,7 @@ class StudySweeper(Sweeper):
                 else None
             if run_dir:
                 self._set_attr(number, "run_dir", str(run_dir))
-            value, why = _value(ret, JobStatus)
+            value, why = _value(ret)
             if why is None:
                 study.tell(number, value)
                 log.info("trial %d: %s", number, value)
@@ -273,15 +273,16 @@ class StudySweeper(Sweeper):
         from optuna.trial import TrialState
 
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if complete:
-            best = study.best_trial
+        if complete:  # ties: the earliest trial (as python -m sat.report ranks them)
+            sign = -1 if self.direction == "maximize" else 1
+            best = min(complete, key=lambda t: (sign * t.value, t.number))
             log.info("study %r: %d complete trials; best: trial %d, %s, %s (%s)", study.study_name, len(complete),
                      best.number, best.value, best.params, best.user_attrs.get("run_dir", "?"))
 
 
-def _value(ret: Any, job_status: Any) -> tuple[float | None, str | None]:
+def _value(ret: JobReturn) -> tuple[float | None, str | None]:
     """``(objective, None)`` for a job that returned a number, else ``(None, why not)``."""
-    if ret.status != job_status.COMPLETED:
+    if ret.status != JobStatus.COMPLETED:
         error = ret._return_value
         return None, reason(error) if isinstance(error, BaseException) else f"job status {ret.status}"
     try:

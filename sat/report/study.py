@@ -158,9 +158,9 @@ def to_markdown(report: StudyReport) -> str:
         states[t.state] = states.get(t.state, 0) + 1
     lines = [f"# Study {report.name}", "",
              f"{len(report.trials)} trials (" + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
-             + f"); {report.direction} `{report.objective}` (percent below: the accuracies are fractions in the "
-             "study). Test accuracies are read from each trial's run folder after the search: the search never "
-             "saw them.", ""]
+             + f"). The objective, to {report.direction}: `{report.objective}`, as train.py returned it; ties go to "
+             "the earliest trial. Test accuracies (%) are read from each trial's run folder after the search: it "
+             "never saw them.", ""]
     ranked = report.ranked[:report.top]
     if ranked:
         keys = list(dict.fromkeys(k for t in ranked for k in t.params))
