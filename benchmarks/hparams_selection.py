@@ -1,21 +1,23 @@
 """Selection without clean labels: how much test accuracy a search loses by picking its
 trial on the noisy validation split, and what the tuned methods are worth (docs/hparams_search.md).
 
-    python benchmarks/hparams_selection.py ROOT [--defaults DIR] [--reruns DIR] [--metric final|at_best_val]
+    python benchmarks/hparams_selection.py ROOT [--defaults DIR] [--reruns DIR]
 
-ROOT: a folder holding study folders (``multirun/quickstart/search-<method>/noise.rate-R+seed-S``,
-each with its optuna.db); ``--defaults``: runs of each method's default settings (a sweep over
-method, noise.rate and seed); ``--reruns``: the chosen configurations trained again with other
-seeds (the report's rerun command); ``--metric``: the test accuracy compared, at the last epoch
-(default) or at the best-validation epoch. Prints Markdown tables, accuracies in percent, mean ±
-sample std over the seeds:
+ROOT: a folder holding study folders (``.../search-<method>/noise.rate-R+seed-S``, each with its
+optuna.db); ``--defaults``: runs of each method's default settings (a sweep over method,
+noise.rate and seed); ``--reruns``: the chosen configurations trained again with other seeds
+(the report's rerun command). Prints Markdown tables, accuracies in percent, mean ± sample std
+over the seeds (one study per seed), for the two ways a run's model is used:
 
-1. per method and noise rate: the test accuracy of the trial with the best objective (the
-   noisy-validation accuracy; ties go to the earliest trial, as the report ranks them), of the
-   trial an oracle would pick (the best test accuracy), their gap, and the default settings'
-   test accuracy at the same seeds;
-2. tuned against tuned (each from its own study on the same noisy validation split) and the
-   defaults, per noise rate.
+- the checkpoint of the best-validation epoch (``best.pt``): its test accuracy, for the trial
+  with the best objective (the study's own pick: the best noisy-validation accuracy over the
+  epochs), the trial an oracle would pick (the best such test accuracy), and the defaults;
+- the last epoch's model: its final test accuracy, for the trial with the best last-epoch
+  noisy-validation accuracy (picked after the fact among the same trials), the study's own
+  pick, the oracle's trial (best final test accuracy) and the defaults.
+
+Ties (the validation split of 200 digits moves in steps of 0.5%) go to the earliest trial, as
+``python -m sat.report`` ranks them. Then the tuned methods side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,43 +34,50 @@ from sat.report.study import DATABASE, Trial, load_study, read_trial
 from sat.report.tables import mean_pm
 
 
+def test_at_best_val(run: Run) -> float:
+    return 100 * run.at_best_val["test/acc"] if run.finished else math.nan
+
+
+def final_test(run: Run) -> float:
+    return 100 * metric_value(run.final, "test/acc") if run.finished else math.nan
+
+
+def final_val(run: Run) -> float:
+    return 100 * metric_value(run.final, "val/acc") if run.finished else math.nan
+
+
 @dataclass
 class Study:
     method: str
     rate: float
     seed: int
-    picked: Trial  # the best objective (earliest on ties)
-    oracle: Trial  # the best test accuracy
-    complete: int
+    trials: list[Trial]  # the complete ones, with finished runs
+
+    def best(self, score: Callable[[Trial], float]) -> Trial:
+        """The trial with the highest ``score``, the earliest on ties."""
+        return min(self.trials, key=lambda t: (-score(t), t.number))
+
+    @property
+    def picked(self) -> Trial:
+        return self.best(lambda t: t.value)
 
 
-def test_acc(run: Run, metric: str) -> float:
-    """A finished run's test accuracy (%) at its last epoch or at its best-validation epoch."""
-    if not run.finished:
-        return math.nan
-    return 100 * metric_value(run.final, "test/acc") if metric == "final" else 100 * run.at_best_val["test/acc"]
-
-
-def read_study(folder: Path, metric: str) -> Study | None:
+def read_study(folder: Path) -> Study | None:
     loaded = load_study(folder, None, None)
     trials = [read_trial(t, folder) for t in loaded.get_trials(deepcopy=False)]
     done = [t for t in trials if t.state == "COMPLETE" and t.run is not None and t.run.finished]
     if not done:
         return None
-    picked = min(done, key=lambda t: (-t.value, t.number))
-    oracle = max(done, key=lambda t: (test_acc(t.run, metric), -t.number))
-    run = picked.run
-    return Study(run.choices["method"], float(run.settings["noise.rate"]), int(run.seed), picked, oracle, len(done))
+    run = done[0].run
+    return Study(run.choices["method"], float(run.settings["noise.rate"]), int(run.seed), done)
 
 
-def runs_by_setting(folder: Path | None, metric: str) -> dict[tuple[str, float], dict[int, float]]:
-    """(method, noise rate) -> seed -> test accuracy of the finished runs below ``folder``."""
-    found: dict[tuple[str, float], dict[int, float]] = defaultdict(dict)
-    if folder is None:
-        return found
-    for run in read_runs(folder):
+def runs_by_setting(folder: Path | None) -> dict[tuple[str, float], dict[int, Run]]:
+    """(method, noise rate) -> seed -> the finished run below ``folder``."""
+    found: dict[tuple[str, float], dict[int, Run]] = defaultdict(dict)
+    for run in read_runs(folder) if folder is not None else []:
         if run.finished:
-            found[(run.choices["method"], float(run.settings["noise.rate"]))][int(run.seed)] = test_acc(run, metric)
+            found[(run.choices["method"], float(run.settings["noise.rate"]))][int(run.seed)] = run
     return found
 
 
@@ -75,56 +85,72 @@ def pm(values: list[float]) -> str:
     return mean_pm(values, 2) + (f" (n={len(values)})" if len(values) != 3 else "")
 
 
+def selection_table(by: dict, defaults: dict, metric: Callable[[Run], float], picks: dict[str, Callable]) -> None:
+    """One row per method and noise rate: each pick's ``metric``, the oracle's, the gaps, the defaults."""
+    names = list(picks)
+    print("| method | noise | " + " | ".join(names) + " | oracle (by test) | "
+          + " | ".join(f"gap: oracle - {n}" for n in names) + " | default settings |")
+    print("|---|---|" + "---|" * (2 * len(names) + 2))
+    for (method, rate), group in sorted(by.items()):
+        oracle = [metric(s.best(lambda t: metric(t.run)).run) for s in group]
+        chosen = {n: [metric(pick(s).run) for s in group] for n, pick in picks.items()}
+        default = [metric(defaults[(method, rate)][s.seed]) if s.seed in defaults.get((method, rate), {}) else math.nan
+                   for s in group]
+        print(f"| {method} | {rate:g} | " + " | ".join(pm(chosen[n]) for n in names) + f" | {pm(oracle)} | "
+              + " | ".join(pm([o - p for o, p in zip(oracle, chosen[n])]) for n in names) + f" | {pm(default)} |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
     parser.add_argument("--defaults", type=Path)
     parser.add_argument("--reruns", type=Path)
-    parser.add_argument("--metric", choices=("final", "at_best_val"), default="final")
     args = parser.parse_args()
-    metric = args.metric
-    studies = [s for s in (read_study(db.parent, metric) for db in sorted(args.root.rglob(DATABASE))) if s is not None]
-    defaults, reruns = runs_by_setting(args.defaults, metric), runs_by_setting(args.reruns, metric)
-
-    def acc(trial: Trial) -> float:
-        return test_acc(trial.run, metric)
-
-    by = defaultdict(list)
-    for s in studies:
-        by[(s.method, s.rate)].append(s)
-
-    print(f"Test accuracy ({'last epoch' if metric == 'final' else 'at the best-validation epoch'}, %)")
-    print()
-    print("| method | noise | trials | picked by noisy val | oracle (by test) | gap (oracle - picked) | default "
-          "settings | picked - default |")
-    print("|---|---|---|---|---|---|---|---|")
-    for (method, rate), group in sorted(by.items()):
+    by: dict[tuple[str, float], list[Study]] = defaultdict(list)
+    for db in sorted(args.root.rglob(DATABASE)):
+        study = read_study(db.parent)
+        if study is not None:
+            by[(study.method, study.rate)].append(study)
+    for group in by.values():
         group.sort(key=lambda s: s.seed)
-        picked = [acc(s.picked) for s in group]
-        oracle = [acc(s.oracle) for s in group]
-        default = [defaults.get((method, rate), {}).get(s.seed, math.nan) for s in group]
-        print(f"| {method} | {rate:g} | {'/'.join(str(s.complete) for s in group)} | {pm(picked)} | {pm(oracle)} | "
-              f"{pm([o - p for o, p in zip(oracle, picked)])} | {pm(default)} | "
-              f"{pm([p - d for p, d in zip(picked, default)])} |")
+    defaults, reruns = runs_by_setting(args.defaults), runs_by_setting(args.reruns)
+    print("Studies (complete trials, per seed): " + "; ".join(
+        f"{m} {r:g}: " + ", ".join(f"seed {s.seed} {len(s.trials)}" for s in g) for (m, r), g in sorted(by.items())))
     print()
-    print("Seeds: " + ", ".join(f"{m} {r:g}: {[s.seed for s in g]}" for (m, r), g in sorted(by.items())))
+
+    print("Test accuracy (%) of the best-validation checkpoint; the study's pick: the best objective")
     print()
+    selection_table(by, defaults, test_at_best_val, {"study's pick": lambda s: s.picked})
+    print("Final test accuracy (%) of the last epoch; picked by the last epoch's noisy-validation accuracy "
+          "(after the fact, among the same trials), or the study's pick")
+    print()
+    selection_table(by, defaults, final_test, {"final-val pick": lambda s: s.best(lambda t: final_val(t.run)),
+                                               "study's pick": lambda s: s.picked})
+
     rates = sorted({rate for _, rate in by})
-    print("| | " + " | ".join(f"noise {r:g}" for r in rates) + " |")
-    print("|---|" + "---|" * len(rates))
-    for method in sorted({m for m, _ in by}):
-        print(f"| tuned {method} (each seed's study, its pick) | "
-              + " | ".join(pm([acc(s.picked) for s in by.get((method, r), [])]) for r in rates) + " |")
-        if reruns:
-            print(f"| tuned {method} (seed-0 study's pick, seeds 0-2) | "
-                  + " | ".join(pm(list(reruns.get((method, r), {}).values())) for r in rates) + " |")
-        print(f"| {method} defaults | "
-              + " | ".join(pm(list(defaults.get((method, r), {}).values())) for r in rates) + " |")
+    for title, metric, pick in (
+            ("Test accuracy (%) of the best-validation checkpoint", test_at_best_val, lambda s: s.picked),
+            ("Final test accuracy (%)", final_test, lambda s: s.best(lambda t: final_val(t.run)))):
+        print(f"{title}: tuned against tuned, each from its own studies (one per seed) on the same noisy "
+              "validation split")
+        print()
+        print("| | " + " | ".join(f"noise {r:g}" for r in rates) + " |")
+        print("|---|" + "---|" * len(rates))
+        for method in sorted({m for m, _ in by}):
+            print(f"| tuned {method} | " + " | ".join(pm([metric(pick(s).run) for s in by.get((method, r), [])])
+                                                     for r in rates) + " |")
+            if reruns and metric is test_at_best_val:
+                print(f"| tuned {method}: seed-0 study's pick, trained at seeds 0-2 | " + " | ".join(
+                    pm([metric(run) for run in reruns.get((method, r), {}).values()]) for r in rates) + " |")
+            print(f"| {method}, default settings | " + " | ".join(
+                pm([metric(run) for run in defaults.get((method, r), {}).values()]) for r in rates) + " |")
+        print()
     for (method, rate), group in sorted(by.items()):
-        for s in sorted(group, key=lambda s: s.seed):
-            print(f"<!-- {method} {rate:g} seed {s.seed}: picked trial {s.picked.number} {s.picked.params} "
-                  f"(objective {s.picked.value:.4g}, test {acc(s.picked):.2f}); oracle trial {s.oracle.number} "
-                  f"{s.oracle.params} (test {acc(s.oracle):.2f}) -->")
+        for s in group:
+            t = s.picked
+            print(f"<!-- {method} {rate:g} seed {s.seed}: study's pick trial {t.number} {t.params} (objective "
+                  f"{t.value:.4g}, test at best val {test_at_best_val(t.run):.2f}, final test {final_test(t.run):.2f}) -->")
 
 
 if __name__ == "__main__":

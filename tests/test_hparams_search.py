@@ -78,13 +78,22 @@ def test_every_search_space_composes_and_names_keys_of_its_method(compose_cfg, o
     cfg = compose_cfg("train", ["experiment=quickstart", f"hparams_search={option}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.sat_optuna_sweeper.sweeper.StudySweeper"
-    assert sweeper.direction == "maximize" and cfg.objective == "at_best_val/val/acc"
+    assert sweeper.direction == "maximize" and cfg.objective == "final/val/acc"
     params = OmegaConf.to_container(sweeper.params)
     distributions, fixed = space.parse(params, [])
     assert set(distributions) == set(params) and fixed == []
     for key in params:
         assert OmegaConf.select(cfg, key) is not None, f"hparams_search={option} searches {key}, which is not a key"
     assert option == "optuna" or params  # only the base file leaves the space to the command line
+
+
+def test_a_study_folder_is_named_by_the_command_s_fixed_settings_and_its_objective():
+    from sat.tasks.search import study_subdir
+
+    command = ["experiment=quickstart", "hparams_search=sat", "noise.rate=0.6", "method.alpha=interval(0.5,0.9)",
+               "logger=none", "objective=at_best_val/val/acc", "trainer.epochs=50", "trainer.epochs=60"]
+    assert study_subdir(command, ["experiment", "logger", "objective", "seed"], 1) == \
+        "noise.rate-0.6+objective-at_best_val_val_acc+trainer.epochs-60+seed-1"
 
 
 def test_search_space_syntax():

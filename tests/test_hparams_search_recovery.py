@@ -83,7 +83,7 @@ def test_a_search_without_a_validation_split_is_refused_before_any_trial(tmp_pat
     proc = run_entry("train.py", "-m", *SMALL, "trainer.epochs=2", "dataset.val_size=0", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: a hyper-parameter search maximises objective=at_best_val/val/acc, but dataset.val_size=0 leaves no "
+        "error: a hyper-parameter search maximises objective=final/val/acc, but dataset.val_size=0 leaves no "
         "validation split; accepted: dataset.val_size=N with N > 0 (noisy labels held out of training: the search "
         "never reads clean labels)")
     assert list(tmp_path.iterdir()) == []

@@ -38,17 +38,20 @@ def study_subdir(overrides: Any, exclude: Any, seed: Any) -> str:
     """The study folder's name (resolver ``sat_study``): the command's fixed settings, the
     seed last, as sweep job folders are named (``noise.rate-0.6+seed-1``), so that the
     same command finds its study again and continues it. Searched keys (``interval(...)``,
-    ``choice(...)``), settings that do not change results (``exclude``) and the
-    ``hparams_search`` choice (a folder level of its own) are left out."""
+    ``choice(...)``), settings that do not change results (``exclude``, but for ``objective``)
+    and the ``hparams_search`` choice (a folder level of its own) are left out; ``/`` in a
+    value becomes ``_`` (``objective-at_best_val_val_acc``)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from sat.cli import sweep_subdir
 
     lines = [str(o) for o in overrides or []]
-    skip = {str(k) for k in exclude or []} | {"hparams_search"}
+    # the objective changes no run, but it is what a study is: another objective, another study
+    skip = ({str(k) for k in exclude or []} - {"objective"}) | {"hparams_search"}
     fixed = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(lines)  # a key given twice: the last
              if not o.is_sweep_override() and o.key_or_group not in skip and not o.is_delete()}
-    name = "+".join(sorted(f"{o.get_key_element()}-{o.get_value_element_as_str()}" for o in fixed.values()))
+    name = "+".join(sorted(f"{o.get_key_element()}-{o.get_value_element_as_str().replace('/', '_')}"
+                           for o in fixed.values()))
     return sweep_subdir(name, seed, lines)
 
 
