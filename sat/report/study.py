@@ -128,8 +128,8 @@ def read_trial(frozen: Any, folder: Path) -> Trial:
     """An Optuna trial with its run folder (``run_dir``, as the study sweeper records it)."""
     run_dir = frozen.user_attrs.get("run_dir")
     path = Path(run_dir) if run_dir else None
-    if path is not None and not path.is_dir() and (folder / path.name).is_dir():
-        path = folder / path.name  # the study folder was moved (an archive): its trial folder within it
+    if path is not None and (folder / path.name).is_dir():
+        path = folder / path.name  # trial folders lie in the study folder, which may have moved since (an archive)
     run = read_run(path) if path is not None and (path / ".hydra" / "config.yaml").is_file() else None
     return Trial(frozen.number, frozen.state.name, frozen.value, dict(frozen.params), run,
                  str(frozen.user_attrs.get("reason", "")))
