@@ -9,14 +9,13 @@ noise.rate and seed); ``--reruns``: the chosen configurations trained again with
 (the report's rerun command). Prints Markdown tables, accuracies in percent, mean ± sample std
 over the seeds (one study per seed), for the two ways a run's model is used:
 
-- the checkpoint of the best-validation epoch (``best.pt``): its test accuracy, for the trial
-  with the best noisy-validation accuracy over the epochs, the trial an oracle would pick (the
-  best such test accuracy), and the defaults;
-- the last epoch's model: its final test accuracy, for the trial with the best last-epoch
-  noisy-validation accuracy, the oracle's trial (best final test accuracy) and the defaults.
+- the last epoch's model: its final test accuracy;
+- the checkpoint of the best-validation epoch (``best.pt``): its test accuracy;
 
-Each table also shows the study's own pick (the best objective, which is one of the two
-validation accuracies): the other pick is made after the fact among the same trials.
+each for the trial with the best last-epoch noisy-validation accuracy (``final/val/acc``), the
+trial with the best noisy-validation accuracy over the epochs (``at_best_val/val/acc``), the trial
+an oracle would pick (the best test accuracy) and the defaults. One of the two picks is the
+study's own (the one by its objective); the other is made after the fact among the same trials.
 
 Ties (the validation split of 200 digits moves in steps of 0.5%) go to the earliest trial, as
 ``python -m sat.report`` ranks them. Then the tuned methods side by side.
@@ -126,24 +125,23 @@ def main() -> None:
     print()
 
     objectives = sorted({str(t.run.settings.get("objective")) for g in by.values() for s in g for t in s.trials})
-    print(f"The studies maximised: {', '.join(objectives)} (the study's pick); the other pick is made after the fact "
-          "among the same trials")
+    print(f"The studies maximised {', '.join(objectives)}: the study's own pick is the pick by that value; the other "
+          "is made after the fact among the same trials.")
     print()
-    print("Test accuracy (%) of the best-validation checkpoint; picked by the best noisy-validation accuracy over "
-          "the epochs, or the study's pick")
+    picks = {"final-val pick": lambda s: s.best(lambda t: final_val(t.run)),
+             "best-val pick": lambda s: s.best(lambda t: best_val(t.run))}
+    print("Final test accuracy (%) of the last epoch's model; picked by the noisy-validation accuracy of the last "
+          "epoch or by the best over the epochs")
     print()
-    selection_table(by, defaults, test_at_best_val, {"best-val pick": lambda s: s.best(lambda t: best_val(t.run)),
-                                                     "study's pick": lambda s: s.picked})
-    print("Final test accuracy (%) of the last epoch; picked by the last epoch's noisy-validation accuracy, or the "
-          "study's pick")
+    selection_table(by, defaults, final_test, picks)
+    print("Test accuracy (%) of the best-validation checkpoint (best.pt); the same picks")
     print()
-    selection_table(by, defaults, final_test, {"final-val pick": lambda s: s.best(lambda t: final_val(t.run)),
-                                               "study's pick": lambda s: s.picked})
+    selection_table(by, defaults, test_at_best_val, picks)
 
     rates = sorted({rate for _, rate in by})
     for title, metric, pick in (
-            ("Test accuracy (%) of the best-validation checkpoint", test_at_best_val, lambda s: s.picked),
-            ("Final test accuracy (%)", final_test, lambda s: s.picked)):
+            ("Final test accuracy (%)", final_test, lambda s: s.picked),
+            ("Test accuracy (%) of the best-validation checkpoint", test_at_best_val, lambda s: s.picked)):
         print(f"{title}: tuned against tuned (the study's pick), each from its own studies (one per seed) on the "
               "same noisy validation split")
         print()
