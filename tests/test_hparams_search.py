@@ -69,6 +69,8 @@ def test_the_report_of_a_study_folder(study, tmp_path):
     assert "method=sat" in command and command.endswith("seed=0,1,2,3,4") and "hparams_search" not in command
     rows = (out / "trials.csv").read_text().splitlines()
     assert rows[0].startswith("trial,state,objective,method.alpha,final_test_acc_pct") and len(rows) == 4
+    assert main([str(study_dir), "--out", str(tmp_path / "none"), "--top", "0"]) == 2  # one error line, nothing written
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (ROOT / "conf" / "hparams_search").glob("*.yaml")))

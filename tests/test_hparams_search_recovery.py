@@ -77,6 +77,12 @@ def test_a_refused_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
         assert trial.user_attrs["reason"] == ("error: method.start_epoch=5 >= trainer.epochs=2, so SAT would never "
                                               "start; accepted: method.start_epoch < 2 (or more trainer.epochs)")
     assert sorted(p.name for p in study_dir.iterdir()) == ["multirun.yaml", "optuna.db", "refused.log"]
+    from sat.report.cli import main
+
+    assert main([str(study_dir), "--out", str(tmp_path / "report")]) == 0  # a study without one complete trial
+    md = (tmp_path / "report" / "study.md").read_text()
+    assert "3 trials (3 fail). The objective, to maximize: `final/val/acc`" in md and "- trial 2: error: method.start_epoch=5 >= trainer.epochs=2" in md
+    assert md.rstrip().endswith("- no figures: the study holds no complete trial")
 
 
 def test_a_search_without_a_validation_split_is_refused_before_any_trial(tmp_path):

@@ -85,6 +85,9 @@ def load_study(folder: Path, storage: str | None, name: str | None) -> Any:
     import optuna
 
     url = storage or f"sqlite:///{(folder / DATABASE).resolve()}"
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():  # SQLite would make an empty one
+        raise UserError(f"{url} names no file; accepted: a study folder holding {DATABASE}, or --storage URL of a "
+                        "study's database")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         rdb = optuna.storages.RDBStorage(url, skip_table_creation=True)
@@ -102,15 +105,17 @@ def load_study(folder: Path, storage: str | None, name: str | None) -> Any:
 
 def make_study_report(folder: str | Path, out: str | Path | None = None, *, storage: str | None = None,
                       study: str | None = None, top: int = 10) -> StudyReport:
+    from sat import validate
+
+    top = validate.positive_int("--top", top)
     folder = Path(folder).resolve()
     out = Path(out) if out is not None else folder / "report"
     loaded = load_study(folder, storage, study)
     trials = [read_trial(t, folder) for t in loaded.get_trials(deepcopy=False)]
     direction = loaded.direction.name.lower()
-    report = StudyReport(folder, out, loaded.study_name, direction, "?", trials, None, top)
+    report = StudyReport(folder, out, loaded.study_name, direction, _objective(folder), trials, None, top)
     best = report.ranked[0] if report.ranked else None
     if best is not None and best.run is not None:
-        report.objective = str(best.run.settings.get("objective", "objective"))
         report.command = rerun_command(best.run)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -122,6 +127,16 @@ def make_study_report(folder: str | Path, out: str | Path | None = None, *, stor
         raise UserError(f"cannot write the report into {out} ({e.strerror or e}); accepted: --out a writable "
                         "folder") from None
     return report
+
+
+def _objective(folder: Path) -> str:
+    """What the trials returned (``objective``), as the search's ``multirun.yaml`` says."""
+    from omegaconf import OmegaConf
+
+    from sat.report.settings import load_stored_config
+
+    manifest = folder / "multirun.yaml"
+    return str(OmegaConf.select(load_stored_config(manifest), "objective", default="?")) if manifest.is_file() else "?"
 
 
 def read_trial(frozen: Any, folder: Path) -> Trial:
@@ -207,6 +222,9 @@ def _figures(study: Any, report: StudyReport) -> list[Path]:
     trials for one, a note says so instead)."""
     from optuna.visualization import matplotlib as optuna_plots
 
+    if not report.ranked:
+        report.notes.append("no figures: the study holds no complete trial")
+        return []
     plt = figures.pyplot()
     files: list[Path] = []
     for stem, plot in (("optimization_history", optuna_plots.plot_optimization_history),
