@@ -2,9 +2,9 @@
 scan, so it must stay cheap: Optuna itself is imported only when a study runs)."""
 
 # No ``from __future__ import annotations``: Hydra executes this module before it is in sys.modules,
-# where dataclasses cannot resolve string annotations; Optional and Dict: OmegaConf reads them at run time.
+# where dataclasses cannot resolve string annotations; Optional: OmegaConf reads it at run time.
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -26,10 +26,10 @@ class StudySweeperConf:
     # an Optuna RDB URL (sqlite:///..., postgresql://..., mysql://...); null: sqlite:///<sweep dir>/optuna.db
     storage: Optional[str] = None
     # an Optuna sampler (instantiated when the study starts)
-    sampler: Dict[str, Any] = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})
+    sampler: dict[str, Any] = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})
     # the search space: key -> interval(a,b) | int(interval(a,b)) | tag(log, interval(a,b)) | choice(...) |
     # range(...) | a fixed value; the command line's overrides replace these
-    params: Dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna_study", node=StudySweeperConf, provider="sat")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+ACCEPTED = "interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), range(a,b[,step]) or choice(x,y,...)"
+
 
 def parse(params: dict[str, str], arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
     """``(distributions, fixed)``: the searched keys and the overrides every trial gets.
@@ -37,6 +39,7 @@ def distribution(key: str, override: Any) -> Any:
     from sat.errors import UserError
 
     value = override.value()
+    given = (override.input_line or "").partition("=")[2]  # as typed: tag(log, interval(0, 1))
     log = "log" in getattr(value, "tags", set())
     try:
         if isinstance(value, ChoiceSweep):
@@ -52,9 +55,10 @@ def distribution(key: str, override: Any) -> Any:
                 return IntDistribution(value.start, last, step=step, log=log)
             return FloatDistribution(float(value.start), float(last), step=float(step), log=log)
     except ValueError as e:  # low > high, log with a bound <= 0, ...
-        raise UserError(f"the search space {override.input_line}: {e}") from None
-    raise UserError(f"the search space {override.input_line} is not one; accepted: {key}=interval(a,b), "
-                    "int(interval(a,b)), tag(log, interval(a,b)), range(a,b[,step]) or choice(x,y,...)")
+        raise UserError(key=key, value=given, problem=f"is not a search space ({e})",
+                        accepted=ACCEPTED) from None
+    raise UserError(key=key, value=given, problem="is not a search space",
+                    accepted=ACCEPTED)
 
 
 def overrides(params: dict[str, Any]) -> list[str]:

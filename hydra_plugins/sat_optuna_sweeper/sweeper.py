@@ -136,7 +136,7 @@ class Heartbeat:
 class StudySweeper(Sweeper):
     def __init__(self, direction: str, n_trials: int, n_jobs: int | None, max_failures: int | None,
                  study_name: str | None, storage: str | None, sampler: Any, params: dict | None) -> None:
-        from sat import validate
+        from sat.config import validate
 
         self.direction = validate.choice("hydra.sweeper.direction", direction, ("maximize", "minimize"))
         self.n_trials = validate.positive_int("hydra.sweeper.n_trials", n_trials)
@@ -187,11 +187,11 @@ class StudySweeper(Sweeper):
             study = optuna.create_study(storage=self.storage, study_name=name, sampler=sampler,
                                         direction=self.direction, load_if_exists=True)
             self.study_id = self.storage.get_study_id_from_name(name)
-        except ValueError as e:  # another direction than the stored study's, a malformed URL
-            raise UserError(f"hydra.sweeper.storage={url!r}, study {name!r}: {e}") from None
-        except ImportError as e:  # a database driver that is not installed (psycopg2, pymysql)
-            raise UserError(f"hydra.sweeper.storage={url!r}: {e}; accepted: an RDB URL whose driver is installed") \
-                from None
+        except (ValueError, ImportError) as e:  # another direction than the stored study's, a malformed URL, a
+            # database driver that is not installed (psycopg2, pymysql)
+            raise UserError(key="hydra.sweeper.storage", value=url, problem=f"cannot hold study {name!r} ({e})",
+                            accepted="an RDB URL (sqlite:///..., postgresql://...) whose driver is installed, for a "
+                                     "study of this direction") from None
         log.info("study %r in %s (%s; %d trials in it)", name, url, self.direction, len(study.trials))
         return study
 
@@ -200,12 +200,13 @@ class StudySweeper(Sweeper):
         from optuna.trial import TrialState
 
         from sat.errors import UserError
-        from sat.runfiles import write_atomic
+        from sat.run.files import write_atomic
 
         distributions, fixed = search_space.parse(self.params, arguments)
         if not distributions:
-            raise UserError("the study has nothing to search; accepted: hparams_search=<a search space> or "
-                            "hydra.sweeper.params.<key>=interval(a,b) | choice(...) | range(...)")
+            raise UserError(key="hydra.sweeper.params", value={}, problem="leaves the study nothing to search",
+                            accepted="hparams_search=<a search space> or hydra.sweeper.params.<key>=interval(a,b) | "
+                                     "choice(...) | range(...)")
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # every trial in this folder, whatever its own settings would name (hydra.sweep.dir may use them)
@@ -230,9 +231,10 @@ class StudySweeper(Sweeper):
                                                                      TrialState.FAIL)}
             if count[TrialState.FAIL] >= self.max_failures:
                 last = max((t for t in trials if t.state == TrialState.FAIL), key=lambda t: t.number)
-                raise UserError(f"hydra.sweeper.max_failures={self.max_failures}: the study holds "
-                                f"{count[TrialState.FAIL]} failed trials; the last, trial {last.number}: "
-                                f"{last.user_attrs.get('reason', '?')}")
+                raise UserError(key="hydra.sweeper.max_failures", value=self.max_failures,
+                                problem=f"is reached: the study holds {count[TrialState.FAIL]} failed trials (the "
+                                        f"last, trial {last.number}: {last.user_attrs.get('reason', '?')})",
+                                accepted="the trials' settings fixed, or a larger hydra.sweeper.max_failures")
             todo = self.n_trials - count[TrialState.COMPLETE] - count[TrialState.RUNNING]
             if todo <= 0:
                 break

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sat import figures
 from sat.errors import UserError
 from sat.report.runs import Run, metric_value, read_run
 from sat.report.tables import cell, first_line, pct, relative
-from sat.runfiles import write_atomic, write_text_atomic
+from sat.run import figures
+from sat.run.files import write_atomic, write_text_atomic
 
 DATABASE = "optuna.db"  # where the study sweeper keeps a study by default (SQLite in the study folder)
 RERUN_SEEDS = "0,1,2,3,4"
+ACCEPTED = f"a study folder holding {DATABASE}, or --storage URL of a study's database"
 
 
 @dataclass
@@ -86,26 +87,27 @@ def load_study(folder: Path, storage: str | None, name: str | None) -> Any:
 
     url = storage or f"sqlite:///{(folder / DATABASE).resolve()}"
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():  # SQLite would make an empty one
-        raise UserError(f"{url} names no file; accepted: a study folder holding {DATABASE}, or --storage URL of a "
-                        "study's database")
+        raise UserError(key="--storage" if storage else "DIR", value=storage or str(folder), problem=f"holds no "
+                        f"{'file' if storage else DATABASE}", accepted=ACCEPTED)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         rdb = optuna.storages.RDBStorage(url, skip_table_creation=True)
         names = optuna.study.get_all_study_names(rdb)
     except Exception as e:  # noqa: BLE001  (SQLAlchemy's and Optuna's errors: one line)
-        raise UserError(f"cannot read the study database {url} ({first_line(str(e))}); accepted: a study folder "
-                        "holding optuna.db, or --storage URL") from None
+        raise UserError(key="--storage" if storage else "DIR", value=storage or str(folder),
+                        problem=f"holds no study database we can read ({first_line(str(e))})", accepted=ACCEPTED) from None
     if name is None and len(names) != 1:
-        raise UserError(f"{url} holds {len(names)} studies; accepted: --study NAME, one of: {', '.join(names) or 'none'}")
+        raise UserError(key="--study", problem=f"is needed: {url} holds {len(names)} studies",
+                        accepted=f"--study NAME, one of: {', '.join(names) or 'none'}")
     chosen = name or names[0]
     if chosen not in names:
-        raise UserError(f"--study {chosen!r} is not in {url}; accepted: {', '.join(names) or 'none'}")
+        raise UserError(key="--study", value=chosen, problem=f"is not in {url}", accepted=", ".join(names) or "none")
     return optuna.load_study(study_name=chosen, storage=rdb)
 
 
 def make_study_report(folder: str | Path, out: str | Path | None = None, *, storage: str | None = None,
                       study: str | None = None, top: int = 10) -> StudyReport:
-    from sat import validate
+    from sat.config import validate
 
     top = validate.positive_int("--top", top)
     folder = Path(folder).resolve()
