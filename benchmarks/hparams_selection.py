@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sat.report.runs import Run, metric_value, read_runs
-from sat.report.study import DATABASE, Trial, load_study, read_trial
+from sat.report.study import DATABASE, Trial, load_study, objective_of, read_trial
 from sat.report.tables import mean_pm
 
 
@@ -56,6 +56,7 @@ class Study:
     method: str
     rate: float
     seed: int
+    objective: str  # what the study maximised (its multirun.yaml's objective)
     trials: list[Trial]  # the complete ones, with finished runs
 
     def best(self, score: Callable[[Trial], float]) -> Trial:
@@ -74,7 +75,7 @@ def read_study(folder: Path) -> Study | None:
     if not done:
         return None
     run = done[0].run
-    return Study(run.choices["method"], float(run.settings["noise.rate"]), int(run.seed), done)
+    return Study(run.choices["method"], float(run.settings["noise.rate"]), int(run.seed), objective_of(folder), done)
 
 
 def runs_by_setting(folder: Path | None) -> dict[tuple[str, float], dict[int, Run]]:
@@ -124,7 +125,7 @@ def main() -> None:
         f"{m} {r:g}: " + ", ".join(f"seed {s.seed} {len(s.trials)}" for s in g) for (m, r), g in sorted(by.items())))
     print()
 
-    objectives = sorted({str(t.run.settings.get("objective")) for g in by.values() for s in g for t in s.trials})
+    objectives = sorted({s.objective for g in by.values() for s in g})
     print(f"The studies maximised {', '.join(objectives)}: the study's own pick is the pick by that value; the other "
           "is made after the fact among the same trials.")
     print()

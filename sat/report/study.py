@@ -115,7 +115,7 @@ def make_study_report(folder: str | Path, out: str | Path | None = None, *, stor
     loaded = load_study(folder, storage, study)
     trials = [read_trial(t, folder) for t in loaded.get_trials(deepcopy=False)]
     direction = loaded.direction.name.lower()
-    report = StudyReport(folder, out, loaded.study_name, direction, _objective(folder), trials, None, top)
+    report = StudyReport(folder, out, loaded.study_name, direction, objective_of(folder), trials, None, top)
     best = report.ranked[0] if report.ranked else None
     if best is not None and best.run is not None:
         report.command = rerun_command(best.run)
@@ -131,7 +131,7 @@ def make_study_report(folder: str | Path, out: str | Path | None = None, *, stor
     return report
 
 
-def _objective(folder: Path) -> str:
+def objective_of(folder: Path) -> str:
     """What the trials returned (``objective``), as the search's ``multirun.yaml`` says."""
     from omegaconf import OmegaConf
 
