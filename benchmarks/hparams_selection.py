@@ -1,7 +1,7 @@
 """Selection without clean labels: how much test accuracy a search loses by picking its
 trial on the noisy validation split, and what the tuned methods are worth (docs/hparams_search.md).
 
-    python benchmarks/hparams_selection.py ROOT [--defaults DIR] [--reruns DIR]
+    python benchmarks/hparams_selection.py ROOT [--defaults DIR ...] [--reruns DIR ...]
 
 ROOT: a folder holding study folders (``.../search-<method>/noise.rate-R+seed-S``, each with its
 optuna.db); ``--defaults``: runs of each method's default settings (a sweep over method,
@@ -78,10 +78,10 @@ def read_study(folder: Path) -> Study | None:
     return Study(run.choices["method"], float(run.settings["noise.rate"]), int(run.seed), objective_of(folder), done)
 
 
-def runs_by_setting(folder: Path | None) -> dict[tuple[str, float], dict[int, Run]]:
-    """(method, noise rate) -> seed -> the finished run below ``folder``."""
+def runs_by_setting(folders: list[Path]) -> dict[tuple[str, float], dict[int, Run]]:
+    """(method, noise rate) -> seed -> the finished run below one of ``folders``."""
     found: dict[tuple[str, float], dict[int, Run]] = defaultdict(dict)
-    for run in read_runs(folder) if folder is not None else []:
+    for run in (run for folder in folders for run in read_runs(folder)):
         if run.finished:
             found[(run.choices["method"], float(run.settings["noise.rate"]))][int(run.seed)] = run
     return found
@@ -110,8 +110,8 @@ def selection_table(by: dict, defaults: dict, metric: Callable[[Run], float], pi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
-    parser.add_argument("--defaults", type=Path)
-    parser.add_argument("--reruns", type=Path)
+    parser.add_argument("--defaults", type=Path, nargs="+", default=[])
+    parser.add_argument("--reruns", type=Path, nargs="+", default=[])
     args = parser.parse_args()
     by: dict[tuple[str, float], list[Study]] = defaultdict(list)
     for db in sorted(args.root.rglob(DATABASE)):
@@ -148,7 +148,7 @@ def main() -> None:
         print()
         print("| | " + " | ".join(f"noise {r:g}" for r in rates) + " |")
         print("|---|" + "---|" * len(rates))
-        for method in sorted({m for m, _ in by}):
+        for method in sorted({m for m, _ in by} | {m for m, _ in defaults}):  # a method without studies: defaults
             print(f"| tuned {method} | " + " | ".join(pm([metric(pick(s).run) for s in by.get((method, r), [])])
                                                      for r in rates) + " |")
             if reruns:
