@@ -1,9 +1,9 @@
 """Selection without clean labels: how much test accuracy a search loses by picking its
 trial on the noisy validation split, and what the tuned methods are worth (docs/hparams_search.md).
 
-    python benchmarks/hparams_selection.py ROOT [--defaults DIR ...] [--reruns DIR ...]
+    python benchmarks/hparams_selection.py ROOT [ROOT ...] [--defaults DIR ...] [--reruns DIR ...]
 
-ROOT: a folder holding study folders (``.../search-<method>/noise.rate-R+seed-S``, each with its
+ROOT: folders holding study folders (``.../search-<method>/noise.rate-R+seed-S``, each with its
 optuna.db); ``--defaults``: runs of each method's default settings (a sweep over method,
 noise.rate and seed); ``--reruns``: the chosen configurations trained again with other seeds
 (the report's rerun command). Prints Markdown tables, accuracies in percent, mean ± sample std
@@ -109,12 +109,12 @@ def selection_table(by: dict, defaults: dict, metric: Callable[[Run], float], pi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path)
+    parser.add_argument("roots", type=Path, nargs="+")
     parser.add_argument("--defaults", type=Path, nargs="+", default=[])
     parser.add_argument("--reruns", type=Path, nargs="+", default=[])
     args = parser.parse_args()
     by: dict[tuple[str, float], list[Study]] = defaultdict(list)
-    for db in sorted(args.root.rglob(DATABASE)):
+    for db in sorted(db for root in args.roots for db in root.rglob(DATABASE)):
         study = read_study(db.parent)
         if study is not None:
             by[(study.method, study.rate)].append(study)
