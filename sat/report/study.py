@@ -4,8 +4,8 @@ A study folder (``multirun/<name>/search-<space>/<settings>+seed-N``, made by
 ``python train.py -m hparams_search=...``) holds the Optuna study (``optuna.db``) and one
 run folder per trial (``trial-<number>``). Written into ``--out`` (default ``<folder>/report``):
 
-- ``study.md``: the best trials by the objective (the value the search maximised: by
-  default the best noisy-validation accuracy), each with its settings, its final test
+- ``study.md``: the best trials by the objective (the value the search maximised: in
+  every search space the last epoch's noisy-validation accuracy), each with its settings, its final test
   accuracy and test accuracy at the best-validation epoch (read from its run folder, after
   the fact: the search never saw them) and its folder; then the chosen configuration as
   a command that trains it again with more seeds;
