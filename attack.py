@@ -4,11 +4,13 @@ import hydra
 from omegaconf import DictConfig
 
 from sat import cli
-from sat.tasks import attack
 
 
 @hydra.main(config_path="conf", config_name="attack", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    cli.check_config(cfg)  # a typo is refused before torch is imported
+    from sat.tasks import attack
+
     return cli.run_task(attack.run, cfg)["best"]["robust"]
 
 

@@ -4,11 +4,13 @@ import hydra
 from omegaconf import DictConfig
 
 from sat import cli
-from sat.tasks import evaluate
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    cli.check_config(cfg)  # a typo is refused before torch is imported
+    from sat.tasks import evaluate
+
     return cli.run_task(evaluate.run, cfg).get("test/acc", float("nan"))
 
 

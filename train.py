@@ -4,11 +4,13 @@ import hydra
 from omegaconf import DictConfig
 
 from sat import cli
-from sat.tasks import train
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    cli.check_config(cfg)  # a typo is refused before torch is imported
+    from sat.tasks import train
+
     summary = cli.run_task(train.run, cfg)
     return train.objective(summary, cfg)  # the value a sweeper optimises (validation accuracy by default)
 

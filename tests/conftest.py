@@ -55,8 +55,16 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _physical_cores_counted():
+    """scikit-learn (DivideMix's GMM, k-means) asks joblib for the physical core count, which runs
+    ``lscpu`` once per process and caches it: count once here, before the guard below watches."""
+    import joblib
+    joblib.cpu_count(only_physical_cores=True)
+
+
 @pytest.fixture(autouse=True)
-def _processes_only_in_e2e(request, monkeypatch):
+def _processes_only_in_e2e(request, monkeypatch, _physical_cores_counted):
     """Fail a test that starts a process (subprocess, torch.multiprocessing) without the
     ``e2e`` marker: the fast loop (``-m "not e2e"``) must not start any."""
     if request.node.get_closest_marker("e2e") is not None:

@@ -6,11 +6,16 @@ status 2, one ``error:`` line, no traceback)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
+import os
 import pickle
+import signal
 import struct
 import subprocess
+import sys
+import textwrap
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -146,3 +151,44 @@ def composition_error(proc: subprocess.CompletedProcess) -> None:
     shown = f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
     assert proc.returncode == 2, shown
     assert "Traceback" not in proc.stdout + proc.stderr and proc.stderr.strip(), shown
+
+
+# --- memory bombs, run where they cannot take the machine ------------------------------------------
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CAP_GIB = 4  # torch itself maps ~3 GiB of address space
+
+
+def run_capped(code: str, gib: int = CAP_GIB) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter whose address space is capped at ``gib`` GiB."""
+    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({gib} << 30, {gib} << 30))\n"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def refused(proc: subprocess.CompletedProcess, *contains: str) -> str:
+    """The capped code printed a one-line UserError (and nothing ran out of memory)."""
+    shown = f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0 and "MemoryError" not in proc.stderr, shown
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("refused: ") and "\n" not in line, shown
+    for text in contains:
+        assert text in line, shown
+    return line
+
+
+@contextlib.contextmanager
+def within(seconds: float):
+    """Fail (not hang) when the block takes longer than ``seconds``."""
+    def expired(*_):
+        raise TimeoutError(f"took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -37,3 +37,14 @@ def write_list_dataset(root: Path, num_train: int = 24, num_test: int = 8, num_c
             lines.append(f"{name} {label}")
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def write_class_folders(root: Path, per_class: int = 8, test_per_class: int = 2, num_classes: int = 3,
+                        size: int = 48, seed: int = 0) -> Path:
+    """torchvision's ImageFolder layout: ``root/{train,test}/class<k>/<i>.png``."""
+    g = torch.Generator().manual_seed(seed)
+    for split, n in (("train", per_class), ("test", test_per_class)):
+        for label in range(num_classes):
+            for i in range(n):
+                write_image(root / split / f"class{label}" / f"{i:03d}.png", random_image(g, label, size, size))
+    return root

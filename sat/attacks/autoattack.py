@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sat.attacks.base import Attack, _predict, model_device, parse_eps
+from sat.config import validate
 from sat.errors import UserError
 
 NORMS = ("Linf", "L2", "L1")
@@ -51,19 +52,20 @@ class AutoAttack(Attack):
         verbose: bool = False,
     ):
         if norm not in NORMS:
-            raise UserError(f"attack.norm={norm!r} is not supported; accepted: {', '.join(NORMS)}")
+            raise UserError(key="norm", value=norm, problem="is not supported", accepted=", ".join(NORMS))
         # L2/L1 radii may exceed 1 (e.g. L1 eps=12), so only L_inf is range-checked.
-        self.eps = parse_eps(eps, "attack.eps", upper=1.0 if norm == "Linf" else None)
+        self.eps = parse_eps(eps, "eps", upper=1.0 if norm == "Linf" else None)
         if version not in VERSIONS:
-            raise UserError(f"attack.version={version!r} is not supported; accepted: {', '.join(VERSIONS)}")
+            raise UserError(key="version", value=version, problem="is not supported", accepted=", ".join(VERSIONS))
         attacks = list(attacks) if attacks else None
         if version == "custom" and not attacks:
-            raise UserError("attack.version=custom needs attack.attacks, e.g. [apgd-ce, apgd-t]; got none")
+            raise UserError(key="version", value=version, problem="needs {.attacks}, e.g. [apgd-ce, apgd-t]; got none")
         if version != "custom" and attacks:
-            raise UserError(f"attack.attacks is only used with attack.version=custom; got version={version!r}")
+            raise UserError(key="attacks", value=attacks, problem=f"are only used with {{.version}}=custom; got "
+                                                                  f"{{.version}}={version!r}")
         for a in attacks or []:
             if a not in ATTACKS:
-                raise UserError(f"attack.attacks has {a!r}; accepted: {', '.join(ATTACKS)}")
+                raise UserError(key="attacks", problem=f"has {a!r}", accepted=", ".join(ATTACKS))
         self.norm, self.version, self.attacks, self.seed, self.verbose = norm, version, attacks, seed, verbose
         self._cls = _autoattack_class()  # fail at construction, not after training
 
@@ -115,8 +117,7 @@ class AutoAttack(Attack):
 
     def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> dict[str, float]:
         """Natural, per-attack (cumulative) and worst-case robust accuracy on ``(x, y)``."""
-        if batch_size <= 0:
-            raise UserError(f"batch_size={batch_size} is out of range; accepted: an integer >= 1")
+        batch_size = validate.positive_int("batch_size", batch_size)
         was_training = model.training
         model.eval()
         try:

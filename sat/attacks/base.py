@@ -10,17 +10,18 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sat.config import validate
 from sat.errors import UserError
 
-_ACCEPTED = "accepted: a float in [0,1] like 0.031 or a fraction like 8/255"
+_ACCEPTED = "a float in [0,1] like 0.031 or a fraction like 8/255"
 
 
-def parse_eps(value: float | int | str, name: str = "attack.eps", upper: float | None = 1.0) -> float:
+def parse_eps(value: float | int | str, name: str = "eps", upper: float | None = 1.0) -> float:
     """An L_inf radius in [0,1] units from a float/int (0.031) or a pixel-unit
     fraction string ("8/255"). Results must record which one was used: 0.031 != 8/255.
     ``upper=None`` lifts the bound (L1/L2 radii)."""
     if isinstance(value, bool):  # bool is an int subclass; True is not a radius
-        raise UserError(f"{name}={value!r} is not a number; {_ACCEPTED}")
+        raise UserError(key=name, value=value, problem="is not a number", accepted=_ACCEPTED)
     if isinstance(value, numbers.Real):
         eps = float(value)
     elif isinstance(value, str):
@@ -31,13 +32,13 @@ def parse_eps(value: float | int | str, name: str = "attack.eps", upper: float |
                 raise ValueError
             eps = nums[0] / nums[1] if len(nums) == 2 else nums[0]
         except (ValueError, ZeroDivisionError):
-            raise UserError(f"{name}={value!r} is not a number; {_ACCEPTED}") from None
+            raise UserError(key=name, value=value, problem="is not a number", accepted=_ACCEPTED) from None
     else:
-        raise UserError(f"{name}={value!r} is not a number; {_ACCEPTED}")
+        raise UserError(key=name, value=value, problem="is not a number", accepted=_ACCEPTED)
     hi = math.inf if upper is None else upper
     if not 0.0 <= eps <= hi:  # also rejects nan
-        accepted = _ACCEPTED if upper == 1.0 else f"accepted: a number in [0, {hi}]"
-        raise UserError(f"{name}={value!r} is out of range; {accepted}")
+        raise UserError(key=name, value=value, problem="is out of range",
+                        accepted=_ACCEPTED if upper == 1.0 else f"a number in [0, {hi}]")
     return eps
 
 
@@ -88,8 +89,7 @@ def robust_accuracy(
 
     Batches move to the model's device, so ``x`` may stay on the CPU. A sample counts
     as robust only if it is classified correctly after the attack."""
-    if batch_size <= 0:
-        raise UserError(f"batch_size={batch_size} is out of range; accepted: an integer >= 1")
+    batch_size = validate.positive_int("batch_size", batch_size)
     was_training = model.training
     model.eval()
     device = model_device(model, x.device)

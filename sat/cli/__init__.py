@@ -28,7 +28,7 @@ from sat.cli import register
 from sat.cli.sweeps import note_swept_keys
 from sat.errors import UserError
 from sat.parallel.identity import is_rank0
-from sat.run.preemption import Preempted
+from sat.run.preemption import Preempted, StoppedAtStart
 
 log = logging.getLogger("sat")
 
@@ -51,18 +51,29 @@ def _user_error_in(e: BaseException | None) -> UserError | None:
     return None
 
 
-def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_refusal: bool = True) -> dict[str, Any]:
+def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_refusal: bool = True,
+            importing: bool = True) -> dict[str, Any]:
     """Run a task inside Hydra's run (the command line's and the Python API's): bad
     input comes out as one :class:`UserError` and leaves no run folder behind (logged
     first with ``log_refusal``: a sweep's job log keeps it), any other failure is logged
     with its traceback, a preempted run says how to continue it, and the run's output
-    folder is always named, so a failed job of a sweep can be found."""
+    folder is always named, so a failed job of a sweep can be found. Without
+    ``importing``, constructors' arguments are read from their source files (no torch)."""
+    from sat.cli.method_keys import note_ignored_keys
     from sat.config import keys
 
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
-        keys.check_keys(cfg)  # keys added with +, which Hydra accepts whatever they are
+        note_ignored_keys()
+        keys.check_keys(cfg, importing)  # keys added with +, which Hydra accepts whatever they are
         return task(cfg)
+    except StoppedAtStart as e:
+        if is_rank0() and _drop_refused(out, UserError(f"stopped by {e.signal} before training began")):
+            log.warning("stopped by %s before training began: nothing was trained, no run folder left; rerun the "
+                        "same command", e.signal)
+        else:
+            _say_how_to_continue(out)
+        raise
     except Preempted:
         _say_how_to_continue(out)
         raise
@@ -80,29 +91,37 @@ def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_r
         raise
 
 
-def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, importing: bool = True) -> dict[str, Any]:
     """:func:`guarded` for an entry point: bad input ends with its one ``error:`` line
     and exit status 2."""
     global _task_started
     _task_started = True
     try:
-        return guarded(task, cfg)
+        return guarded(task, cfg, importing=importing)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 
-def _drop_refused(output_dir: Any, error: UserError) -> None:
-    """A run refused before it started leaves no folder (a sweep job: a line in the sweep's refused.log)."""
+def check_config(cfg: DictConfig) -> None:
+    """What an entry point refuses before it imports its task (and torch with it, 1-3 s
+    of a typo's answer): keys that no schema and no constructor's source file knows.
+    Hydra has refused unknown options and keys and wrong types while composing."""
+    run_task(lambda _cfg: {}, cfg, importing=False)
+
+
+def _drop_refused(output_dir: Any, error: UserError) -> bool:
+    """A run refused before it started leaves no folder (a sweep job: a line in the sweep's
+    refused.log); returns whether it was removed."""
     from hydra.core.hydra_config import HydraConfig
 
     from sat.run.refused import drop_refused_run_folder
 
     if output_dir == "?" or not is_rank0():
-        return
+        return False
     hc = HydraConfig.get() if HydraConfig.initialized() else None
     sweep = str(hc.sweep.dir) if hc is not None and str(hc.mode) == "RunMode.MULTIRUN" else None
-    drop_refused_run_folder(output_dir, str(error), sweep)
+    return drop_refused_run_folder(output_dir, str(error), sweep)
 
 
 def _say_how_to_continue(output_dir: Any) -> None:
@@ -147,6 +166,29 @@ def check_output_dirs(overrides: list[str]) -> None:
             raise UserError(f"output folder {value} {problem}; accepted: a writable folder ({key}=...)")
 
 
+def check_sweep_size(argv: list[str]) -> None:
+    """A sweep's jobs counted from its parsed overrides (the command line's, and sweeps
+    given as ``hydra.sweeper.params.*``) before Hydra makes their list:
+    ``seed=range(0,1e8)`` would end in a MemoryError traceback."""
+    if not {"-m", "--multirun"} & set(argv) or any(a.startswith(("hydra/sweeper=", "hparams_search=")) for a in argv):
+        return  # (another sweeper than the grid: optuna's range() is a search space, not a list of jobs)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from sat.report.grid import MAX_JOBS, grid_size
+
+    lines = [a for a in argv if "=" in a and not a.startswith("-")]
+    lines = [f"{k.partition('hydra.sweeper.params.')[2]}={v}" if k.lstrip("+").startswith("hydra.sweeper.params.")
+             else line for line in lines for k, _, v in [line.partition("=")]]
+    try:
+        size = grid_size(OverridesParser.create().parse_overrides(lines))
+    except HydraException:  # Hydra reports a malformed override itself
+        return
+    if size > MAX_JOBS:
+        raise UserError(f"this sweep makes {size:,} jobs, more than {MAX_JOBS:,}; accepted: a sweep of fewer jobs "
+                        "(a smaller range() or fewer values per swept key)")
+
+
 def bad_input(e: BaseException) -> UserError | None:
     """The one-line error for what went wrong before the task ran: a config Hydra could
     not compose (:func:`sat.config.keys.composition_error`) or a run folder refused while
@@ -172,6 +214,7 @@ def main(hydra_main: Callable[[], Any], resumable: bool = False) -> None:
         if resumable:
             sys.argv[1:] = expand_resume(sys.argv[1:])
         check_output_dirs(sys.argv[1:])
+        check_sweep_size(sys.argv[1:])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -1,6 +1,7 @@
 """Hydra's hooks into a run: the job log file that locks the run folder before Hydra
-writes in it, and the callbacks that check a sweep folder before it starts and write an
-evaluation sweep's table when it ends. Each turns bad input into one ``error:`` line."""
+writes in it, and the callbacks that check a sweep folder before it starts and write a
+sweep's tables when it ends (a training sweep's report, an evaluation sweep's table).
+Each turns bad input into one ``error:`` line."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from omegaconf import DictConfig
 
 from sat.errors import UserError
 from sat.parallel.identity import is_rank0
-from sat.report.evaluation_sweep import write_table
 from sat.run.files import check_no_links, open_append
 from sat.run.folder import refuse_other_task
 from sat.run.lock import hold_lock, release_lock
@@ -61,6 +61,20 @@ class SweepFolderCheck(Callback):
             raise SystemExit(2) from None
 
 
+class SweepReport(Callback):
+    """Hydra callback (``hydra.callbacks`` of train.yaml): when a training sweep ends,
+    its report, by the code of ``python -m sat.report SWEEP_DIR`` (the table printed,
+    tables and figures written to ``SWEEP_DIR/report/``). A sweep that left no run (every
+    job refused) gets none."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from sat.report import cli  # (the report's packages: only when a sweep ends)
+
+        sweep = Path(str(config.hydra.sweep.dir))
+        if not is_rank0() or not sweep.is_dir() or next(sweep.rglob(".hydra/config.yaml"), None) is None:
+            return
+        print(f"\nsweep report (again, or while a sweep runs: python -m sat.report {sweep}):", flush=True)
+        cli.main([str(sweep)])
 
 
 class SweepTable(Callback):
@@ -68,6 +82,8 @@ class SweepTable(Callback):
     combined table when a sweep ends."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from sat.report.evaluation_sweep import write_table  # (the report's packages: only when a sweep ends)
+
         files = write_table(config.hydra.sweep.dir)
         if files:
             print(f"sweep results: {', '.join(map(str, files))}", flush=True)

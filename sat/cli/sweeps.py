@@ -26,7 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from sat.config.build import USER_CONFIG
 from sat.config.roles import FILE, NEUTRAL, Roles
+from sat.errors import UserError
 from sat.run.folder import RunFolder
+from sat.run.records import read_record
 from sat.tasks.context import SWEPT_KEYS
 
 IN_SWEEP_PATH = ("experiment", "seed")  # already in a job's path (the sweep's name; the seed goes last)
@@ -82,8 +84,8 @@ def swept_keys(sweep_dir: str | Path) -> set[str]:
     """The keys a sweep varies (``a,b``, ``range(...)`` ... on its command line or in
     ``hydra.sweeper.params``), from the ``multirun.yaml`` Hydra writes before any job."""
     try:
-        sweep = yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text(encoding="utf-8"))["hydra"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        sweep = yaml.safe_load(read_record(Path(sweep_dir) / "multirun.yaml"))["hydra"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, UserError):
         return set()
     keys = set((sweep.get("sweeper") or {}).get("params") or {})
     for override in (sweep.get("overrides") or {}).get("task") or []:

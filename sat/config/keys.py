@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from sat.config import validate
+from sat.config.signatures import source_arguments
 from sat.errors import UserError
 
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
@@ -62,10 +63,13 @@ def unknown_key(path: str, valid: Iterable[str], everywhere: Iterable[str] = ())
     return UserError(f"{path} is not a key of {where}; accepted: {', '.join(full) or 'none'}")
 
 
-def _arguments(target: Any) -> set[str] | None:
-    """The keyword arguments a ``_target_`` takes (None: open or unreadable)."""
+def _arguments(target: Any, importing: bool = True) -> set[str] | None:
+    """The keyword arguments a ``_target_`` takes (None: open or unreadable); without
+    ``importing``, only what its source file says (:mod:`sat.config.signatures`)."""
     from hydra.utils import get_object
 
+    if not importing:
+        return source_arguments(str(target))
     try:
         obj = get_object(str(target))
     except Exception:  # noqa: BLE001  (an import failure is reported when the object is built)
@@ -78,9 +82,11 @@ def _schema_fields(node: DictConfig) -> set[str] | None:
     return {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
 
 
-def check_keys(cfg: DictConfig) -> None:
+def check_keys(cfg: DictConfig, importing: bool = True) -> None:
     """Refuse a key that neither the schema nor the constructor it would reach knows
-    (``+trainer.epoch=3``, ``+method.alfa=1``, ``+foo=1``): Hydra adds those silently."""
+    (``+trainer.epoch=3``, ``+method.alfa=1``, ``+foo=1``): Hydra adds those silently.
+    Without ``importing``, constructors are read from their source files only (no
+    torch): a node whose source does not settle its arguments is left to the full check."""
     everywhere = _leaves(cfg)
 
     def walk(node: Any, prefix: str) -> None:
@@ -93,7 +99,7 @@ def check_keys(cfg: DictConfig) -> None:
         keys = [k for k in node.keys() if not (prefix == "" and k == "hydra")]
         valid = _schema_fields(node)
         if valid is None and "_target_" in node:
-            valid = _arguments(node._get_node("_target_")._value())
+            valid = _arguments(node._get_node("_target_")._value(), importing)
             valid = None if valid is None else valid | HYDRA_KEYS
         for key in keys:
             if valid is not None and key not in valid:
@@ -180,18 +186,15 @@ def instantiation_error(e: BaseException, what: str) -> UserError:
     put before the argument it names; anything else as ``what: detail``."""
     from hydra.errors import InstantiationException
 
-    seen, node_key, target = e, "", None
+    seen, node_key = e, ""
     while seen is not None and not isinstance(seen, UserError):
         if isinstance(seen, InstantiationException):  # the innermost one is the node that raised
-            text = str(seen)
-            found = re.search(r"^full_key: (\S+)$", text, re.M)
+            found = re.search(r"^full_key: (\S+)$", str(seen), re.M)
             node_key = found.group(1) if found else node_key
-            found = re.search(r"target '([\w.]+)'", text)
-            target = found.group(1) if found else target
         seen = seen.__cause__
     if seen is None:
         cause = e.__cause__ or e
         return UserError(f"{what}: {_first_line(cause)}")
     if node_key != what and not node_key.startswith(what + "."):  # built from a detached node
         node_key = f"{what}.{node_key}" if node_key else what
-    return validate.within(seen, node_key, _arguments(target) if target else None)
+    return seen.from_node(node_key)

@@ -14,6 +14,7 @@ constructors' argument names, checked by :mod:`sat.config.keys`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -68,6 +69,13 @@ class TrainerSettings:
     eval_every: int = 1  # which epochs are evaluated (and so which is best): not neutral, yet a continuation may change it
     async_checkpoint: bool = field(default=True, metadata=declare(NEUTRAL))
     sync_batchnorm: bool = field(default=False, metadata=declare(FIXED))
+    # every later phase of the method (Method.phase_starts: SAT's soft targets, a warm-up's end) starts by this
+    # epoch, so a smoke run reaches it (debug=fast: 1); the moves are logged. null: as the method's arguments say
+    phases_by: Optional[int] = field(default=None, metadata=declare(FIXED))
+    # the weight decay of normalisation layers' parameters and of every bias (torchvision's --norm-weight-decay,
+    # --bias-weight-decay); null: the optimizer's, as for every other parameter
+    norm_weight_decay: Optional[float] = field(default=None, metadata=declare(FIXED))
+    bias_weight_decay: Optional[float] = field(default=None, metadata=declare(FIXED))
 
     @classmethod
     def from_config(cls, node: Any) -> TrainerSettings:
@@ -90,7 +98,15 @@ class TrainerSettings:
             eval_every=validate.positive_int("trainer.eval_every", t["eval_every"]),
             async_checkpoint=validate.flag("trainer.async_checkpoint", t["async_checkpoint"]),
             sync_batchnorm=validate.flag("trainer.sync_batchnorm", t["sync_batchnorm"]),
+            phases_by=None if t["phases_by"] is None else validate.number("trainer.phases_by", t["phases_by"], lo=0,
+                                                                          integer=True),
+            norm_weight_decay=_optional_decay("trainer.norm_weight_decay", t["norm_weight_decay"]),
+            bias_weight_decay=_optional_decay("trainer.bias_weight_decay", t["bias_weight_decay"]),
         )
+
+
+def _optional_decay(key: str, value: Any) -> float | None:
+    return None if value is None else validate.number(key, value, lo=0.0)
 
 
 @dataclass
@@ -100,6 +116,10 @@ class Paths:
 
 
 LOADER_KINDS = ("auto", "device", "stream")
+# Reader processes a streaming loader may start: more than 4 per core only costs memory
+# (loader.num_workers=1e5 would fork 100,000 processes); at least 64, so that a config written
+# on a cluster node still runs on a laptop.
+MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 DECODERS = ("auto", "cpu", "cuda")
 
 
@@ -122,7 +142,7 @@ class LoaderSettings:
         return cls(
             kind=validate.choice("loader.kind", t["kind"], LOADER_KINDS),
             num_workers=workers if workers == "auto" else validate.number("loader.num_workers", workers, lo=0,
-                                                                          integer=True),
+                                                                          hi=MAX_WORKERS, integer=True),
             decode=validate.choice("loader.decode", t["decode"], DECODERS),
             persistent_workers=validate.flag("loader.persistent_workers", t["persistent_workers"]),
             prefetch_factor=validate.positive_int("loader.prefetch_factor", t["prefetch_factor"]),

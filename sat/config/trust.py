@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sat.config import roles, validate
+from sat.config import roles
 from sat.errors import UserError
 
 KINDS = ("model", "dataset", "noise", "method", "component")  # component: a part of the above (SAT's start detector)
@@ -245,7 +245,7 @@ def build(
     try:
         return cls(**kwargs)
     except UserError as e:  # the library names its argument; here it is the stored config's key
-        raise validate.within(e, what, validate.argument_names(cls)) from None
+        raise e.from_node(what) from None
     except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
         detail = str(e).splitlines()[0] if str(e) else ""
         raise UserError(f"{what}: {target} cannot be built from the checkpoint's stored config "

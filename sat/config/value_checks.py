@@ -66,7 +66,9 @@ def _hints(target: Any) -> dict[str, Any]:
 
 
 def _real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    """A number a run can compute with: not NaN, infinite or beyond float32 (an int: int64)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) \
+        and validate.representable(value)
 
 
 def accepts(hint: Any, value: Any) -> bool | None:

@@ -2,7 +2,7 @@
 
 An augmentation takes a uint8 batch (N, C, H, W) on the device and the loader's
 generator, and returns a batch (uint8, or float in [0, 1]) or a tuple of batches (views
-of the same samples). Every sample draws its own parameters, and all randomness comes
+of the same samples: :class:`sat.data.views.TwoViews`). Every sample draws its own parameters, and all randomness comes
 from the loader's generator, so a seeded run is repeatable and resumes exactly. The
 same augmentation runs whichever loader (memory or files) feeds it.
 """
@@ -104,20 +104,6 @@ def _range(key: str, value: Sequence[float], low: float, high: float | None) -> 
         a = b = float("nan")
     if not (low < a <= b and (high is None or b <= high)):
         upper = f" <= {high:g}" if high is not None else ""
-        raise UserError(f"{key}={list(value) if isinstance(value, Sequence) else value!r} is not supported; "
-                        f"accepted: [min, max] with {low:g} < min <= max{upper}")
+        raise UserError(key=key, value=list(value) if isinstance(value, Sequence) else value,
+                        problem="is not supported", accepted=f"[min, max] with {low:g} < min <= max{upper}")
     return a, b
-
-
-class Views:
-    """``n`` independent draws of an augmentation, as a tuple of views of each sample
-    (self-supervised methods, DivideMix's two augmentations)."""
-
-    def __init__(self, augment, n: int = 2) -> None:
-        self.augment, self.n = augment, validate.number("n", n, lo=1, integer=True)
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        return tuple(x if self.augment is None else self.augment(x, generator) for _ in range(self.n))
-
-    def __repr__(self) -> str:
-        return f"Views({self.augment!r}, n={self.n})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,9 @@ class DataSource:
     num_classes: int
     input_shape: tuple[int, int, int]
     val_size: int
+    # The argument that adds training images without labels (label -1), when it does
+    # (STL-10's ``unlabeled``): only a method that takes them can train on this source.
+    unlabeled_by: str | None = None
 
     def load(self) -> DatasetSplits:
         raise NotImplementedError
@@ -117,13 +121,33 @@ def _numpy_reconstruct() -> Any:
 
 class _BatchUnpickler(pickle.Unpickler):
     """Reads a CIFAR batch (a dict of lists, strings and numpy arrays) and refuses every
-    other object: a pickle naming any other class or function runs nothing."""
+    other object: a pickle naming any other class or function runs nothing. An array it
+    makes holds at most the file's own bytes: numpy's ``_reconstruct`` (or ``ndarray``
+    called directly) allocates whatever shape the file claims, uninitialised, before any
+    data is read (a 650 KB batch claimed 1.47 GB)."""
+
+    def __init__(self, file: Any, *, max_bytes: int, **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self.max_bytes = max_bytes
+
+    def _bounded(self, make: Any) -> Any:
+        def checked(subtype: Any, shape: Any, dtype: Any = float, *args: Any) -> Any:
+            try:
+                dims = (shape,) if isinstance(shape, int) else tuple(shape)
+                claimed = math.prod(int(d) for d in dims) * np.dtype(dtype).itemsize
+            except (TypeError, ValueError, OverflowError):
+                raise pickle.UnpicklingError(f"an array of shape {shape!r}, dtype {dtype!r}") from None
+            if claimed > self.max_bytes or any(int(d) < 0 for d in dims):
+                raise pickle.UnpicklingError(f"an array of {claimed:,} bytes claimed by a file of {self.max_bytes:,}")
+            plain = isinstance(subtype, type) and issubclass(subtype, _BoundedArray)
+            return make(np.ndarray if plain else subtype, shape, dtype, *args)
+        return checked
 
     def find_class(self, module: str, name: str) -> Any:
         allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-            ("numpy", "ndarray"): lambda: np.ndarray,
+            ("numpy.core.multiarray", "_reconstruct"): lambda: self._bounded(_numpy_reconstruct()),
+            ("numpy._core.multiarray", "_reconstruct"): lambda: self._bounded(_numpy_reconstruct()),
+            ("numpy", "ndarray"): lambda: _BoundedArray.bounded_by(self),
             ("numpy", "dtype"): lambda: np.dtype,
             ("_codecs", "encode"): lambda: __import__("codecs").encode,  # bytes, as Python 3 writes protocol 2
         }
@@ -132,13 +156,29 @@ class _BatchUnpickler(pickle.Unpickler):
         return allowed[(module, name)]()
 
 
+class _BoundedArray(np.ndarray):
+    """``numpy.ndarray`` as a CIFAR pickle may name it: the type ``_reconstruct`` is given,
+    and, called directly, an array no larger than the file (see :class:`_BatchUnpickler`)."""
+
+    unpickler: _BatchUnpickler | None = None
+
+    @classmethod
+    def bounded_by(cls, unpickler: _BatchUnpickler) -> type:
+        return type("ndarray", (cls,), {"unpickler": unpickler})
+
+    def __new__(cls, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> Any:
+        assert cls.unpickler is not None
+        return cls.unpickler._bounded(lambda _, *a: np.ndarray(*a))(cls, shape, dtype, *args)
+
+
 def read_batch(path: Path) -> dict[str, Any]:
     """One CIFAR python batch file, keys as strings, without running code from it."""
     try:
-        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), max_bytes=path.stat().st_size,
+                                encoding="latin1").load()
     except Exception as e:
         raise UserError(f"{path} is not a CIFAR batch file ({type(e).__name__}: {e}); replace it with the original "
-                        "(dataset.download=true fetches it)") from None
+                        "({key}=true fetches it)", key="download") from None
     if not isinstance(batch, dict):
         raise UserError(f"{path} is not a CIFAR batch file (it holds a {type(batch).__name__}, not a dict)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
@@ -171,7 +211,7 @@ def _download_cifar(name: str, root: Path) -> None:
     try:
         cls(str(root), train=True, download=True)
     except Exception as e:  # no network, bad checksum, ...
-        raise UserError(f"could not download {name} into {root}: {e}") from e
+        raise UserError(f"could not download {name} into {{key}}={root}: {e}", key="root") from e
 
 
 @trusted("dataset")
@@ -186,6 +226,13 @@ class CIFAR(DataSource):
         self.download = validate.flag("download", download)
         self.num_classes, self.input_shape = _CIFAR[name]["num_classes"], (3, 32, 32)
 
+    def memory_bytes(self) -> int:
+        """The batch files' sizes: their pickled pixels are what the arrays hold (a file's
+        array claiming more is refused while it is read)."""
+        spec = _CIFAR[self.name]
+        folder = self.root / spec["folder"]
+        return sum((folder / f).stat().st_size for f in spec["train"] + spec["test"] if (folder / f).is_file())
+
     def load(self) -> DatasetSplits:
         spec = _CIFAR[self.name]
         folder = self.root / spec["folder"]
@@ -194,10 +241,9 @@ class CIFAR(DataSource):
             _download_cifar(self.name, self.root)
         elif missing:
             raise UserError(
-                f"{self.name} not found in {folder.resolve()} (dataset.root={self.root}); set dataset.download=true to "
-                f"fetch it, point dataset.root (or SAT_DATA_DIR) at a copy, or try the embedded data: "
-                f"python train.py experiment=quickstart"
-            )
+                f"{self.name} not found in {folder.resolve()} ({{key}}={self.root}); set {{.download}}=true to "
+                "fetch it, point {key} (or SAT_DATA_DIR) at a copy, or try the embedded data: "
+                "python train.py experiment=quickstart", key="root")
         train, coarse = _read_cifar_batches(folder, spec["train"], spec["label_key"])
         test, _ = _read_cifar_batches(folder, spec["test"], spec["label_key"])
         for split, s in (("train", train), ("test", test)):

@@ -52,8 +52,8 @@ def read_class_folders(root: Path, folder: str, classes: Sequence[str]) -> FileS
     files, labels = [], []
     for name in class_folder_names(root / folder):
         if name not in index:
-            raise UserError(f"dataset.root={root}: class folder {folder}/{name} is not a class of the training folder; "
-                            f"accepted: one of its {len(classes)} classes, such as {classes[0]!r}")
+            raise UserError(f"{{key}}={root}: class folder {folder}/{name} is not a class of the training folder; "
+                            f"accepted: one of its {len(classes)} classes, such as {classes[0]!r}", key="root")
         for top, _, names in sorted(os.walk(root / folder / name, followlinks=True)):
             for file in sorted(names):
                 if Path(file).suffix.lower() in IMAGE_EXTENSIONS:
@@ -115,15 +115,18 @@ class ImageFolderSource(DataSource):
         self.name, self.root, self.layout_hint = str(name), str(root), str(layout_hint)
         self.image_size, self.resize = _positive("image_size", image_size), _positive("resize", resize)
         if resize < image_size:
-            raise UserError(f"dataset.resize={resize} is smaller than dataset.image_size={image_size}; accepted: "
-                            f"resize >= image_size (images are resized, then centre-cropped to image_size)")
+            raise UserError(key="resize", value=resize, problem=f"is smaller than {{.image_size}}={image_size}",
+                            accepted="{key} >= {.image_size} (images are resized, then centre-cropped to "
+                                     "{.image_size})")
         self.input_shape = (3, self.image_size, self.image_size)
         self.val_size, self.split_seed = _positive("val_size", val_size, low=0), int(split_seed)
         self.reading = FileReading(self.image_size, self.resize)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise UserError(f"dataset.mean={list(self.mean)} / dataset.std={list(self.std)} are not supported; "
-                            f"accepted: 3 values each (RGB), std > 0")
+        if len(self.mean) != 3:
+            raise UserError(key="mean", value=list(self.mean), problem="is not supported", accepted="3 values (RGB)")
+        if len(self.std) != 3 or min(self.std) <= 0:
+            raise UserError(key="std", value=list(self.std), problem="is not supported",
+                            accepted="3 values (RGB), each > 0")
         self.drop_other_classes, self.check_files = bool(drop_other_classes), bool(check_files)
         self.layout = self._layout(layout, train, train_folder)
         if self.layout == "lists":
@@ -133,14 +136,14 @@ class ImageFolderSource(DataSource):
 
     def _lists(self, num_classes: Any, train: Any, val: Any, test: Any, classes: str | None, header: int) -> None:
         if train is None or test is None:
-            raise UserError("dataset.layout=lists needs dataset.train and dataset.test lists; accepted: "
-                            "{list: train.txt} and {list: test.txt}, or dataset.layout=class_folders")
+            raise UserError(key="layout", value="lists", problem="needs {.train} and {.test} lists",
+                            accepted="{list: train.txt} and {list: test.txt}, or {key}=class_folders")
         self.train, self.val, self.test = spec_of("train", train), spec_of("val", val), spec_of("test", test)
         check_below_root("classes", classes)
         self.classes, self.classes_header = classes, int(header)
         if num_classes is None:
-            raise UserError("dataset.num_classes is required for dataset.layout=lists; accepted: "
-                            "dataset.num_classes=<the number of classes of the label lists>")
+            raise UserError(key="num_classes", problem="is required for {.layout}=lists",
+                            accepted="{key}=<the number of classes of the label lists>")
         self.num_classes = _positive("num_classes", num_classes, low=2)
 
     def _class_folders(self, num_classes: Any, train: str, val: str | None, test: str) -> None:
@@ -150,33 +153,35 @@ class ImageFolderSource(DataSource):
         self.class_names = class_folder_names(Path(self.root).expanduser() / train)
         found = len(self.class_names)
         if num_classes is not None and num_classes != found:
-            raise UserError(f"dataset.num_classes={num_classes} but {self.root}/{train} has {found} class "
-                            f"folders; accepted: dataset.num_classes=null (inferred) or {found}")
-        self.num_classes = _positive("num_classes (class folders found)", found, low=2)
+            raise UserError(key="num_classes", value=num_classes, problem=f"but {self.root}/{train} has {found} "
+                            "class folders", accepted=f"{{key}}=null (inferred) or {found}")
+        if found < 2:
+            raise UserError(f"{{key}}={self.root}: {train}/ has {found} class folder(s); accepted: a training folder "
+                            f"of at least 2 class folders ({train}/<class>/*.png)", key="root")
+        self.num_classes = found
 
     def _layout(self, layout: str, train: Any, train_folder: str) -> str:
         """The layout named, or (``auto``) the one the root holds: one line if both or neither."""
-        if layout not in LAYOUTS:
-            raise UserError(f"dataset.layout={layout!r} is not supported; accepted: {', '.join(LAYOUTS)}")
-        if layout != "auto":
+        if validate.choice("layout", layout, LAYOUTS) != "auto":
             return layout
         root = Path(self.root).expanduser()
         lists = train is not None and (root / dict(train).get("list", "")).is_file()
         folder = (root / train_folder).is_dir() and bool(class_folder_names(root / train_folder))
         if lists and folder:
-            raise UserError(f"dataset.root={self.root} holds both a training list ({dict(train)['list']}) and class "
-                            f"folders ({train_folder}/<class>/); accepted: dataset.layout=lists or class_folders")
+            raise UserError(f"{{key}}={self.root} holds both a training list ({dict(train)['list']}) and class "
+                            f"folders ({train_folder}/<class>/); accepted: {{.layout}}=lists or class_folders", key="root")
         if not (lists or folder):
             listed = f" ({dict(train).get('list')})" if train is not None else ""
-            raise UserError(f"dataset.root={self.root} holds neither class folders ({train_folder}/<class>/*.png) nor "
-                            f"a training list{listed}; point dataset.root at the dataset{layout_hint(self.layout_hint)}")
+            raise UserError(f"{{key}}={self.root} holds neither class folders ({train_folder}/<class>/*.png) nor "
+                            f"a training list{listed}; point {{key}} at the dataset{layout_hint(self.layout_hint)}",
+                            key="root")
         return "lists" if lists else "class_folders"
 
     def load(self) -> DatasetSplits:
         root = Path(self.root).expanduser()
         if not root.is_dir():
-            raise UserError(f"dataset.root={self.root} is not a folder; point it at the dataset's root"
-                            f"{layout_hint(self.layout_hint)}")
+            raise UserError(f"{{key}}={self.root} is not a folder; point it at the dataset's root"
+                            f"{layout_hint(self.layout_hint)}", key="root")
         if self.layout == "lists":
             class_names, splits = self._read_lists(root)
         else:
@@ -185,8 +190,8 @@ class ImageFolderSource(DataSource):
         train, val, test = (None if s is None else s.with_reading(self.reading)
                             for s in (splits["train"], splits["val"], splits["test"]))
         if len(train) == 0:
-            raise UserError(f"dataset.root={self.root}: the training split {train.source} has no images"
-                            f"{layout_hint(self.layout_hint)}")
+            raise UserError(f"{{key}}={self.root}: the training split {train.source} has no images"
+                            f"{layout_hint(self.layout_hint)}", key="root")
         _warn_about_splits(train, test, self.num_classes)
         return DatasetSplits(
             self.name, train, test, self.num_classes, self.mean, self.std, self.val_size if val is None else 0,

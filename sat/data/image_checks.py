@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from sat.errors import UserError
 
@@ -25,6 +26,7 @@ class ImageHeader:
     height: int
     bit_depth: int  # bits per channel (PNG 1..16, JPEG 8 or 12, BMP bits per pixel / channels)
     channels: int  # as decoded to (a palette decodes to 3)
+    frames: int = 1  # an animated GIF's: each is decoded to a whole screen
 
     @property
     def pixels(self) -> int:
@@ -33,6 +35,10 @@ class ImageHeader:
 
 class _Unreadable(ValueError):
     """The header is damaged or cut short (the message says how)."""
+
+
+class _Bomb(ValueError):
+    """The header declares more than its own image (a frame beyond a GIF's screen)."""
 
 
 def _unpack(fmt: str, data: bytes, offset: int) -> tuple:
@@ -84,9 +90,38 @@ def _jpeg(data: bytes) -> ImageHeader:
         offset += 2 + length
 
 
+def _skip_sub_blocks(data: bytes, offset: int) -> int:
+    """The offset after a chain of GIF data sub-blocks (each a length byte, then that many bytes; 0 ends it)."""
+    while True:
+        (size,) = _unpack("B", data, offset)
+        offset += 1 + size
+        if size == 0:
+            return offset
+
+
 def _gif(data: bytes) -> ImageHeader:
-    width, height = _unpack("<HH", data, 6)
-    return ImageHeader("gif", width, height, 8, 3)
+    """A GIF's logical screen, and its frames: each frame descriptor is checked, because a
+    decoder allocates what a frame declares (a 1x1 screen holding a 16000x16000 frame took
+    1.66 GB) and decodes every frame to a screen of its own. Needs the whole file."""
+    width, height, packed = _unpack("<HHB", data, 6)
+    offset = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)  # after the global colour table
+    frames = 0
+    while offset < len(data):
+        (block,) = _unpack("B", data, offset)
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # extension: its label, then sub-blocks
+            offset = _skip_sub_blocks(data, offset + 2)
+        elif block == 0x2C:  # a frame
+            left, top, w, h, local = _unpack("<HHHHB", data, offset + 1)
+            if left + w > width or top + h > height:
+                raise _Bomb(f"a frame of {w}x{h} pixels at ({left}, {top}) outside its {width}x{height} screen")
+            frames += 1
+            offset += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+            offset = _skip_sub_blocks(data, offset + 1)  # after the LZW code size
+        else:
+            raise _Unreadable(f"an unknown block 0x{block:02x}")
+    return ImageHeader("gif", width, height, 8, 3, frames=max(frames, 1))
 
 
 def _webp(data: bytes) -> ImageHeader:
@@ -152,6 +187,9 @@ def check_image_header(data: bytes, where: str, max_pixels: int,
         raise UserError(f"image {where} is empty (0 bytes); accepted: {', '.join(formats)} files")
     try:
         header = read_image_header(data)
+    except _Bomb as e:
+        raise UserError(f"image {where} declares {e} (a decompression bomb?); accepted: images whose every frame "
+                        "lies within the image") from None
     except _Unreadable as e:
         raise UserError(f"image {where} is damaged or truncated ({e}); accepted: whole {', '.join(formats)} "
                         "files") from None
@@ -163,8 +201,16 @@ def check_image_header(data: bytes, where: str, max_pixels: int,
                         f"{', '.join(formats)} files (convert it, e.g. to PNG)")
     if header.pixels == 0:
         raise UserError(f"image {where} declares {header.width}x{header.height} pixels; accepted: an image with pixels")
-    if header.pixels > max_pixels:
-        raise UserError(f"image {where} declares {header.width}x{header.height} = {header.pixels:,} pixels, more than "
-                        f"the {max_pixels:,} allowed (a decompression bomb?); accepted: images up to {max_pixels:,} "
-                        "pixels")
+    if header.pixels * header.frames > max_pixels:
+        frames = f" in each of {header.frames:,} frames" if header.frames > 1 else ""
+        raise UserError(f"image {where} declares {header.width}x{header.height} = {header.pixels:,} pixels{frames}, "
+                        f"more than the {max_pixels:,} allowed (a decompression bomb?); accepted: images up to "
+                        f"{max_pixels:,} pixels")
     return header
+
+
+def header_bytes(data: Any) -> bytes:
+    """What :func:`check_image_header` needs of a file's bytes (a buffer: numpy array,
+    memoryview): the first 64 KB, or a GIF whole (its frames are checked one by one)."""
+    view = memoryview(data).cast("B")
+    return view.tobytes() if view[:3].tobytes() == b"GIF" else view[:65536].tobytes()

@@ -87,8 +87,8 @@ def _check_listed_paths(spec: ListSpec, files: list[str], numbers: list[int]) ->
     """Listed paths are relative and stay below the root (a list must not read other files)."""
     for f, n in zip(files, numbers):
         if os.path.isabs(f) or ".." in Path(f).parts:
-            raise UserError(f"{spec.list}:{n + 1}: {f!r} lies outside dataset.root; accepted: paths relative to the "
-                            "root, without '..'")
+            raise UserError(f"{spec.list}:{n + 1}: {f!r} lies outside {{key}}; accepted: paths relative to {{key}}, "
+                            "without '..'", key="root")
 
 
 def _warn_duplicates(spec: ListSpec, files: list[str]) -> None:
@@ -110,8 +110,8 @@ def _read_label_file(root: Path, name: str, what: str, layout: str) -> dict[str,
     """``relative/path label`` lines as a dict (Clothing1M's ``*_label_kv.txt``)."""
     path = root / name
     if not path.is_file():
-        raise UserError(f"dataset.root={root}: {what} {name} not found; it must hold lines like 'relative/path.jpg 3'"
-                        f"{layout_hint(layout)}")
+        raise UserError(f"{{key}}={root}: {what} {name} not found; it must hold lines like 'relative/path.jpg 3'"
+                        f"{layout_hint(layout)}", key="root")
     table = {}
     for n, line in _read_lines(path, 0):
         parts = line.rsplit(None, 1)
@@ -124,8 +124,8 @@ def _read_label_file(root: Path, name: str, what: str, layout: str) -> dict[str,
 def read_class_names(root: Path, name: str, header: int, layout: str) -> tuple[str, ...]:
     path = root / name
     if not path.is_file():
-        raise UserError(f"dataset.root={root}: classes file {name} not found; it must list one class name per line"
-                        f"{layout_hint(layout)}")
+        raise UserError(f"{{key}}={root}: classes file {name} not found; it must list one class name per line"
+                        f"{layout_hint(layout)}", key="root")
     return tuple(line for _, line in _read_lines(path, header))
 
 
@@ -136,8 +136,8 @@ def _entries(root: Path, spec: ListSpec, layout: str) -> tuple[list[int], list[s
         names = sorted(p.name for p in where.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         return list(range(len(names))), [f"{spec.list.rstrip('/')}/{n}" for n in names], [""] * len(names)
     if not where.is_file():
-        raise UserError(f"dataset.root={root}: list file {spec.list} not found; it must hold lines like "
-                        f"{_example_line(spec)}{layout_hint(layout)}")
+        raise UserError(f"{{key}}={root}: list file {spec.list} not found; it must hold lines like "
+                        f"{_example_line(spec)}{layout_hint(layout)}", key="root")
     numbers, paths, fields = [], [], []
     for n, line in _read_lines(where, spec.header):
         if spec.labels == "column":
@@ -160,25 +160,25 @@ def _labels_of(root: Path, spec: ListSpec, paths: list[str], fields: list[str], 
         return [_parse_label(f, f"{spec.list}: line of {p}", example) for p, f in zip(paths, fields)]
     if spec.labels == "file":
         if not spec.label_file:
-            raise UserError(f"dataset list {spec.list} has labels=file but no label_file; accepted: "
-                            f"label_file=<a 'relative/path label' file below dataset.root>")
+            raise UserError(f"list {spec.list} has labels=file but no label_file; accepted: "
+                            "label_file=<a 'relative/path label' file below {key}>", key="root")
         table = _read_label_file(root, spec.label_file, "label file", layout)
         missing = [p for p in paths if p not in table]
         if missing:
-            raise UserError(f"dataset.root={root}: {len(missing)} paths of {spec.list} have no label in "
-                            f"{spec.label_file}, e.g. {missing[0]!r}{layout_hint(layout)}")
+            raise UserError(f"{{key}}={root}: {len(missing)} paths of {spec.list} have no label in "
+                            f"{spec.label_file}, e.g. {missing[0]!r}{layout_hint(layout)}", key="root")
         return [table[p] for p in paths]
     if spec.labels == "folder":
         if not classes:
-            raise UserError(f"dataset list {spec.list} has labels=folder but the dataset names no classes; accepted: "
-                            f"dataset.classes=<a file of class names, one per line, below dataset.root>")
+            raise UserError(f"list {spec.list} has labels=folder but the dataset names no classes; accepted: "
+                            "{.classes}=<a file of class names, one per line, below {key}>", key="root")
         index = {name: i for i, name in enumerate(classes)}
         labels = []
         for p in paths:
             folder = p.split("/", 1)[0]
             if folder not in index:
-                raise UserError(f"{spec.list}: class folder {folder!r} of {p!r} is not in dataset.classes; "
-                                f"accepted: one of its {len(classes)} names, such as {classes[0]!r}")
+                raise UserError(f"{spec.list}: class folder {folder!r} of {p!r} is not in {{key}}; "
+                                f"accepted: one of its {len(classes)} names, such as {classes[0]!r}", key="classes")
             labels.append(index[folder])
         return labels
     labels = []  # name_prefix
@@ -192,9 +192,9 @@ def _check_files_exist(root: Path, spec: ListSpec, files: list[str], numbers: li
     missing = [i for i, f in enumerate(files) if not os.path.isfile(os.path.join(root, f))]
     if missing:
         i = missing[0]
-        raise UserError(f"dataset.root={root}: {len(missing)} of {len(files)} images listed in {spec.list} are missing, "
+        raise UserError(f"{{key}}={root}: {len(missing)} of {len(files)} images listed in {spec.list} are missing, "
                         f"e.g. {files[i]} (line {numbers[i] + 1}); each listed path must be a file below the root"
-                        f"{layout_hint(layout)}")
+                        f"{layout_hint(layout)}", key="root")
 
 
 def read_split(
@@ -210,7 +210,7 @@ def read_split(
     root = Path(root).expanduser()
     spec = spec if isinstance(spec, ListSpec) else ListSpec(**dict(spec))
     if spec.labels not in LABEL_SOURCES:
-        raise UserError(f"dataset list {spec.list}: labels={spec.labels!r} is not supported; "
+        raise UserError(f"list {spec.list}: labels={spec.labels!r} is not supported; "
                         f"accepted: {', '.join(LABEL_SOURCES)}")
     numbers, paths, fields = _entries(root, spec, layout)
     labels = torch.tensor(_labels_of(root, spec, paths, fields, classes, layout), dtype=torch.int64)
@@ -228,7 +228,7 @@ def read_split(
         if outside.any() and not drop_other_classes:
             i = int(outside.nonzero()[0])
             raise UserError(f"{spec.list}:{numbers[i] + 1}: label {int(labels[i])} is out of range; accepted: "
-                            f"0 <= label < dataset.num_classes={num_classes}")
+                            f"0 <= label < {{key}}={num_classes}", key="num_classes")
         keep = ~outside
     if not keep.all():
         labels, ids = labels[keep], ids[keep]
@@ -251,19 +251,30 @@ def spec_of(key: str, value: Any) -> ListSpec | None:
         fields = dict(value)
         unknown = sorted(set(fields) - set(ListSpec.__dataclass_fields__))
         if unknown or "list" not in fields:
-            raise UserError(f"dataset.{key}={fields} is not supported; accepted keys: list (required), "
+            raise UserError(key=key, value=fields, problem="is not supported", accepted="the keys list (required), "
                             f"{', '.join(k for k in ListSpec.__dataclass_fields__ if k != 'list')}")
         spec = ListSpec(**fields)
     if spec.labels not in LABEL_SOURCES:
-        raise UserError(f"dataset.{key}.labels={spec.labels!r} is not supported; accepted: {', '.join(LABEL_SOURCES)}")
+        raise UserError(key=f"{key}.labels", value=spec.labels, problem="is not supported",
+                        accepted=", ".join(LABEL_SOURCES))
     for name in ("list", "label_file", "clean_labels", "prefix"):
         check_below_root(f"{key}.{name}", getattr(spec, name))
     return spec
 
 
 def check_below_root(key: str, value: str | None) -> None:
-    """Config paths are relative to dataset.root and stay below it (a stored config
-    read back from a checkpoint must not point at other files)."""
+    """Config paths are relative to the dataset's root and stay below it (a stored
+    config read back from a checkpoint must not point at other files)."""
     if value and (Path(value).is_absolute() or ".." in Path(value).parts):
-        raise UserError(f"dataset.{key}={value!r} is not supported; accepted: a path relative to dataset.root, "
-                        f"without '..'")
+        raise UserError(key=key, value=value, problem="is not supported",
+                        accepted="a path relative to {.root}, without '..'")
+
+
+def list_text(files: Sequence[str], labels: torch.Tensor, header: str) -> str:
+    """A split as a list file of ``relative/path label`` lines after one header line:
+    what :func:`read_split` reads back with ``{list: ..., header: 1}``."""
+    for f in files:
+        if f != f.strip() or any(c in f for c in "\r\n"):
+            raise UserError(f"file {f!r} cannot be written in a list of 'path label' lines; accepted: paths without "
+                            "leading or trailing spaces or line breaks")
+    return "".join([f"# {' '.join(header.split())}\n", *(f"{f} {int(y)}\n" for f, y in zip(files, labels.tolist()))])

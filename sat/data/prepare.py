@@ -2,7 +2,8 @@
 
 One path for every dataset: :func:`prepare` decides whether the images are held on the
 device (files are then decoded once) or streamed, draws the noise over the training
-pool (or replays a saved pattern of it), and holds out the validation split.
+pool (or replays a saved pattern of it), holds out the validation split and leaves out
+the training samples a pattern of cleaned labels removes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import torch
 
+from sat.config import validate
 from sat.data.datasets import DatasetSplits, DataSource
 from sat.data.noise import Noise, NoisePattern
 from sat.data.splits import ImageSet, Split, StreamSettings, nbytes
@@ -29,17 +31,16 @@ def device_limit_bytes(device: torch.device) -> int:
     return CPU_LIMIT_BYTES
 
 
-def choose_loader(requested: str, data: DatasetSplits, device: torch.device | str,
+def choose_loader(loader_kind: str, data: DatasetSplits, device: torch.device | str,
                   limit_bytes: int | None = None) -> str:
     """``device`` (every image held on the training device: fastest) or ``stream`` (read
     from disk every epoch: any size). ``auto``: ``device`` when the decoded images fit
     in a share of the device's memory, and always for data already in memory."""
-    if requested not in LOADERS:
-        raise UserError(f"loader.kind={requested!r} is not supported; accepted: {', '.join(LOADERS)}")
+    validate.choice("loader_kind", loader_kind, LOADERS)
     if all(isinstance(s, ImageSet) for s in data.splits()):
         return "device"
-    if requested != "auto":
-        return requested
+    if loader_kind != "auto":
+        return loader_kind
     limit = device_limit_bytes(torch.device(device)) if limit_bytes is None else limit_bytes
     return "device" if nbytes(data.splits()) <= limit else "stream"
 
@@ -76,17 +77,23 @@ class TrainingData:
             return {"num_samples": len(split), "num_noisy": wrong, "realised_error": error}
 
         train = count(self.train)
+        cleaned = {} if self.pattern.source is None else {  # where cleaned labels came from
+            "source": self.pattern.source, "removed": 0 if self.pattern.removed is None else len(self.pattern.removed)}
         return {"kind": self.pattern.kind, "rate": self.pattern.rate, "seed": self.pattern.seed,
                 "realised_error": train["realised_error"], "num_noisy": train["num_noisy"],
-                "num_train": train["num_samples"], "val": count(self.val), "sha256": self.pattern.sha256()}
+                "num_train": train["num_samples"], "val": count(self.val), "sha256": self.pattern.sha256(), **cleaned}
 
 
 def load(source: DataSource) -> DatasetSplits:
-    """``source.load()``, checked against what the config said it would hold."""
+    """``source.load()``, checked against what the config said it would hold. Refusals
+    name the source's arguments (``val_size=``)."""
     data = source.load()
     if data.num_classes != source.num_classes or tuple(data.input_shape) != tuple(source.input_shape):
         raise UserError(f"dataset {source.name}: the files hold {data.num_classes} classes of shape "
                         f"{tuple(data.input_shape)}, the config says {source.num_classes} of {tuple(source.input_shape)}")
+    if data.val is None and not 0 <= data.val_size < len(data.train):
+        raise UserError(key="val_size", value=data.val_size, problem="is out of range",
+                        accepted=f"0 <= {{key}} < {len(data.train)} (the training images)")
     return data
 
 
@@ -107,10 +114,13 @@ def prepare(data: DatasetSplits, noise: Noise | None, device: torch.device | str
     images = train.images if isinstance(train, ImageSet) else None
     if pattern is None:
         assert noise is not None
-        pattern = noise.draw(images, train.labels, data.num_classes, class_map=torch.tensor(data.asymmetric_map),
-                             mean=data.mean, std=data.std, dataset=identity)
+        with validate.argument("noise"):  # the noise's refusals name noise.<its argument>
+            pattern = noise.draw(images, train.labels, data.num_classes, class_map=torch.tensor(data.asymmetric_map),
+                                 mean=data.mean, std=data.std, dataset=identity)
     else:
         pattern.check_dataset(identity, "the run's noise.pt")
+    from_file = getattr(noise, "from_file", None)
+    pattern.check_labels(data.num_classes, f"noise.from_file={from_file}" if from_file else "the run's noise.pt")
     new_images, labels = pattern.apply(images, train.labels)
     if new_images is not None and new_images is not images:
         train = train.with_images(new_images)
@@ -119,4 +129,6 @@ def prepare(data: DatasetSplits, noise: Noise | None, device: torch.device | str
     if val is None and data.val_size:
         train, val = train.tail(data.val_size) if data.holdout_seed is None else \
             train.holdout(data.val_size, data.holdout_seed)
+    if pattern.removed is not None and len(pattern.removed):  # cleaned labels: after the holdout, which keeps its own
+        train = train.subset(torch.nonzero(~torch.isin(train.ids, pattern.removed)).flatten())
     return TrainingData(data, pattern, kind, train, val, test)

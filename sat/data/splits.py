@@ -66,7 +66,7 @@ class Split:
     def tail(self, size: int) -> tuple[Split, Split]:
         """The first ``len - size`` samples and the last ``size`` (CIFAR's validation tail)."""
         if not 0 <= size < len(self):
-            raise UserError(f"dataset.val_size={size} is out of range; accepted: 0 <= val_size < {len(self)}")
+            raise UserError(key="size", value=size, problem="is out of range", accepted=f"0 <= {{key}} < {len(self)}")
         cut = len(self) - size
         return self.subset(torch.arange(cut)), self.subset(torch.arange(cut, len(self)))
 
@@ -76,7 +76,7 @@ class Split:
         salted: noise drawn with the same seed picks its samples from ``randperm`` too, and
         must not pick the validation samples."""
         if not 0 <= size < len(self):
-            raise UserError(f"dataset.val_size={size} is out of range; accepted: 0 <= val_size < {len(self)}")
+            raise UserError(key="size", value=size, problem="is out of range", accepted=f"0 <= {{key}} < {len(self)}")
         chosen = torch.zeros(len(self), dtype=torch.bool)
         generator = torch.Generator().manual_seed((int(seed) ^ HOLDOUT_SALT) & (2**63 - 1))
         chosen[torch.randperm(len(self), generator=generator)[:size]] = True

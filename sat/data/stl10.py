@@ -32,19 +32,30 @@ LAYOUT = ("the binary release: uint8 images of 3x96x96, each channel column-majo
           "(https://cs.stanford.edu/~acoates/stl10/)")
 
 
+# The release's image counts: no file of it holds more (an 11 GB sparse unlabeled_X.bin is not STL-10).
+RELEASE_IMAGES = {"train_X.bin": 5000, "test_X.bin": 8000, UNLABELED: 100_000}
+IMAGE_BYTES = int(np.prod(SHAPE))
+
+
 def read_images(path: Path) -> torch.Tensor:
-    """uint8 (N, 3, 96, 96) images, rows first, from a ``*_X.bin`` file."""
+    """uint8 (N, 3, 96, 96) images, rows first, from a ``*_X.bin`` file (its size checked
+    against the release's before it is read)."""
+    size, most = path.stat().st_size, RELEASE_IMAGES.get(path.name, 100_000)
+    if size % IMAGE_BYTES:
+        raise UserError(f"{path} holds {size} bytes, not a whole number of 3x96x96 images; expected {LAYOUT}")
+    if size > most * IMAGE_BYTES:
+        raise UserError(f"{path} holds {size // IMAGE_BYTES:,} images, more than the release's {most:,}; expected "
+                        f"{LAYOUT}")
     raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size % int(np.prod(SHAPE)):
-        raise UserError(f"{path} holds {raw.size} bytes, not a whole number of 3x96x96 images; expected {LAYOUT}")
     return torch.from_numpy(raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2).copy())
 
 
 def read_labels(path: Path, count: int) -> torch.Tensor:
     """int64 labels 0-9 from a ``*_y.bin`` file of labels 1-10 for ``count`` images."""
+    size = path.stat().st_size  # one byte a label: checked before the file is read
+    if size != count:
+        raise UserError(f"{path} holds {size} labels for {count} images; expected {LAYOUT}")
     raw = np.fromfile(path, dtype=np.uint8).astype(np.int64)
-    if raw.size != count:
-        raise UserError(f"{path} holds {raw.size} labels for {count} images; expected {LAYOUT}")
     if raw.size and (raw.min() < 1 or raw.max() > 10):
         raise UserError(f"{path} has labels outside 1-10 ({raw.min()}-{raw.max()}); expected {LAYOUT}")
     return torch.from_numpy(raw - 1)
@@ -70,8 +81,15 @@ class STL10(DataSource):
     def __init__(self, root: str = "data", unlabeled: bool = True, val_size: int = 0):
         self.root = Path(str(root)).expanduser()
         self.unlabeled = validate.flag("unlabeled", unlabeled)
+        self.unlabeled_by = "unlabeled" if self.unlabeled else None
         self.val_size = validate.number("val_size", val_size, lo=0, integer=True)
         self.name, self.num_classes, self.input_shape = "stl10", 10, SHAPE
+
+    def memory_bytes(self) -> int:
+        """The image files' sizes, twice (each is read, then transposed into a copy)."""
+        folder = self.root / "stl10_binary"
+        names = ("train_X.bin", "test_X.bin") + ((UNLABELED,) if self.unlabeled else ())
+        return 2 * sum((folder / n).stat().st_size for n in names if (folder / n).is_file())
 
     def load(self) -> DatasetSplits:
         folder = self.root / "stl10_binary"
@@ -79,7 +97,7 @@ class STL10(DataSource):
         missing = [f for f in wanted if not (folder / f).is_file()]
         if missing:
             raise UserError(f"STL-10 not found: {folder.resolve()} lacks {', '.join(missing)}; expected "
-                            f"{folder}/{{{','.join(wanted)}}}, {LAYOUT} (dataset.root={self.root})")
+                            f"{folder}/{{{','.join(wanted)}}}, {LAYOUT} ({{key}}={self.root})", key="root")
         train_x = read_images(folder / "train_X.bin")
         train = ImageSet(train_x, read_labels(folder / "train_y.bin", len(train_x)), torch.arange(len(train_x)))
         test_x = read_images(folder / "test_X.bin")
@@ -91,6 +109,6 @@ class STL10(DataSource):
                              torch.cat([torch.full((len(extra),), UNLABELED_LABEL, dtype=torch.int64), train.labels]),
                              torch.cat([len(train_x) + torch.arange(len(extra)), train.ids]))
         if self.val_size > int((train.labels >= 0).sum()) - 1:
-            raise UserError(f"dataset.val_size={self.val_size} is out of range; accepted: 0 <= val_size < "
-                            f"{int((train.labels >= 0).sum())} (the labelled training images)")
+            raise UserError(key="val_size", value=self.val_size, problem="is out of range",
+                            accepted=f"0 <= {{key}} < {int((train.labels >= 0).sum())} (the labelled training images)")
         return DatasetSplits("stl10", train, test, 10, mean, std, self.val_size, cyclic_asymmetric_map(10))

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sat.data.image_checks import check_image_header
+from sat.config import validate
+from sat.data.image_checks import check_image_header, header_bytes
 from sat.errors import UserError
 
 if TYPE_CHECKING:  # the splits make their loaders from this module: types only
@@ -42,7 +43,7 @@ def decode_rgb(data: torch.Tensor, where: str) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2.functional import to_dtype
 
-    check_image_header(data[:65536].numpy().tobytes(), where, MAX_PIXELS, formats=FORMATS)
+    check_image_header(header_bytes(data.numpy()), where, MAX_PIXELS, formats=FORMATS)
     try:
         image = decode_image(data, mode=ImageReadMode.RGB)
     except RuntimeError as e:
@@ -151,14 +152,16 @@ def cuda_jpeg_available(device: torch.device) -> bool:
 
 
 def check_streaming(settings: StreamSettings, device: torch.device) -> int:
-    """The settings' worker count, after refusing what cannot run here."""
+    """The settings' worker count, after refusing what cannot run here (refusals name
+    the settings' fields: ``decode=``)."""
     workers = settings.workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise UserError(f"loader.num_workers={settings.num_workers!r} is not supported; accepted: an integer >= 0, auto")
-    if settings.decode not in DECODERS:
-        raise UserError(f"loader.decode={settings.decode!r} is not supported; accepted: {', '.join(DECODERS)}")
+        raise UserError(key="num_workers", value=settings.num_workers, problem="is not supported",
+                        accepted="an integer >= 0, auto")
+    validate.choice("decode", settings.decode, DECODERS)
     if settings.decode == "cuda" and not cuda_jpeg_available(device):
-        raise UserError(f"loader.decode=cuda but JPEG decoding on {device} is not available here; accepted: cpu, auto")
+        raise UserError(key="decode", value="cuda", problem=f"but JPEG decoding on {device} is not available here",
+                        accepted="cpu, auto")
     return workers
 
 
@@ -205,7 +208,7 @@ class FileBatches:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         for data, p in zip(encoded, positions):
-            check_image_header(data[:65536].numpy().tobytes(), self._reader.path(p), MAX_PIXELS, formats=FORMATS)
+            check_image_header(header_bytes(data.numpy()), self._reader.path(p), MAX_PIXELS, formats=FORMATS)
         jpeg = [i for i, data in enumerate(encoded) if data.numel() > 2 and tuple(data[:2].tolist()) == _JPEG_MAGIC]
         decoded: list[torch.Tensor | None] = [None] * len(encoded)
         if jpeg:

@@ -62,7 +62,7 @@ def _download(root: Path) -> None:
         for split in SVHN_FILES:
             torchvision.datasets.SVHN(str(root), split=split, download=True)
     except Exception as e:  # no network, bad checksum, ...
-        raise UserError(f"could not download svhn into {root}: {e}") from e
+        raise UserError(f"could not download svhn into {{key}}={root}: {e}", key="root") from e
 
 
 @trusted("dataset")
@@ -87,9 +87,8 @@ class SVHN(DataSource):
             _download(folder)
         elif missing:
             raise UserError(
-                f"svhn not found in {folder.resolve()} (missing {', '.join(missing)}; dataset.root={self.root}); set "
-                "dataset.download=true to fetch it, or point dataset.root at a folder with torchvision's SVHN files"
-            )
+                f"svhn not found in {folder.resolve()} (missing {', '.join(missing)}; {{key}}={self.root}); set "
+                "{.download}=true to fetch it, or point {key} at a folder with torchvision's SVHN files", key="root")
         train, test = _read_mat(folder / SVHN_FILES["train"]), _read_mat(folder / SVHN_FILES["test"])
         mean, std = channel_stats(train.images)
         return DatasetSplits("svhn", train, test, 10, mean, std, self.val_size, list(MNIST_ASYMMETRIC))

@@ -99,7 +99,7 @@ def confident_learning(given: Tensor, out_of_sample_probs: Tensor) -> tuple[Tens
     except ImportError:
         from sat.errors import UserError
 
-        raise UserError("detector=confident_learning needs cleanlab; accepted: pip install 'sat[cleanlab]'") from None
+        raise UserError("confident learning needs the cleanlab package; accepted: pip install 'sat[cleanlab]'") from None
     labels, probs = given.long().cpu().numpy(), out_of_sample_probs.double().cpu().numpy()
     flagged = find_label_issues(labels, probs)
     quality = get_label_quality_scores(labels, probs, method="self_confidence")

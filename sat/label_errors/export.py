@@ -33,8 +33,7 @@ def write_label_errors(path: str | Path, distribution: Tensor, given: Tensor, id
     true = given.new_full(given.shape, -1) if true is None else true.cpu()
     confidence, suggested = distribution.max(dim=1)
     suspicion = disagreement_with_given(distribution, given)
-    order = torch.argsort(suspicion, descending=True, stable=True)
-    flagged = order[flags_from_argmax(distribution, given)[order]].tolist()
+    flagged = flagged_in_order(distribution, given).tolist()
 
     def table(f) -> None:
         writer = csv.writer(f)
@@ -45,3 +44,12 @@ def write_label_errors(path: str | Path, distribution: Tensor, given: Tensor, id
 
     write_text_atomic(path, table)  # never through a link, never half-written
     return len(flagged)
+
+
+def flagged_in_order(distribution: Tensor, given: Tensor) -> Tensor:
+    """The positions of the flagged samples (argmax != given), most suspect first, ties
+    in sample order: the rows of ``label_errors.csv`` and the cards of its review page
+    (:mod:`sat.label_errors.page`)."""
+    distribution, given = distribution.detach().double().cpu(), given.cpu()
+    order = torch.argsort(disagreement_with_given(distribution, given), descending=True, stable=True)
+    return order[flags_from_argmax(distribution, given)[order]]

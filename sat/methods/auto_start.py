@@ -50,12 +50,14 @@ class AutoStartEpoch:
     def __init__(self, signal: str = "val/acc", mode: str = "max", patience: int = 5, min_delta: float = 0.001,
                  smoothing: int = 3, min_epoch: int = 0, max_epoch: int | None = None):
         if mode not in ("max", "min"):
-            raise UserError(f"mode={mode!r} is not accepted; accepted: max (accuracy) | min (loss, changes)")
+            raise UserError(key="mode", value=mode, problem="is not supported",
+                            accepted="max (accuracy), min (loss, changes)")
         patience, smoothing = validate.positive_int("patience", patience), validate.positive_int("smoothing", smoothing)
         min_delta = validate.number("min_delta", min_delta, lo=0.0)
-        if min_epoch < 0 or (max_epoch is not None and max_epoch < max(min_epoch, 1)):
-            raise UserError(f"min_epoch={min_epoch}, max_epoch={max_epoch} are invalid; "
-                            f"accepted: 0 <= min_epoch <= max_epoch, max_epoch >= 1 or null")
+        min_epoch = validate.number("min_epoch", min_epoch, lo=0, integer=True)
+        if max_epoch is not None and max_epoch < max(min_epoch, 1):
+            raise UserError(key="max_epoch", value=max_epoch, problem="is out of range",
+                            accepted=f"an integer >= {max(min_epoch, 1)} (>= {{.min_epoch}} and >= 1), or null")
         self.signal, self.mode, self.patience, self.min_delta = signal, mode, int(patience), float(min_delta)
         self.smoothing, self.min_epoch, self.max_epoch = int(smoothing), int(min_epoch), max_epoch
         self.values: list[float] = []  # the raw signal, one per epoch seen
@@ -88,8 +90,9 @@ class AutoStartEpoch:
         if self.last_epoch is not None and epoch <= self.last_epoch:
             raise ValueError(f"auto start: epoch {epoch} after epoch {self.last_epoch}; epochs must increase")
         if self.signal not in metrics:
-            raise UserError(f"signal={self.signal!r} is not among the epoch's metrics "
-                            f"({', '.join(sorted(metrics))}); val/acc needs dataset.val_size > 0")
+            raise UserError(key="signal", value=self.signal,
+                            problem=f"is not among the epoch's metrics ({', '.join(sorted(metrics))})",
+                            accepted="one of them (val/acc needs a validation split: dataset.val_size > 0)")
         self.last_epoch = epoch
         value = float(metrics[self.signal])
         if not math.isnan(value):

@@ -25,7 +25,7 @@ class _Bootstrapping(Method):
     def __init__(self, beta: float):
         super().__init__()
         if not 0.0 <= beta <= 1.0:
-            raise UserError(f"beta={beta} is out of range; accepted: 0 <= beta <= 1")
+            raise UserError(key="beta", value=beta, problem="is out of range", accepted="0 <= {key} <= 1")
         self.beta = beta
 
     def hparams(self):

@@ -33,20 +33,21 @@ ROW_SUM_TOLERANCE = 1e-6
 
 def check_transition(matrix: Any, name: str = "transition") -> torch.Tensor:
     """``matrix`` as a float64 K x K row-stochastic tensor, else a one-line UserError."""
-    accepted = "accepted: a K x K matrix of probabilities, rows summing to 1 (row i: the labels a sample of class i carries)"
+    accepted = "a K x K matrix of probabilities, rows summing to 1 (row i: the labels a sample of class i carries)"
     try:
         t = torch.as_tensor(matrix, dtype=torch.float64)
     except (TypeError, ValueError):
-        raise UserError(f"{name}={matrix!r} is not a matrix of numbers; {accepted}") from None
+        raise UserError(key=name, value=matrix, problem="is not a matrix of numbers", accepted=accepted) from None
     if t.dim() != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
-        raise UserError(f"{name} has shape {tuple(t.shape)}, not K x K (K >= 2); {accepted}")
+        raise UserError(key=name, problem=f"has shape {tuple(t.shape)}, not K x K (K >= 2)", accepted=accepted)
     if not torch.isfinite(t).all() or (t < 0).any():
-        raise UserError(f"{name} has negative or non-finite entries; {accepted}")
+        raise UserError(key=name, problem="has negative or non-finite entries", accepted=accepted)
     sums = t.sum(dim=1)
     bad = torch.nonzero((sums - 1).abs() > ROW_SUM_TOLERANCE).flatten()
     if len(bad):
         row = int(bad[0])
-        raise UserError(f"{name} is not row-stochastic: row {row} sums to {float(sums[row]):.6g}; {accepted}")
+        raise UserError(key=name, problem=f"is not row-stochastic: row {row} sums to {float(sums[row]):.6g}",
+                        accepted=accepted)
     return t
 
 
@@ -92,16 +93,19 @@ class LossCorrection(Method):
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         if self.given is not None and len(self.given) != num_classes:
-            raise UserError(f"method.transition is {len(self.given)} x {len(self.given)} but the dataset has "
-                            f"{num_classes} classes; accepted: a {num_classes} x {num_classes} matrix")
+            raise UserError(key="transition", problem=f"is {len(self.given)} x {len(self.given)} but the dataset has "
+                                                       f"{num_classes} classes",
+                            accepted=f"a {num_classes} x {num_classes} matrix")
         start = self.given if self.given is not None else torch.eye(num_classes, dtype=torch.float64)
         self.transition = start.to(labels.device)
 
-    def schedule(self, epochs: int) -> None:
-        if self.given is None and self.estimate_epoch >= epochs:
-            raise UserError(f"method.estimate_epoch={self.estimate_epoch} but the run has {epochs} epochs, so the "
-                            f"{self.kind} correction would never start; accepted: estimate_epoch < trainer.epochs, "
-                            "or a given method.transition")
+    @property
+    def later_phase(self) -> str:
+        return f"the {self.kind} correction"
+
+    def phase_starts(self) -> dict[str, int]:
+        """T estimated at ``estimate_epoch`` (a given T corrects from the first step)."""
+        return {} if self.given is not None else {"estimate_epoch": self.estimate_epoch}
 
     def corrected(self, epoch: int) -> bool:
         return self.given is not None or epoch >= self.estimate_epoch

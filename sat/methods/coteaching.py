@@ -61,14 +61,16 @@ class CoTeaching(PeerMethod):
     def __init__(self, forget_rate: float | None = None, num_gradual: int = 10, exponent: float = 1.0):
         super().__init__()
         if forget_rate is None:
-            raise UserError("forget_rate=null; accepted: a number in [0, 1), usually the noise rate "
-                            "(the default ${noise.rate} is missing for this noise)")
+            raise UserError(key="forget_rate", value=None, problem="is not set",
+                            accepted="a number in [0, 1), usually the noise rate (the default ${noise.rate} is "
+                                     "missing for this noise)")
         if not 0.0 <= forget_rate < 1.0:
-            raise UserError(f"forget_rate={forget_rate} is out of range; accepted: 0 <= forget_rate < 1")
+            raise UserError(key="forget_rate", value=forget_rate, problem="is out of range",
+                            accepted="0 <= {key} < 1")
         if num_gradual < 0:
-            raise UserError(f"num_gradual={num_gradual} is out of range; accepted: an integer >= 0")
+            raise UserError(key="num_gradual", value=num_gradual, problem="is out of range", accepted="an integer >= 0")
         if exponent <= 0:
-            raise UserError(f"exponent={exponent} is out of range; accepted: exponent > 0")
+            raise UserError(key="exponent", value=exponent, problem="is out of range", accepted="{key} > 0")
         self.forget_rate, self.num_gradual, self.exponent = float(forget_rate), int(num_gradual), float(exponent)
 
     def forget_rate_at(self, epoch: int) -> float:

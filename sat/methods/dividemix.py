@@ -24,8 +24,9 @@ the same step on the same batch (one optimizer over both; the authors alternate 
 epoch of each, the other fixed), and each batch is split by the clean probabilities into
 its labelled and unlabelled rows instead of drawing from two loaders; the guesses use
 the networks in train mode under no_grad; the evaluation scores the model alone (the
-authors average both networks). The two views come from the loader (an augmentation that
-returns a tuple); a single batch is used as both views (no augmentation: the views are equal).
+authors average both networks). The two views come from the loader (``augment=crop_flip_x2``,
+:class:`sat.data.views.TwoViews`); a single batch is used as both views (one augmented
+batch, or none: a weaker DivideMix, equal to the paper's without augmentation).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from torch import nn
 
 from sat.config import validate
 from sat.config.trust import trusted
-from sat.errors import UserError
+from sat.data.views import two_views
 from sat.methods.base import PeerMethod
 from sat.methods.mixup import draw_lambda, mix, refuse_distributed
 from sat.parallel.batch import GlobalBatch
@@ -100,16 +101,6 @@ def mixmatch_loss(logits: torch.Tensor, mixed_targets: torch.Tensor, labelled: t
     return {"x": x, "u": u, "prior": penalty, "total": x + lambda_u * u + penalty}
 
 
-def two_views(x: torch.Tensor | tuple | list) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loader's two augmented views, or one batch used as both."""
-    if isinstance(x, (tuple, list)):
-        if len(x) != 2:
-            raise UserError(f"method=dividemix needs 2 views per sample but the loader gives {len(x)}; accepted: "
-                            "an augmentation with two views (sat.data.augment.Views(augment, n=2))")
-        return x[0], x[1]
-    return x, x
-
-
 @trusted("method")
 class DivideMix(PeerMethod):
     def __init__(self, warmup_epochs: int = 10, lambda_u: float = 25.0, p_threshold: float = 0.5,
@@ -136,10 +127,10 @@ class DivideMix(PeerMethod):
         self.labels, self.num_classes = labels, num_classes
         self.clean_prob = torch.ones(2, len(labels), device=labels.device)
 
-    def schedule(self, epochs: int) -> None:
-        if self.warmup_epochs >= epochs:
-            raise UserError(f"method.warmup_epochs={self.warmup_epochs} but the run has {epochs} epochs, so DivideMix "
-                            "would never divide the data; accepted: warmup_epochs < trainer.epochs")
+    later_phase = "DivideMix's co-divide and MixMatch"
+
+    def phase_starts(self) -> dict[str, int]:
+        return {"warmup_epochs": self.warmup_epochs}
 
     # --- co-divide ----------------------------------------------------------------------
 
@@ -180,7 +171,7 @@ class DivideMix(PeerMethod):
         if self.peer is None:
             raise RuntimeError("DivideMix has no peer network: call method.attach_model(build) before training")
         self.peer.train(model.training)
-        x1, x2 = two_views(x)
+        x1, x2 = two_views(x, "method=dividemix", one_view_serves=True)
         if epoch < self.warmup_epochs:
             logits = model(x1)
             k = self.num_classes

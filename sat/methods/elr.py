@@ -34,9 +34,10 @@ class EarlyLearningRegularization(Method):
     def __init__(self, beta: float = 0.7, lam: float = 3.0):
         super().__init__()
         if not 0.0 <= beta < 1.0:
-            raise UserError(f"beta={beta} is out of range; accepted: 0 <= beta < 1")
+            raise UserError(key="beta", value=beta, problem="is out of range", accepted="0 <= {key} < 1")
         if lam < 0:
-            raise UserError(f"lam={lam} is out of range; accepted: lam >= 0 (the regulariser's weight)")
+            raise UserError(key="lam", value=lam, problem="is out of range",
+                            accepted="{key} >= 0 (the regulariser's weight)")
         self.beta, self.lam = beta, lam
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
 

@@ -5,7 +5,8 @@ ELR (:mod:`sat.methods.elr`) with three additions, as the authors' ``ELR_plus`` 
 
 - two networks (the model and a peer), each with a *weight average*: a copy whose
   parameters follow ``ema <- a * ema + (1 - a) * w`` after every step, with
-  ``a = ema_decay * sigmoid_rampup(step, ema_rampup_steps)``;
+  ``a = ema_decay * sigmoid_rampup(k + 1, ema_rampup_steps)`` after optimizer step k
+  (1, 2, ...), as the authors' ``update_ema_variables(..., global_step + local_step)``;
 - each network's targets t (per sample) average the *other* network's weight-averaged
   predictions on the clean batch: ``t_i <- beta * t_i + (1 - beta) * p_other_ema(x_i)``;
 - mixup of inputs and one-hot labels with ``lam' = max(lam, 1 - lam)``, lam ~ Beta(alpha, alpha),
@@ -98,16 +99,22 @@ class ELRPlus(PeerMethod):
     def soft_labels(self) -> torch.Tensor:
         return self.targets[0]
 
+    def average_decay(self, step: int) -> float:
+        """The weight average's ``a`` after optimizer step ``step`` (1, 2, ...): the authors'
+        ``ema_alpha * sigmoid_rampup(step + 1, ema_step)`` (ELR_plus/trainer/trainer.py, whose
+        step count is already ``step`` when it averages)."""
+        return self.ema_decay * sigmoid_rampup(step + 1, self.ema_rampup_steps)
+
     def _average_weights(self, model: nn.Module) -> None:
         """The weight averages after the previous step (a copy of the networks before the first)."""
         if self._host_steps is None:
             self._host_steps = int(self.steps)
-        step = self._host_steps
+        step = self._host_steps  # optimizer steps taken: this averages in the weights after step ``step``
         for average, network in ((self.model_average, model), (self.peer_average, self.peer)):
             if step == 0:
                 average.load_state_dict(network.state_dict())
             else:
-                update_weight_average(average, network, self.ema_decay * sigmoid_rampup(step, self.ema_rampup_steps))
+                update_weight_average(average, network, self.average_decay(step))
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)

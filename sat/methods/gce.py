@@ -23,7 +23,7 @@ class GeneralizedCrossEntropy(Method):
     def __init__(self, q: float = 0.7):
         super().__init__()
         if not 0.0 < q <= 1.0:
-            raise UserError(f"q={q} is out of range; accepted: 0 < q <= 1")
+            raise UserError(key="q", value=q, problem="is out of range", accepted="0 < {key} <= 1")
         self.q = q
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:

@@ -32,8 +32,8 @@ def scale_for_width(alpha: float, start_epoch: int, width: int, reference_width:
     width ``width`` (the standard ResNet has 64): ``alpha ** (width / reference_width)``
     and ``int(start_epoch * reference_width / width)``. Narrow nets fit slowly, so they
     get a longer warm-up and a slower-moving target."""
-    if width <= 0 or reference_width <= 0:
-        raise UserError(f"width scaling needs positive widths, got width={width}, reference_width={reference_width}")
+    validate.number("width", width, lo=0, lo_open=True)
+    validate.number("reference_width", reference_width, lo=0, lo_open=True)
     return alpha ** (width / reference_width), int(start_epoch * reference_width / width)
 
 
@@ -63,8 +63,8 @@ class SelfAdaptiveTraining(Method):
         self.auto_start = auto_start if start_epoch == "auto" else None
         if start_epoch == "auto":
             if auto_start is None:
-                raise UserError("start_epoch=auto needs auto_start (a detector); accepted: one of "
-                                "conf/auto_start/ (val_acc, prediction_changes) as this method's auto_start")
+                raise UserError(key="start_epoch", value="auto", problem="needs {.auto_start} (a detector)",
+                                accepted="one of conf/auto_start/ (val_acc, prediction_changes) as {.auto_start}")
             start_epoch = 0
         start_epoch = validate.number("start_epoch", start_epoch, lo=0, integer=True)
         self.width_scaling = validate.flag("width_scaling", width_scaling)
@@ -74,7 +74,8 @@ class SelfAdaptiveTraining(Method):
         self.width, self.reference_width = width, reference_width
         if width_scaling:
             if width is None:
-                raise UserError("width_scaling=true needs width= (the model's width); got null")
+                raise UserError(key="width_scaling", value=True, problem="needs {.width} (the model's width); got null",
+                                accepted="{.width}=<the model's base width>, or {key}=false")
             width = validate.positive_int("width", width)
             reference_width = validate.positive_int("reference_width", reference_width)
             alpha, start_epoch = scale_for_width(alpha, start_epoch, width, reference_width)
@@ -85,17 +86,14 @@ class SelfAdaptiveTraining(Method):
         self.register_buffer("targets", torch.empty(0, 0), persistent=True)
         self.changes: PredictionChanges | None = None  # for auto_start on prediction changes
 
+    later_phase = "SAT"  # "..., so SAT would never start"
+
     def schedule(self, epochs: int) -> None:
-        """Cap a width-scaled start at ``max_start_fraction`` of the run; refuse a run in
-        which the soft targets would never start (SAT would silently be plain CE). Under
+        """Cap a width-scaled start at ``max_start_fraction`` of the run. Under
         ``start_epoch=auto`` the detector decides by half the run at the latest."""
         if self.auto_start is not None:
-            latest = self.auto_start.max_epoch
-            if latest is None:
+            if self.auto_start.max_epoch is None:
                 self.auto_start.max_epoch = max(1, epochs // 2)
-            elif latest >= epochs:
-                raise UserError(f"auto_start.max_epoch={latest} >= trainer.epochs={epochs}, so SAT "
-                                f"might never start; accepted: max_epoch < {epochs} (null: half the run)")
             return
         if self.max_start_fraction is not None:
             cap = int(self.max_start_fraction * epochs)
@@ -103,19 +101,31 @@ class SelfAdaptiveTraining(Method):
                 log.info("%s: start epoch %d capped at %d (max_start_fraction %g of %d epochs)", type(self).__name__,
                          self.scaled_start_epoch, cap, self.max_start_fraction, epochs)
             self.start_epoch = min(self.scaled_start_epoch, cap)
-        if self.start_epoch < epochs:
-            return
-        if self.width_scaling and self.start_epoch != self.base_start_epoch:
+
+    def phase_starts(self) -> dict[str, int]:
+        """The soft targets' start; under ``start_epoch=auto``, until the detector has
+        decided, the latest it may decide (``auto_start.max_epoch``)."""
+        if self.start_epoch is None:
+            latest = self.auto_start.max_epoch if self.auto_start is not None else None
+            return {} if latest is None else {"auto_start.max_epoch": latest}
+        return {"start_epoch": self.start_epoch}
+
+    def phase_never_starts(self, key: str, start: int, epochs: int) -> UserError:
+        """SAT would silently be plain CE: refused, with what works (under width scaling,
+        the largest start_epoch and the cap)."""
+        if key == "auto_start.max_epoch":
+            return UserError(key=key, value=start, problem=f">= trainer.epochs={epochs}, so SAT might never start",
+                             accepted=f"{{key}} < {epochs} (null: half the run)")
+        if self.width_scaling and start != self.base_start_epoch:
             # int(E * ref / w) < epochs  <=>  E < epochs * w / ref
             largest = math.ceil(epochs * self.width / self.reference_width) - 1
-            raise UserError(
-                f"start_epoch={self.base_start_epoch} becomes {self.start_epoch} by width scaling "
-                f"(width {self.width}, reference_width {self.reference_width}) >= trainer.epochs={epochs}, so SAT "
-                f"would never start; accepted: trainer.epochs > {self.start_epoch}, start_epoch <= "
-                f"{largest}, or max_start_fraction=0.5 (starts at epoch {int(0.5 * epochs)})")
-        raise UserError(
-            f"start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so SAT would never start; accepted: "
-            f"start_epoch < {epochs} (or more trainer.epochs)")
+            return UserError(
+                key="start_epoch", value=self.base_start_epoch,
+                problem=f"becomes {start} by width scaling ({{.width}} {self.width}, {{.reference_width}} "
+                        f"{self.reference_width}) >= trainer.epochs={epochs}, so SAT would never start",
+                accepted=f"trainer.epochs > {start}, {{key}} <= {largest}, or {{.max_start_fraction}}=0.5 "
+                         f"(starts at epoch {int(0.5 * epochs)})")
+        return super().phase_never_starts(key, start, epochs)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.targets = F.one_hot(labels.long(), num_classes).float()
@@ -134,7 +144,9 @@ class SelfAdaptiveTraining(Method):
         if self.auto_start is None:
             return {}
         extra = {} if self.changes is None else {"train/prediction_changes": self.changes.compute()}
-        if self.start_epoch is None and self.auto_start.update(epoch, {**metrics, **extra}):
+        with validate.argument("auto_start"):  # the detector's refusals name auto_start.<its argument>
+            started = self.start_epoch is None and self.auto_start.update(epoch, {**metrics, **extra})
+        if started:
             self.start_epoch = self.scaled_start_epoch = self.auto_start.start_epoch
             log.info("%s: %s", type(self).__name__, self.auto_start.reason)
         return extra

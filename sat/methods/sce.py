@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sat.config import validate
 from sat.config.trust import trusted
 from sat.errors import UserError
 from sat.methods.base import Method
@@ -26,10 +27,13 @@ from sat.methods.base import Method
 class SymmetricCrossEntropy(Method):
     def __init__(self, alpha: float = 0.1, beta: float = 1.0, log_zero: float = -4.0):
         super().__init__()
-        if alpha < 0 or beta < 0 or alpha + beta == 0:
-            raise UserError(f"alpha={alpha}, beta={beta} are invalid; accepted: both >= 0, not both 0")
+        alpha, beta = validate.number("alpha", alpha, lo=0.0), validate.number("beta", beta, lo=0.0)
+        if alpha + beta == 0:
+            raise UserError(key="beta", value=beta, problem="with {.alpha}=0 weighs both losses 0",
+                            accepted="{.alpha} > 0 or {key} > 0")
         if not log_zero < 0:
-            raise UserError(f"log_zero={log_zero} is out of range; accepted: a negative number (the paper's A = -4)")
+            raise UserError(key="log_zero", value=log_zero, problem="is out of range",
+                            accepted="a negative number (the paper's A = -4)")
         self.alpha, self.beta, self.log_zero = alpha, beta, log_zero
 
     def loss(self, logits, targets, index, epoch) -> torch.Tensor:

@@ -97,16 +97,10 @@ class _AbstainingMethod(Method):
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         self.num_classes = int(num_classes)
 
-    def schedule(self, epochs: int) -> None:
-        if self.pretrain >= epochs:
-            raise UserError(f"pretrain={self.pretrain} >= trainer.epochs={epochs}, so the abstention "
-                            f"loss would never train; accepted: pretrain < {epochs}")
+    later_phase = "the abstention loss"
 
-    @property
-    def start_epoch(self) -> int:
-        """The first epoch of the abstention loss (the generic name training code checks
-        against the run's epochs: a run that never leaves the warm-up is refused there)."""
-        return self.pretrain
+    def phase_starts(self) -> dict[str, int]:
+        return {"pretrain": self.pretrain}
 
     def abstain_loss(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -177,8 +171,8 @@ class DeepGamblers(_AbstainingMethod):
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         if self.reward > num_classes:
-            raise UserError(f"reward={self.reward} is out of range for {num_classes} classes; "
-                            f"accepted: 1 < reward <= {num_classes}")
+            raise UserError(key="reward", value=self.reward, problem=f"is out of range for {num_classes} classes",
+                            accepted=f"1 < {{key}} <= {num_classes}")
         super().setup(labels, num_classes)
 
     def abstain_loss(self, logits, labels, index) -> torch.Tensor:

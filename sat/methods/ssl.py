@@ -32,7 +32,7 @@ from torch import nn
 
 from sat.config import validate
 from sat.config.trust import trusted
-from sat.errors import UserError
+from sat.data.views import two_views
 from sat.methods.base import Method
 from sat.ssl import backbone
 from sat.ssl.bank import TargetBank
@@ -43,13 +43,6 @@ from sat.ssl.knn import check_knn, knn_accuracy
 from sat.ssl.losses import check_temperature, cosine_loss, negative_cosine, nt_xent
 
 TARGET_NETWORKS = ("ema", "online")
-
-
-def two_views(x) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(x, (tuple, list)) and len(x) == 2):
-        raise UserError("self-supervised methods train on two views per image; accepted: an augment that returns "
-                        "them, augment=ssl_cifar|ssl_stl10|ssl_digits")
-    return x[0], x[1]
 
 
 def probe_loss_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -63,10 +56,16 @@ class SelfSupervised(Method):
     """What the four methods share: the heads, the target branch, the online probe."""
 
     uses_predictor = True
+    takes_unlabeled = True  # the loss reads no label; the online probe leaves label -1 out
 
     def __init__(self, projector_hidden_dim: int = 4096, projector_dim: int = 256, predictor_hidden_dim: int = 4096,
-                 target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1):
+                 target_network: str = "ema", base_tau: float = 0.99, knn_k: int = 200, knn_temperature: float = 0.1,
+                 probe_lr: float | None = 0.1, probe_weight_decay: float | None = 0.0):
         super().__init__()
+        # the online probe's own optimizer settings (solo-learn: classifier_lr, no weight decay); null: the optimizer's
+        self.probe_lr = None if probe_lr is None else validate.number("probe_lr", probe_lr, lo=0.0, lo_open=True)
+        self.probe_weight_decay = None if probe_weight_decay is None else \
+            validate.number("probe_weight_decay", probe_weight_decay, lo=0.0)
         self.knn_k, self.knn_temperature = check_knn(knn_k, knn_temperature, ("knn_k", "knn_temperature"))
         self.num_classes = 0
         self.projector_hidden_dim = validate.positive_int("projector_hidden_dim", projector_hidden_dim)
@@ -101,6 +100,15 @@ class SelfSupervised(Method):
     def networks(self) -> list[nn.Module]:
         return [m for m in (self.projector, self.predictor) if m is not None]
 
+    def parameter_groups(self, model: nn.Module) -> list[dict]:
+        """The online linear probe (the model's classifier) trains with its own learning
+        rate and weight decay, as solo-learn's classifier (``classifier_lr``, no weight
+        decay): the accuracy it reports does not depend on the backbone's settings."""
+        own = {k: v for k, v in (("lr", self.probe_lr), ("weight_decay", self.probe_weight_decay)) if v is not None}
+        if not own:  # both null: the optimizer's settings, one group (how runs before probe_lr trained)
+            return []
+        return [{"params": list(backbone.classifier(model).parameters()), "name": "probe", **own}]
+
     def schedule(self, epochs: int) -> None:
         self.epochs = epochs
 
@@ -112,7 +120,7 @@ class SelfSupervised(Method):
     def forward(self, model, x, y, index, epoch):
         if self.projector is None:
             raise RuntimeError("attach_model() must be called before training")
-        views = two_views(x)
+        views = two_views(x, "a self-supervised method")
         feats = [backbone.features(model, v) for v in views]
         z = [self.projector(f) for f in feats]
         ssl = self.ssl_loss(model, views, z, index, epoch)
@@ -173,8 +181,14 @@ class SelfSupervised(Method):
             out[f"repr/{name}_rank"] = effective_rank(emb)
         return out
 
+    def headline(self) -> dict[str, str]:
+        """The representation's kNN accuracy (what solo-learn and lightly report), not the
+        online probe's, which is a monitor."""
+        return {"test/knn_acc": "kNN test acc"}
+
     def hparams(self):
-        return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature,
+        return {"knn_k": self.knn_k, "knn_temperature": self.knn_temperature, "probe_lr": self.probe_lr,
+                "probe_weight_decay": self.probe_weight_decay,
                 "projector_hidden_dim": self.projector_hidden_dim, "projector_dim": self.projector_dim,
                 "predictor_hidden_dim": self.predictor_hidden_dim, "target_network": self.target_network,
                 "base_tau": self.base_tau}
@@ -242,12 +256,10 @@ class SelfSupervisedSAT(SelfSupervised):
         self.alpha, self.init = self.bank.alpha, self.bank.init
         self.start_epoch = validate.number("start_epoch", start_epoch, lo=0, integer=True)
 
-    def schedule(self, epochs: int) -> None:
-        super().schedule(epochs)
-        if self.start_epoch >= epochs:
-            raise UserError(f"start_epoch={self.start_epoch} >= trainer.epochs={epochs}, so the "
-                            f"per-image targets would never start; accepted: start_epoch < {epochs} "
-                            "(or more trainer.epochs)")
+    later_phase = "the per-image targets"
+
+    def phase_starts(self) -> dict[str, int]:
+        return {"start_epoch": self.start_epoch}
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
         super().setup(labels, num_classes)

@@ -47,20 +47,27 @@ class TRADES(Method):
         # A submodule, so natural's per-sample state (SAT targets) is in our state_dict.
         self.natural = natural if natural is not None else CrossEntropy()
         if not isinstance(self.natural, Method):
-            raise UserError(f"natural={type(self.natural).__name__} is not a training method; accepted: a "
-                            "sat.methods.base.Method such as sat.methods.ce.CrossEntropy or "
-                            "sat.methods.sat.SelfAdaptiveTraining")
+            raise UserError(key="natural", value=type(self.natural).__name__, problem="is not a training method",
+                            accepted="a sat.methods.base.Method such as sat.methods.ce.CrossEntropy or "
+                                     "sat.methods.sat.SelfAdaptiveTraining")
         self.beta, self.epsilon, self.step_size, self.steps = float(beta), float(epsilon), float(step_size), int(steps)
 
     def setup(self, labels: torch.Tensor, num_classes: int) -> None:
-        self.natural.setup(labels, num_classes)
+        with validate.argument("natural"):
+            self.natural.setup(labels, num_classes)
 
     def schedule(self, epochs: int) -> None:
-        with validate.argument("natural", self.natural):  # natural's refusals name natural.<its argument>
+        with validate.argument("natural"):  # natural's refusals name natural.<its argument>
             self.natural.schedule(epochs)
 
+    def phase_starts(self) -> dict[str, int]:
+        return {f"natural.{key}": start for key, start in self.natural.phase_starts().items()}
+
+    def phase_never_starts(self, key: str, start: int, epochs: int) -> UserError:
+        return self.natural.phase_never_starts(key.removeprefix("natural."), start, epochs).within("natural")
+
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
-        with validate.argument("natural", self.natural):
+        with validate.argument("natural"):
             return self.natural.end_epoch(epoch, metrics)
 
     def soft_labels(self) -> torch.Tensor | None:

@@ -11,5 +11,6 @@ def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     """``input_shape`` as a ``(C, H, W)`` tuple of ints (accepts lists and OmegaConf lists)."""
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise UserError(f"input_shape={list(shape)} is not supported; expected (channels, height, width)")
+        raise UserError(key="input_shape", value=list(shape), problem="is not supported",
+                        accepted="(channels, height, width), each >= 1")
     return shape

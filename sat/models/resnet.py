@@ -30,7 +30,7 @@ def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 def _stage_blocks(depth: int) -> tuple[int, ...]:
     if depth not in _BLOCKS:
         accepted = ", ".join(str(d) for d in _BLOCKS)
-        raise UserError(f"depth={depth} is not supported; accepted: {accepted}")
+        raise UserError(key="depth", value=depth, problem="is not supported", accepted=accepted)
     return _BLOCKS[depth]
 
 

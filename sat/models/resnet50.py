@@ -47,7 +47,7 @@ class ResNet50(ResNet):
         width = positive_int("width", width)
         channels = image_shape(input_shape)[0]
         if not isinstance(pretrained, bool):
-            raise UserError(f"pretrained={pretrained!r} is not supported; accepted: true, false")
+            raise UserError(key="pretrained", value=pretrained, problem="is not supported", accepted="true, false")
         # torchvision's ResNet.__init__ fixes the stem at 64 channels; set the state its
         # _make_layer reads and build the same modules at our width instead.
         nn.Module.__init__(self)
@@ -71,8 +71,8 @@ class ResNet50(ResNet):
                 nn.init.constant_(m.bias, 0)
         if pretrained:
             if width != 64 or channels != 3:
-                raise UserError(f"pretrained=true needs width=64 and 3 input channels; got width={width}, "
-                                f"{channels} channels")
+                raise UserError(key="pretrained", value=True, problem=f"needs {{.width}}=64 and 3 input channels; got "
+                                                                     f"{{.width}}={width}, {channels} channels")
             self._load_imagenet(find_weights(weights_path))
 
     @property
@@ -95,7 +95,7 @@ class ResNet50(ResNet):
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
-            raise UserError(f"weights_path={str(path)!r} is not a torchvision ResNet-50 state dict "
+            raise UserError(key="weights_path", value=str(path), problem=f"is not a torchvision ResNet-50 state dict "
                             f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]!r})")
 
 
@@ -104,15 +104,16 @@ def find_weights(weights_path: str | None) -> Path:
     if weights_path:
         path = Path(str(weights_path)).expanduser()
         if not path.is_file():
-            raise UserError(f"weights_path={weights_path!r} is not a file; accepted: a torchvision ResNet-50 "
-                            f"state dict (.pth), e.g. {HUB_FILES[0]}")
+            raise UserError(key="weights_path", value=weights_path, problem="is not a file",
+                            accepted=f"a torchvision ResNet-50 state dict (.pth), e.g. {HUB_FILES[0]}")
         return path
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     for name in HUB_FILES:
         if (cache / name).is_file():
             return cache / name
-    raise UserError(f"pretrained=true but no ResNet-50 weights were found (nothing is downloaded): copy "
-                    f"torchvision's {HUB_FILES[0]} into {cache} (TORCH_HOME) or set weights_path=/path/to/it")
+    raise UserError(key="pretrained", value=True, problem=f"but no ResNet-50 weights were found (nothing is "
+                    f"downloaded): copy torchvision's {HUB_FILES[0]} into {cache} (TORCH_HOME) or set "
+                    "{.weights_path}=/path/to/it")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -121,10 +122,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise UserError(f"weights_path={str(path)!r} could not be read: {e}") from None
+        raise UserError(key="weights_path", value=str(path), problem=f"could not be read: {e}") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise UserError(f"weights_path={str(path)!r} holds no state dict; accepted: a torchvision ResNet-50 .pth")
+        raise UserError(key="weights_path", value=str(path), problem="holds no state dict",
+                        accepted="a torchvision ResNet-50 .pth")
     return {k.removeprefix("module."): v for k, v in state.items()}

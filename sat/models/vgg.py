@@ -35,7 +35,7 @@ _STAGE_WIDTH = (1, 2, 4, 8, 8)  # channels of each stage, in units of ``width``
 def _stage_convs(depth: int) -> tuple[int, ...]:
     if isinstance(depth, bool) or depth not in _CONVS:
         accepted = ", ".join(str(d) for d in _CONVS)
-        raise UserError(f"depth={depth!r} is not supported; accepted: {accepted}")
+        raise UserError(key="depth", value=depth, problem="is not supported", accepted=accepted)
     return _CONVS[depth]
 
 

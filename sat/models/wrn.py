@@ -53,13 +53,11 @@ class WideResNet(Classifier):
     ) -> None:
         super().__init__()
         if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6 != 0:
-            raise UserError(
-                f"depth={depth} is not supported; WideResNet needs depth >= 10 with (depth - 4) % 6 == 0, "
-                "e.g. 16, 22, 28, 34"
-            )
+            raise UserError(key="depth", value=depth, problem="is not supported",
+                            accepted="{key} >= 10 with ({key} - 4) % 6 == 0, e.g. 16, 22, 28, 34")
         width = positive_int("width", width)
         if not 0.0 <= dropout < 1.0:
-            raise UserError(f"dropout={dropout} is not supported; it must be in [0, 1)")
+            raise UserError(key="dropout", value=dropout, problem="is out of range", accepted="0 <= {key} < 1")
         n = (depth - 4) // 6
         channels = [16, 16 * width, 32 * width, 64 * width]
 

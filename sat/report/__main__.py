@@ -4,4 +4,5 @@ import sys
 
 from sat.report.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing this module (a stored _target_ naming it) runs nothing
+    sys.exit(main())

@@ -1,6 +1,7 @@
-"""The method x noise-setting comparison (``comparison.md``, ``comparison.csv``): final
-test accuracy and test accuracy at the epoch of best validation accuracy, mean ± sample
-standard deviation over seeds, in percent, finished runs only.
+"""The method x noise-setting comparison (``comparison.md``, ``comparison.csv``) of runs
+trained on labels: final test accuracy and (where the runs have a validation split) test
+accuracy at the epoch of best validation accuracy, mean ± sample standard deviation over
+seeds, in percent, finished runs only.
 
 Rows are the groups' settings other than noise (the method, and any other setting that
 differs); columns are the noise settings (the ``noise`` option and ``noise.*``)."""
@@ -24,12 +25,13 @@ class Metric:
     key: str  # CSV column stem
     title: str
     value: Callable[[Run], float]  # percent; NaN when the run lacks it
+    needs_validation: bool = False  # measured only by runs with a validation split
 
 
 METRICS = (
     Metric("final_test_acc_pct", "Final test accuracy (%)", lambda r: pct(metric_value(r.final, "test/acc"))),
     Metric("test_acc_at_best_val_pct", "Test accuracy at the best-validation epoch (%)",
-           lambda r: pct((r.at_best_val or {}).get("test/acc"))),
+           lambda r: pct((r.at_best_val or {}).get("test/acc")), needs_validation=True),
 )
 
 
@@ -45,6 +47,7 @@ class Comparison:
     cols: list[tuple]  # noise values, in the groups' order
     cells: dict[tuple[tuple, tuple], list[Run]]  # (row, col) -> finished runs
     noise_title: str  # the column header when no noise setting differs
+    metrics: tuple[Metric, ...] = METRICS  # what the runs measured
 
     def col_label(self, col: tuple) -> str:
         return label(dict(zip(self.noise_columns, col))) if self.noise_columns else self.noise_title
@@ -53,7 +56,7 @@ class Comparison:
         return self.cells.get((row, col), [])
 
 
-def compare(grouping: Grouping, noise_title: str = "all runs") -> Comparison:
+def compare(grouping: Grouping, noise_title: str = "all runs", metrics: tuple[Metric, ...] = METRICS) -> Comparison:
     rows_c = [c for c in grouping.columns if not is_noise_column(c)]
     noise_c = [c for c in grouping.columns if is_noise_column(c)]
     rows, cols, cells = [], [], {}
@@ -62,7 +65,7 @@ def compare(grouping: Grouping, noise_title: str = "all runs") -> Comparison:
         rows += [row] if row not in rows else []
         cols += [col] if col not in cols else []
         cells[(row, col)] = g.finished
-    return Comparison(rows_c, noise_c, rows, cols, cells, noise_title)
+    return Comparison(rows_c, noise_c, rows, cols, cells, noise_title, metrics)
 
 
 def to_markdown(cmp: Comparison, title: str) -> str:
@@ -72,10 +75,10 @@ def to_markdown(cmp: Comparison, title: str) -> str:
     lines = [f"# Comparison: {title}" if title else "# Comparison", "",
              f"Mean ± sample standard deviation over seeds ({seeds}), in percent; finished runs only.", ""]
     row_header = cmp.row_columns or ["runs"]
-    for metric in METRICS:
+    for metric in cmp.metrics:
         lines += [f"## {metric.title}", ""]
         if all(math.isnan(metric.value(r)) for rs in cmp.cells.values() for r in rs):
-            lines += ["n/a: no run has it (no validation split: dataset.val_size=0?)", ""]
+            lines += ["n/a: no finished run has it yet", ""]
             continue
         lines.append("| " + " | ".join(row_header + [cmp.col_label(c) for c in cmp.cols]) + " |")
         lines.append("|" + "---|" * len(row_header) + "---:|" * len(cmp.cols))
@@ -94,7 +97,7 @@ def write_csv(cmp: Comparison, path: Path) -> None:
     """One line per (row, noise setting): the settings, the seeds, and per metric its
     mean, sample std and number of runs."""
     fields = [*cmp.row_columns, *cmp.noise_columns, "seeds"]
-    for m in METRICS:
+    for m in cmp.metrics:
         fields += [f"{m.key}_mean", f"{m.key}_std", f"{m.key}_n"]
     rows = []
     for row in cmp.rows:
@@ -105,7 +108,7 @@ def write_csv(cmp: Comparison, path: Path) -> None:
             out: dict[str, Any] = {**dict(zip(cmp.row_columns, map(fmt, row))),
                                    **dict(zip(cmp.noise_columns, map(fmt, col))),
                                    "seeds": " ".join(str(r.seed) for r in runs)}
-            for m in METRICS:
+            for m in cmp.metrics:
                 mean, std, n = mean_std([m.value(r) for r in runs])
                 out.update({f"{m.key}_mean": cell(mean), f"{m.key}_std": cell(std), f"{m.key}_n": n})
             rows.append(out)

@@ -3,7 +3,7 @@ say what it found."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sat.errors import UserError
@@ -31,7 +31,7 @@ class Report:
     runs: list[Run]
     grouping: Grouping
     series: list[WidthSeries]  # double-descent series (empty without a width sweep)
-    comparison: comparison.Comparison
+    comparison: comparison.Comparison | None  # the runs trained on labels (None: every run is self-supervised)
     not_started: list[tuple[Path, list[str]]]  # (sweep root, job overrides)
     tol: float
     ssl: ssl.SSLComparison | None = None  # the self-supervised runs' table (None: no SSL run)
@@ -42,8 +42,9 @@ def make_report(
     root: str | Path, out: str | Path | None = None, *, widths: list[int] | None = None, tol: float = 1.0,
     ignore: tuple[str, ...] = (),
 ) -> Report:
-    """Read every run below ``root`` and write into ``out`` (default ``root/report``):
-    ``runs.csv``, ``comparison.md``/``.csv`` and the figures. ``widths``: the widths of
+    """Read every run below ``root`` and write into ``out`` (default ``root/report``) what
+    its runs measured: ``runs.csv``, ``comparison.md``/``.csv`` (runs trained on labels),
+    ``ssl.md``/``.csv`` (self-supervised runs) and the figures. ``widths``: the widths of
     the epoch-wise figure (default: a few); ``tol``: the train error (%) on the noisy labels
     counted as interpolation; ``ignore``: more settings that do not change results."""
     root = Path(root).resolve()
@@ -54,15 +55,18 @@ def make_report(
     for s in series:
         s.threshold = interpolation_threshold(s.points, tol)
     finished = [r for r in runs if r.finished]
-    report = Report(root, out, runs, grouping, series, comparison.compare(grouping, _noise_title(runs)),
+    report = Report(root, out, runs, grouping, series, _label_comparison(grouping),
                     not_started(root, [(r.path, r.overrides) for r in runs]), tol, ssl.compare(runs, ignore))
 
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_runs_csv(grouping, root, out / "runs.csv")
-        write_atomic(out / "comparison.md", comparison.to_markdown(report.comparison, title(runs)) + "\n")
-        comparison.write_csv(report.comparison, out / "comparison.csv")
-        report.files = [out / "runs.csv", out / "comparison.md", out / "comparison.csv"]
+        report.files = [out / "runs.csv"]
+        if report.comparison is not None:
+            labelled = [r for g in report.grouping.groups for r in g.runs if not ssl.is_ssl(r)]
+            write_atomic(out / "comparison.md", comparison.to_markdown(report.comparison, title(labelled)) + "\n")
+            comparison.write_csv(report.comparison, out / "comparison.csv")
+            report.files += [out / "comparison.md", out / "comparison.csv"]
         if finished:
             report.files += _figures(report, finished, widths)
         if report.ssl is not None:
@@ -99,6 +103,23 @@ def _ssl_files(report: Report) -> list[Path]:
     return files
 
 
+def has_validation(runs: list[Run]) -> bool:
+    """Whether any run picked a best-validation epoch (has a validation split)."""
+    return any(r.at_best_val for r in runs)
+
+
+def _label_comparison(grouping: Grouping) -> comparison.Comparison | None:
+    """The noisy-label comparison of the groups trained on labels (a self-supervised run's
+    test accuracy is its online probe's, which that table would mislabel), with the
+    best-validation column only where a run has a validation split; None without such groups."""
+    labelled = [g for g in grouping.groups if not any(ssl.is_ssl(r) for r in g.runs)]
+    if not labelled:
+        return None
+    runs = [r for g in labelled for r in g.runs]
+    metrics = tuple(m for m in comparison.METRICS if has_validation(runs) or not m.needs_validation)
+    return comparison.compare(replace(grouping, groups=labelled), _noise_title(runs), metrics)
+
+
 def _noise_title(runs: list[Run]) -> str:
     """The comparison's column header when every run has the same noise."""
     noise = {(r.choices.get("noise"), r.settings.get("noise.rate")) for r in runs}
@@ -112,13 +133,14 @@ def format_report(report: Report) -> str:
     """What ``python -m sat.report`` prints."""
     lines = [f"{len(report.runs)} run(s) below {report.root} in {len(report.grouping.groups)} group(s)"
              + (f" by {', '.join(report.grouping.columns)}" if report.grouping.columns else "")
-             + "; mean ± std over finished seeds", "", group_table(report.grouping), ""]
+             + "; mean ± std over finished seeds", "", group_table(report.grouping, has_validation(report.runs)), ""]
     for s in report.series:
         lines.append(f"interpolation threshold ({s.label}; train error <= {report.tol:g}%): "
                      + (f"{WIDTH} {s.threshold}" if s.threshold is not None else "not reached"))
     if report.series:
         lines.append("")
-    lines += [comparison.to_markdown(report.comparison, ""), ""]
+    if report.comparison is not None:
+        lines += [comparison.to_markdown(report.comparison, ""), ""]
     if report.ssl is not None:
         lines += [ssl.to_markdown(report.ssl, ""), ""]
     lines += status_lines(report.runs, report.not_started, report.root)

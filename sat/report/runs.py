@@ -25,15 +25,19 @@ from omegaconf import OmegaConf
 from sat.config.roles import covers
 from sat.errors import UserError
 from sat.report.settings import SEED_KEYS, disarm, load_stored_config, read_settings
+from sat.run.lock import held
+from sat.run.records import read_record
 
-# A run's status and how the report names it. A summary that says "running" is all a
-# folder can tell: the run may be training now, or it was killed without a word (OOM,
-# node lost, kill -9). A folder without summary.json stopped before training began.
+# A run's status and how the report names it. A summary that says "running" is told
+# apart by the folder's lock: running while a process holds it, killed (without a word:
+# OOM, node lost, kill -9) when none does. A folder without summary.json stopped before
+# training began.
 STATUS_LABELS = {
     "finished": "finished",
     "failed": "failed",
     "preempted": "preempted (resumable)",
-    "running": "running (or killed)",
+    "running": "running",
+    "killed": "killed (no process holds its lock; resumable from its last checkpoint)",
     "unknown": "no summary.json (stopped before training began)",
 }
 
@@ -143,8 +147,11 @@ def read_run(path: Path) -> Run:
     settings, derived, neutral = read_settings(config)
     summary = _read_summary(path / "summary.json")
     seed = next((settings.pop(k) for k in SEED_KEYS if k in settings), summary.get("seed"))
+    status = _status(summary)
+    if status == "running" and not held(path):
+        status = "killed"
     return Run(
-        path=path, status=_status(summary), seed=seed, settings=settings, derived=derived, neutral=neutral,
+        path=path, status=status, seed=seed, settings=settings, derived=derived, neutral=neutral,
         choices=_choices(hydra_dir / "hydra.yaml", summary), overrides=_overrides(hydra_dir / "overrides.yaml"),
         name=OmegaConf.select(config, "name", default=None) or summary.get("name"),
         summary=summary, history=_read_history(path / "metrics.jsonl"),
@@ -191,4 +198,7 @@ def _choices(hydra_file: Path, summary: dict[str, Any]) -> dict[str, str]:
 
 
 def _overrides(path: Path) -> tuple[str, ...]:
-    return tuple(str(o) for o in disarm(OmegaConf.to_container(OmegaConf.load(path)))) if path.is_file() else ()
+    if not path.is_file():
+        return ()
+    stored = OmegaConf.to_container(OmegaConf.create(read_record(path)))
+    return tuple(str(o) for o in disarm(stored)) if isinstance(stored, list) else ()

@@ -20,6 +20,7 @@ from sat.config.build import StoredConfig
 from sat.config.flat import flatten
 from sat.config.roles import NEUTRAL, covers, with_role
 from sat.config.schema import TrainConfig
+from sat.run.records import read_record
 
 # The settings that repeat an experiment rather than define one: averaged over, never a group.
 SEED_KEYS = ("seed",)
@@ -48,7 +49,7 @@ def disarm(tree: Any) -> Any:
 
 def load_stored_config(path: Any) -> DictConfig:
     """``.hydra/config.yaml`` (or any stored config), disarmed (:func:`disarm`)."""
-    return OmegaConf.create(disarm(OmegaConf.to_container(OmegaConf.load(path), resolve=False)))
+    return OmegaConf.create(disarm(OmegaConf.to_container(OmegaConf.create(read_record(path)), resolve=False)))
 
 
 def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str], frozenset[str]]:

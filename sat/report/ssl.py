@@ -78,8 +78,10 @@ def _labels(result: dict[str, Any]) -> str:
     return "all labels"
 
 
-def read_evaluations(run: Run) -> dict[EvalKey, dict[str, Any]]:
-    """The offline evaluations of the run's final weights, one per protocol (the newest file)."""
+def read_evaluations(run: Run, stale: list[str] | None = None) -> dict[EvalKey, dict[str, Any]]:
+    """The offline evaluations of the run's final weights, one per protocol (the newest
+    file). An evaluation of another epoch (``last.pt`` evaluated while the run was still
+    training) is not the final weights': it is left out, with a line in ``stale``."""
     folder = run.path / "evaluations"
     found: dict[EvalKey, tuple[float, dict[str, Any]]] = {}
     if not folder.is_dir():
@@ -90,6 +92,12 @@ def read_evaluations(run: Run) -> dict[EvalKey, dict[str, Any]]:
         except (OSError, json.JSONDecodeError):
             continue
         if not isinstance(result, dict) or result.get("report") not in REPORTS or result.get("test/acc") is None:
+            continue
+        if result.get("epoch") != run.epochs_done:
+            if stale is not None:
+                stale.append(f"{path.relative_to(run.path.parent)}: of epoch {result.get('epoch', '(not recorded)')}, "
+                             f"the run's final weights are of epoch {run.epochs_done}: left out (evaluate its "
+                             f"{CHECKPOINT}.pt again)")
             continue
         knn = f"k {result.get('k')}, T {fmt(result.get('temperature'))}" if result["report"] == "knn" else ""
         key = EvalKey(result["report"], _labels(result), knn)
@@ -113,6 +121,7 @@ class SSLComparison:
     columns: list[Column]
     protocols: list[EvalKey]  # the offline evaluations found
     evaluations: dict[Path, dict[EvalKey, dict[str, Any]]] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)  # evaluations of another epoch than the final one, left out
 
     @property
     def groups(self) -> list[Group]:
@@ -128,7 +137,8 @@ def compare(runs: list[Run], ignore: tuple[str, ...] = ()) -> SSLComparison | No
     ssl = [r for r in runs if is_ssl(r)]
     if not ssl:
         return None
-    evaluations = {r.path: read_evaluations(r) for r in ssl if r.finished}
+    stale: list[str] = []
+    evaluations = {r.path: read_evaluations(r, stale) for r in ssl if r.finished}
     keys = sorted({k for e in evaluations.values() for k in e}, key=lambda k: (k.report != "knn", k))
     columns = [Column("knn_last_logged_pct", "kNN, last evaluation in training (%)", lambda r: pct(last_logged(r, KNN)))]
     for key in keys:
@@ -136,7 +146,7 @@ def compare(runs: list[Run], ignore: tuple[str, ...] = ()) -> SSLComparison | No
                     Column(f"{key.column}_random_init_pct", f"{key.title}, random init (%)",
                            _evaluated(evaluations, key, "random_init/test/acc"))]
     columns.append(Column("projection_std", "projection std x sqrt(d)", lambda r: last_logged(r, PROJECTION_STD), 2))
-    return SSLComparison(group_runs(ssl, ignore), columns, keys, evaluations)
+    return SSLComparison(group_runs(ssl, ignore), columns, keys, evaluations, sorted(stale))
 
 
 def to_markdown(cmp: SSLComparison, title: str) -> str:
@@ -144,9 +154,11 @@ def to_markdown(cmp: SSLComparison, title: str) -> str:
     lines = [f"# Self-supervised runs: {title}" if title else "# Self-supervised runs", "",
              ("Mean ± sample standard deviation over seeds (n: finished runs), in percent; finished runs only. "
               "Offline evaluations: `evaluate.py report=linear_probe|knn checkpoint=RUN/checkpoints/last.pt` "
-              "(RUN/evaluations/last.*.json)."), ""]
+              "(RUN/evaluations/last.*.json), of each run's final epoch only."), ""]
     if not cmp.protocols:
         lines += ["No offline evaluation found (RUN/evaluations/last.linear_probe.json, last.knn.json).", ""]
+    if cmp.stale:
+        lines += [f"Skipped {s}" for s in cmp.stale] + [""]
     lines.append("| " + " | ".join([*header, "n", *(c.title for c in cmp.columns)]) + " |")
     lines.append("|" + "---|" * len(header) + "---:|" * (1 + len(cmp.columns)))
     for g in cmp.groups:

@@ -95,11 +95,12 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header)] + [line(r) for r in rows])
 
 
-def group_table(grouping: Grouping) -> str:
+def group_table(grouping: Grouping, validation: bool = True) -> str:
     """One line per group: its settings, finished/all runs, final test and train error
-    and the test accuracy at the best-validation epoch (mean ± std over finished seeds)."""
+    and (``validation``: some run has a validation split) the test accuracy at the
+    best-validation epoch (mean ± std over finished seeds)."""
     header = [*(grouping.columns or ["group"]), "finished", "params", "test error (%)", "train error (%)",
-              "test acc at best val epoch (%)"]
+              "test acc at best val epoch (%)"][:None if validation else -1]
     rows = []
     for g in grouping.groups:
         runs = g.finished
@@ -110,5 +111,5 @@ def group_table(grouping: Grouping) -> str:
             mean_pm([pct(metric_value(r.final, "test/error")) for r in runs]),
             mean_pm([pct(metric_value(r.final, "train/error")) for r in runs]),
             mean_pm(best) if any(not math.isnan(b) for b in best) else "n/a",
-        ])
+        ][:len(header)])
     return text_table(header, rows)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from sat.errors import UserError
+from sat.run.budget import GiB, available_bytes
 from sat.run.files import readable_by_others, write_atomic  # noqa: F401  (readable_by_others: re-exported)
 
 FORMAT_VERSION = 2
@@ -184,6 +185,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                         + (f", e.g. {hint}" if hint.is_file() else " (RUN/checkpoints/last.pt)"))
     if not path.is_file():
         raise UserError(f"checkpoint={str(path)!r} does not exist; accepted: a .pt file under a run's checkpoints/ folder")
+    check_fits(path, "checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -199,6 +201,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"checkpoint={str(path)!r} is damaged: its contents do not match the checksum stored in it")
     _check_fields(state, path)
     return state
+
+
+def check_fits(path: Path, key: str) -> None:
+    """A file that ``torch.load`` reads whole must fit in memory: a crafted (or sparse)
+    one of any size would otherwise be read before anything in it is checked."""
+    size, have = path.stat().st_size, available_bytes()
+    if size > have:
+        raise UserError(f"{key}={str(path)!r} is {size / GiB:,.1f} GiB, more than the {have / GiB:,.1f} GiB of memory "
+                        "it would be read into; accepted: a file sat wrote (a checkpoint holds the model, optimizer and "
+                        "method state)")
 
 
 # What every checkpoint holds, and of which type (a file may be someone else's crafting).

@@ -13,7 +13,7 @@ from typing import Any
 
 from sat.errors import UserError
 from sat.run.files import write_atomic, write_json_atomic
-from sat.run.lock import hold_lock, release_lock
+from sat.run.lock import held, hold_lock, release_lock
 
 log = logging.getLogger("sat")
 
@@ -88,6 +88,14 @@ class RunFolder:
             self._locked = False
 
     # --- status -------------------------------------------------------------------------
+
+    def status(self) -> str | None:
+        """What ``summary.json`` says, with ``running`` told apart: ``running`` while a
+        process holds the folder's lock, ``killed`` when none does (it died without a
+        word: OOM, a lost node); None without a summary."""
+        summary = self.read_summary()
+        status = summary.get("status") if isinstance(summary, dict) else None
+        return "killed" if status == "running" and not held(self.path) else status
 
     def read_summary(self) -> dict[str, Any] | None:
         try:

@@ -50,3 +50,23 @@ def release_lock(path: str | Path) -> None:
     _held[key][1] -= 1
     if _held[key][1] <= 0:
         os.close(_held.pop(key)[0])  # closing releases the flock
+
+
+def held(path: str | Path) -> bool:
+    """Whether a live process (this one included) holds run folder ``path``'s lock: a run
+    whose summary says ``running`` is training only then; otherwise it was killed without
+    a word (OOM, a lost node, kill -9), since the lock goes with its process."""
+    path = Path(path)
+    if str(path.resolve()) in _held:
+        return True
+    try:
+        fd = os.open(path / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # no lock file (a copied folder): no process holds it
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+    finally:
+        os.close(fd)  # (closing releases a lock taken here)
+    return False

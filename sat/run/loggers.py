@@ -140,6 +140,32 @@ class WandbLogger:
         self.run.finish()
 
 
+class Trackers:
+    """Several trackers as one (``logger=[tensorboard,csv]``): every epoch and the HParams
+    entry go to each; closing closes each, also when one of them fails to."""
+
+    def __init__(self, trackers: list[Tracker]):
+        self.trackers = list(trackers)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        for tracker in self.trackers:
+            tracker.log_epoch(epoch, metrics)
+
+    def log_hparams(self, hparams: dict[str, HParam], results: dict[str, float]) -> None:
+        for tracker in self.trackers:
+            tracker.log_hparams(hparams, results)
+
+    def close(self) -> None:
+        failed: BaseException | None = None
+        for tracker in self.trackers:
+            try:
+                tracker.close()
+            except BaseException as e:  # noqa: BLE001  (the others are closed first)
+                failed = failed or e
+        if failed is not None:
+            raise failed
+
+
 def tracker_pointer(logger: str | None, run_dir: str | Path) -> tuple[str, str] | None:
     """Where the tracker chosen by ``logger=`` shows a run: the last line of the
     end-of-run box (None for ``logger=none`` or a tracker of the user's own)."""

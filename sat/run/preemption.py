@@ -12,10 +12,11 @@ the status a shell reports for a job ended by that signal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -26,6 +27,35 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR
 
 class Preempted(SystemExit):
     """Raised (as an exit) after the checkpoint of a preempted run is written."""
+
+
+class StoppedAtStart(Preempted):
+    """A preemption signal while the run was starting (no checkpoint of it to write yet)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signal = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def stop_at_start() -> Iterator[None]:
+    """While a run starts (reading data, building), before :class:`Preemption` takes
+    over: a preemption signal stops it at once with :class:`StoppedAtStart`, so it is
+    said in one line and its folder is cleaned up, rather than the process dying
+    without a word and leaving a stub folder."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise StoppedAtStart(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Preemption:

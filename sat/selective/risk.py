@@ -129,8 +129,8 @@ def calibration_split(n: int, size: int = 2000, seed: int = 10) -> tuple[np.ndar
     code's (Python's ``random`` shuffled with seed 10, the first 2,000 test images), so
     the two splits are the same images as there, given the same test order."""
     if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < n:
-        raise UserError(f"calibration_size={size!r} is out of range; "
-                        f"accepted: an integer with 0 < calibration_size < {n}")
+        raise UserError(key="calibration_size", value=size, problem="is out of range",
+                        accepted=f"an integer with 0 < {{key}} < {n}")
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return np.asarray(order[:size], dtype=np.int64), np.asarray(order[size:], dtype=np.int64)

@@ -15,8 +15,9 @@ from sat.errors import UserError
 def check_label_subset(label_fraction: float | None, labels_per_class: int | None) -> tuple[float | None, int | None]:
     """Which labelled subset: a fraction in (0, 1], or N >= 1 per class, or neither (all)."""
     if label_fraction is not None and labels_per_class is not None:
-        raise UserError(f"label_fraction={label_fraction} and labels_per_class={labels_per_class} are both set; "
-                        "accepted: one of them (or neither, for all labels)")
+        raise UserError(key="labels_per_class", value=labels_per_class,
+                        problem=f"is set beside {{.label_fraction}}={label_fraction}",
+                        accepted="one of them (or neither, for all labels)")
     if labels_per_class is not None:
         labels_per_class = validate.positive_int("labels_per_class", labels_per_class)
     if label_fraction is not None:
@@ -36,8 +37,9 @@ def select_labelled(labels: torch.Tensor, label_fraction: float | None = None, l
         for c in np.unique(y):
             members = np.flatnonzero(y == c)
             if len(members) < n:
-                raise UserError(f"labels_per_class={n} but class {c} has only {len(members)} training images; "
-                                f"accepted: labels_per_class <= {len(members)}")
+                raise UserError(key="labels_per_class", value=n,
+                                problem=f"is more than class {c}'s {len(members)} training images",
+                                accepted=f"{{key}} <= {len(members)}")
             picked.append(rng.permutation(members)[:n])
         return torch.from_numpy(np.sort(np.concatenate(picked)))
     if label_fraction is not None:

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 SWEPT_KEYS = "SAT_SWEPT_KEYS"  # the keys a command line sweeps, for the jobs (also in launcher processes)
+IGNORED_KEYS = "SAT_IGNORED_KEYS"  # a sweep's method keys this job's method does not take (sat.cli.method_keys)
 
 
 def plain(node: Any) -> Any:

@@ -8,6 +8,7 @@ the ones the user confirms now, never paths taken from the stored config.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sat.config import trust
+from sat.config import trust, validate
 from sat.config.build import StoredConfig
 from sat.config.schema import read
 from sat.data.noise import NoisePattern
@@ -26,6 +27,8 @@ from sat.run.checkpoint import load_checkpoint
 from sat.run.folder import RunFolder
 from sat.tasks.budget import check_memory
 from sat.tasks.build import build_model
+
+log = logging.getLogger("sat")
 
 
 def trusted_packages(cfg: Any) -> list[str]:
@@ -37,13 +40,14 @@ def trusted_packages(cfg: Any) -> list[str]:
 
 
 @contextlib.contextmanager
-def _dataset_root_named() -> Iterator[None]:
-    """Dataset errors name the key that sets the root here: evaluate's and attack's
-    ``dataset_root=`` (a checkpoint's own ``dataset.root`` is never used)."""
+def _dataset_named() -> Iterator[None]:
+    """The dataset's refusals name dataset.<argument>, and its root by the key that sets
+    it here: evaluate's and attack's ``dataset_root=`` (a checkpoint's own ``dataset.root``
+    is never used)."""
     try:
         yield
     except UserError as e:
-        raise UserError(str(e).replace("dataset.root=", "dataset_root=")) from None
+        raise e.from_node("dataset").renamed({"dataset.root": "dataset_root"}) from None
 
 
 @dataclass
@@ -78,13 +82,26 @@ class RestoredRun:
         report asks the method itself (``soft_labels()``), whatever it keeps inside."""
         method = self.policy.build(self.config.get("method"), "method", "method")
         method.attach_model(self.build_model)
-        method.setup(self.data.train.labels, self.data.num_classes)
+        with validate.config_node("method"):  # its refusals name the stored config's method.<argument>
+            method.setup(self.data.train.labels, self.data.num_classes)
         try:
             method.load_state_dict(self.state["method"])
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
             raise UserError(f"checkpoint: its method state does not fit the method its config describes "
                             f"({str(e).splitlines()[0]})") from None
         return method.eval()
+
+
+def note_run_state(checkpoint: Path, epoch: int) -> None:
+    """Say when a checkpoint's run has not finished: still training (its file will
+    change), or killed without a word (its summary says running; no process holds its lock)."""
+    folder = RunFolder.of_checkpoint(checkpoint)
+    status = RunFolder(folder).status() if folder is not None else None
+    if status == "running":
+        log.warning("%s is of epoch %d of a run still training (%s): not its final weights", checkpoint, epoch, folder)
+    elif status == "killed":
+        log.warning("%s is of epoch %d of a run that was killed (no process holds its lock); python train.py "
+                    "resume=%s continues it", checkpoint, epoch, folder)
 
 
 def restore_run(
@@ -101,11 +118,12 @@ def restore_run(
     """
     checkpoint = Path(str(checkpoint)).expanduser()
     state = load_checkpoint(checkpoint)
+    note_run_state(checkpoint, int(state["epoch"]))
     config = state["config"]
     if not isinstance(config, dict):
         raise UserError(f"checkpoint={str(checkpoint)!r} holds no readable config")
     policy = StoredConfig(trusted_packages, files={"root": data_dir})
-    with _dataset_root_named():
+    with _dataset_named():
         source = policy.build(config.get("dataset"), "dataset", "dataset")
     outputs = int(state.get("model_outputs") or source.num_classes)
     check_memory("evaluate", device=device, input_shape=source.input_shape, batch_size=1, source=source,
@@ -118,7 +136,7 @@ def restore_run(
         pattern = NoisePattern.load(noise_file) if noise_file.is_file() else None
         noise = None if pattern is not None else policy.build(config.get("noise"), "noise", "noise")
         # the data as the run itself saw it: on the device, or streamed
-        with _dataset_root_named():
+        with _dataset_named():
             data = load(source)
         nd = prepare(data, noise, device, pattern=pattern, loader_kind=state.get("loader_kind") or "auto")
         if data_cache is not None:

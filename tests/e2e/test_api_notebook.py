@@ -32,3 +32,4 @@ def test_the_api_notebook_runs(tmp_path, monkeypatch):
     assert text["metrics"].count("'epoch'") == 5 and "{'epoch': 12," in text["metrics"]
     assert text["bad-input"].strip() == "trainer.batch_size=0 is out of range; accepted: an integer >= 1"
     assert (tmp_path / "runs/quickstart-sat/metrics.jsonl").is_file() and (tmp_path / "runs/label-errors").is_dir()
+    assert not (tmp_path / "runs/bad").exists()  # the refused run left no folder (as on the command line)

@@ -53,9 +53,18 @@ def test_a_bad_training_value_is_one_line_before_anything_runs(tmp_path, overrid
 
 def test_an_argument_the_tracker_does_not_take_is_one_line_before_training(tmp_path):
     run = tmp_path / "run"
-    line = user_error(sat.train, [*TINY, "+logger.flush_secs=abc"], run)
-    assert "logger.flush_secs is not a key of logger; accepted: " in line
+    line = user_error(sat.train, [*TINY, "+logger.tensorboard.flush_secs=abc"], run)
+    assert "logger.tensorboard.flush_secs is not a key of logger.tensorboard; accepted: " in line
     assert not (run / "checkpoints").exists() and not (run / "metrics.jsonl").exists()
+
+
+def test_a_tracker_setting_outside_its_tracker_s_node_says_where_it_goes(tmp_path):
+    """Each tracker's node sits under its name (logger=[tensorboard,csv] composes both)."""
+    run = tmp_path / "run"
+    line = user_error(sat.train, [*TINY, "+logger.flush_secs=10"], run)
+    assert line.startswith("logger.flush_secs is not a tracker node (no _target_)")
+    assert "logger.tensorboard.flush_secs=" in line
+    assert not run.exists()
 
 
 

@@ -9,16 +9,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_entry
+from conftest import run_entry
 from image_folder_files import write_list_dataset
 from omegaconf import OmegaConf
-from two_processes import largest_gap, run_two, side_by_side
+from two_processes import largest_gap, rank1_pid, run_two, side_by_side, torchrun
 
 from sat.errors import UserError
 from sat.methods import TRADES, SelfAdaptiveTraining, SelfAdaptiveTrainingSCE
@@ -35,20 +34,6 @@ from sat.tasks.train.ddp import check_batch_split, check_last_batch
 DDP_RUN = ["dataset=synthetic", "dataset.num_train=1001", "dataset.num_test=64", "model=mlp", "model.width=16",
            "augment=crop_flip", "trainer.epochs=3", "trainer.batch_size=16", "trainer.num_threads=1", "device=cpu",
            "method=sat", "method.start_epoch=1", "noise=flip", "noise.rate=0.3", "trainer.checkpoint_every=1"]
-
-
-def torchrun(args: list[str], cwd: Path, check: bool = True, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
-    """``python -m torch.distributed.run --nproc_per_node=2 --standalone train.py ARGS``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(ROOT / "train.py"),
-           *args]
-    if popen:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"torchrun train.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def rows(run: Path) -> list[dict]:
@@ -140,15 +125,6 @@ def test_a_streamed_folder_dataset_trains_under_ddp(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(final["test/acc"])
 
 
-def _rank1(torchrun_pid: int) -> int:
-    """The pid of torchrun's worker with RANK=1."""
-    for pid in subprocess.run(["pgrep", "-P", str(torchrun_pid)], capture_output=True, text=True).stdout.split():
-        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        if b"RANK=1" in env:
-            return int(pid)
-    raise AssertionError("no worker with RANK=1")
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker's rank in /proc")
 def test_a_signal_to_one_process_stops_both_then_the_same_command_continues_exactly(ddp, tmp_path):
     reference, _ = ddp
@@ -159,7 +135,7 @@ def test_a_signal_to_one_process_stops_both_then_the_same_command_continues_exac
     while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text():
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
         time.sleep(0.05)
-    os.kill(_rank1(proc.pid), signal.SIGTERM)  # epoch 1 is logged: it lands early in epoch 2
+    os.kill(rank1_pid(proc.pid), signal.SIGTERM)  # epoch 1 is logged: it lands early in epoch 2
     out = proc.communicate(timeout=120)[0]
     assert "received SIGTERM" in out and "steps of epoch 2" in out, out  # stopped mid-epoch, together
     assert json.loads((run / "summary.json").read_text())["status"] == "preempted"

@@ -36,11 +36,15 @@ def test_selective_report_compares_checkpoints_in_one_figure(tmp_path):
     assert "AURC" in proc.stdout
 
 
-def test_label_error_report_and_training_on_the_refined_labels(quickstart_sweep, tmp_path):
+def test_label_error_report_and_training_on_the_refined_labels(quickstart_sweep, tmp_path, capsys):
     run = quickstart_sweep[0] / "method-sat+seed-0"  # the quickstart's SAT run
     out = tmp_path / "errors"
     sat.evaluate([f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "report.top_suspects=16", "device=cpu"],
                  output_dir=out)
+    printed = capsys.readouterr().out.splitlines()  # a table to read, the JSON in its file
+    assert not [line for line in printed if line.lstrip().startswith("{")]
+    assert [line for line in printed if line.startswith("suspects ") and "training labels" in line]
+    assert [line for line in printed if line.startswith("against the known wrong labels") and "AUROC" in line]
     result = json.loads((out / "label_errors.json").read_text())
     assert result["source"] == "soft targets"
     assert result["detection"]["precision"] > 0.8 and result["detection"]["auroc"] > 0.9
@@ -52,6 +56,7 @@ def test_label_error_report_and_training_on_the_refined_labels(quickstart_sweep,
                          f"noise.from_file={out}/refined_labels.pt", "device=cpu"], output_dir=tmp_path / "refined")["noise"]
     noisy = json.loads((run / "summary.json").read_text())["noise"]
     assert cleaner["kind"] == "refined" and cleaner["realised_error"] < noisy["realised_error"] / 3
+    assert cleaner["source"]["rule"] == "every suggestion of the soft targets" and cleaner["removed"] == 0
     line = user_error(sat.train, ["dataset=synthetic", "model=cnn", "method=ce", "trainer.epochs=1", "noise=refined",
                                   f"noise.from_file={out}/refined_labels.pt", "device=cpu"], tmp_path / "other")
     assert line.startswith("noise")  # another training set: refused

@@ -43,11 +43,13 @@ def test_attack_sweep_over_checkpoints_and_eps_writes_one_table(run_dir, tmp_pat
     rows = list(csv.DictReader(open(sweep / "results.csv")))
     assert sorted((r["job"], int(r["epoch"])) for r in rows) == [(j, int(j[10])) for j in jobs]
     assert sorted({round(float(r["eps"]), 6) for r in rows}) == [round(2 / 255, 6), round(8 / 255, 6)]
+    for r in rows:  # every row says the attack's strength: the step relative to eps (pgd: 0.007 at 0.031), steps
+        assert float(r["step_size"]) == pytest.approx(float(r["eps"]) * 0.007 / 0.031) and r["steps"] == "2"
     for r in rows:
         job = json.loads((sweep / r["job"] / "robustness.json").read_text())["rows"][0]
         assert float(r["robust"]) == pytest.approx(job["robust"]) and r["run"] == "run"
     md = (sweep / "results.md").read_text().splitlines()
-    assert md[0].startswith("| job | run | epoch") and len(md) == 2 + len(rows)
+    assert md[0].startswith("| job | run | epoch") and "| step_size | steps |" in md[0] and len(md) == 2 + len(rows)
     assert (sweep / "robust_accuracy_vs_eps.png").stat().st_size > 0
     assert f"sweep results: {sweep / 'results.csv'}" in proc.stdout
 

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, read_metrics, run_entry
-from image_folder_files import write_list_dataset
+from conftest import ROOT, read_metrics, run_entry, user_error
+from image_folder_files import write_class_folders, write_list_dataset
+
+import sat
 
 
 def folder_args(root: Path, loader: str) -> list[str]:
@@ -45,6 +47,11 @@ def test_folder_dataset_trains_resumes_and_evaluates(images, tmp_path, loader):
     proc = run_entry("evaluate.py", f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}", f"dataset_root={images}",
                      f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(summary["final"]["test/acc"])
+    # a refusal of the restored dataset's root names the key that sets it here, not the stored dataset.root
+    (tmp_path / "empty").mkdir()
+    line = user_error(sat.evaluate, [f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}",
+                                     f"dataset_root={tmp_path / 'empty'}", "device=cpu"], tmp_path / "eval_empty")
+    assert line.startswith(f"dataset_root={tmp_path / 'empty'} holds neither") and "dataset.root" not in line, line
     if loader == "stream":  # exported suspects name their file and its line in the list
         listed = dict(line.split() for line in (images / "train.txt").read_text().splitlines())
         names = (images / "train.txt").read_text().splitlines()
@@ -75,3 +82,15 @@ def test_a_signal_to_the_process_group_stops_a_streamed_run_within_a_step(images
     assert time.monotonic() - sent < 30, out  # within a step (plus shutting the workers down), not minutes
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "preempted" and summary["wall_time_s"] > started["wall_time_s"] + 0.5
+
+
+def test_the_readme_s_cpu_command_trains_a_class_folder_tree(tmp_path):
+    """``python train.py experiment=image_folder_cpu dataset.root=DIR``: the command the
+    default folder run's refusal on a CPU names (tests/e2e/test_cli_errors.py), on
+    torchvision's ImageFolder layout (48 px images, viewed at the preset's 32 px)."""
+    root = write_class_folders(tmp_path / "folder", per_class=6, test_per_class=2)
+    run_entry("train.py", "experiment=image_folder_cpu", f"dataset.root={root}", "trainer.epochs=2",
+              "method.start_epoch=1", "trainer.num_threads=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs_done"] == 2 and "test/acc" in summary["final"]
+    assert summary["noise"]["num_train"] == 18  # 3 classes x 6 images (val_size 0)

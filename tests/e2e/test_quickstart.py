@@ -27,3 +27,18 @@ def test_quickstart_sat_beats_ce(quickstart_sweep, tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dataset"] == "digits" and result["test/acc"] == ce_acc
     assert result["train_noisy/acc_given"] > 0.9 > result["train_noisy/acc_true"]
+
+
+def test_the_sweep_ends_with_its_report(quickstart_sweep, tmp_path):
+    """train.py -m prints the sweep's report when its last job ends, by the code of
+    ``python -m sat.report SWEEP`` (the same table), and says where the figures are."""
+    from sat.report import format_report, make_report
+
+    sweep, proc = quickstart_sweep
+    printed = proc.stdout[proc.stdout.index(f"sweep report (again, or while a sweep runs: python -m sat.report {sweep}):"):]
+    again = format_report(make_report(sweep, tmp_path / "again"))
+    body = again[:again.index("\nwrote ")]
+    assert body in printed and "| ce |" in body and "| sat |" in body
+    assert f"wrote {sweep / 'report'}/: " in printed and "test_error_vs_epoch.png" in printed
+    assert (sweep / "report" / "test_error_vs_epoch.png").stat().st_size > 0
+    assert (sweep / "report" / "comparison.md").read_text() == (tmp_path / "again" / "comparison.md").read_text()

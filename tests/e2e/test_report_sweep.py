@@ -100,14 +100,15 @@ def test_dd_sweep_partly_finished_names_every_missing_run(dd_sweep, tmp_path):
     shutil.rmtree(run_folder(partial, "ce", 8))  # never started
     report = make_report(partial)
     printed = format_report(report).splitlines()
-    assert "runs: 1 finished, 1 failed, 1 running (or killed), 1 not started" in printed
+    assert "runs: 1 finished, 1 failed, 1 killed (no process holds its lock; resumable from its last checkpoint), " \
+           "1 not started" in printed  # its summary says running, but no process holds its lock
     (missing,) = report.not_started
     assert {"method=ce", "model.width=8"} <= set(missing[1])
     assert any(line.startswith("  failed: ") and line.endswith(": RuntimeError: boom") for line in printed)
-    assert any(line.startswith("  running (or killed): ") and line.endswith(": epoch 2 of 2 logged") for line in printed)
+    assert any(line.startswith("  killed (") and line.endswith(": epoch 2 of 2 logged") for line in printed)
     rows = read_csv(partial / "report" / "runs.csv")
     assert sorted((r["method"], r["model.width"], r["status"]) for r in rows) == [
-        ("ce", "32", "failed"), ("sat", "32", "running"), ("sat", "8", "finished")]
+        ("ce", "32", "failed"), ("sat", "32", "killed"), ("sat", "8", "finished")]
     assert [(s.label, [p.width for p in s.points]) for s in report.series] == [("method=sat", [8])]
 
 

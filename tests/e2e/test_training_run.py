@@ -53,8 +53,15 @@ def test_train_writes_every_output(sat_run):
     assert summary["final"]["test/acc"] == rows[-1]["test/acc"]
     assert summary["params"] == count_parameters(SmallCNN(num_classes=4, input_shape=(3, 8, 8), width=8))
     best = max(rows, key=lambda r: r["val/acc"])  # first epoch with the highest validation accuracy
-    assert summary["at_best_val"] == {"epoch": best["epoch"], "val/acc": best["val/acc"], "test/acc": best["test/acc"]}
+    assert summary["at_best_val"] == {"epoch": best["epoch"], "val/acc": best["val/acc"], "test/acc": best["test/acc"],
+                                      "sat/label_recovery": best["sat/label_recovery"]}  # a headline metric of SAT's
     assert summary["method"]["start_epoch"] == 1 and summary["choices"]["method"] == "sat"
+    # the method's headline (Method.headline): test accuracy and label recovery, final and at the best val epoch
+    assert summary["headline"] == {
+        "test/acc": {"label": "test acc", "final": rows[-1]["test/acc"], "at_best_val": best["test/acc"]},
+        "sat/label_recovery": {"label": "label recovery", "final": rows[-1]["sat/label_recovery"],
+                               "at_best_val": best["sat/label_recovery"]}}
+    assert "final label recovery" in proc.stdout and "sat: alpha 0.9, start_epoch 1" in proc.stdout
     assert summary["packages"] == ["sat", "torch"]
 
 

@@ -107,6 +107,12 @@ def test_label_error_report_puts_every_detector_in_one_table(compose_cfg, tmp_pa
     assert list(detectors) == ["soft targets", "model probabilities", "confident learning"]
     assert all(0 <= d["precision"] <= 1 and 0.5 < d["auroc"] <= 1 for d in detectors.values()), detectors
     assert "confident learning" in capsys.readouterr().out
+    # the review page carries confident learning's own score and flag for its cards, and its quality in the header
+    html = (out / "label_errors.html").read_text()
+    page = json.loads(html.split('type="application/json">')[1].split("</script>")[0])
+    cards = len((out / "label_errors.csv").read_text().splitlines()) - 1
+    assert len(page["scores"]["CL score"]) == len(page["scores"]["CL flags"]) == len(page["rows"]["sample_id"]) == cards
+    assert list(page["summary"]["quality"]) == ["soft targets", "model probabilities", "confident learning"]
     with pytest.raises(UserError, match="report.detector='x' is not supported"):
         evaluate(compose_cfg("evaluate", [f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "report.detector=x",
                                           "device=cpu", f"paths.output_dir={tmp_path / 'bad'}"]))

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -25,12 +24,15 @@ OUT = "paths.output_dir=/tmp/x"
 def grid(compose_cfg, experiment: str, *cli: str) -> list[list[str]]:
     """The jobs of ``python train.py -m experiment=<experiment> <cli>``: the sweeper's
     params as the composed config declares them, the command line after them, expanded
-    by Hydra's basic sweeper."""
+    by sat's sweeper (Hydra's basic one, whose jobs keep the method keys their method takes)."""
+    from hydra_plugins.sat_sweeper import SatSweeper
+
     cfg = compose_cfg("train", [f"experiment={experiment}", OUT], return_hydra_config=True)
-    assert cfg.hydra.sweeper._target_.endswith("BasicSweeper")
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.sat_sweeper.SatSweeper"
     declared = [f"{k}={v}" for k, v in OmegaConf.to_container(cfg.hydra.sweeper.params).items()]
     lines = declared + [f"experiment={experiment}", *cli]  # the lines BasicSweeper.sweep parses
-    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(lines), max_batch_size=None)
+    sweeper = SatSweeper(max_batch_size=None)  # (no method key here: nothing to compose)
+    (jobs,) = sweeper.split_arguments(OverridesParser.create().parse_overrides(lines), max_batch_size=None)
     return jobs
 
 

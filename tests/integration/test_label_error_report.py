@@ -46,6 +46,7 @@ def test_training_and_the_report_write_one_schema_and_the_report_is_complete(tmp
     printed = result
     headers = [next(csv.reader(open(folder / "label_errors.csv"))) for folder in (run, out)]
     assert headers == [list(COLUMNS), list(COLUMNS)]
+    assert all((folder / "label_errors.html").is_file() for folder in (run, out))  # and each its review page
     report_rows = list(csv.DictReader(open(out / "label_errors.csv")))
     assert len(report_rows) == printed["flagged"] > 0
     # the run's soft targets are what the report reads from its last checkpoint: the same suspects

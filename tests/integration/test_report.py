@@ -6,7 +6,9 @@ through train.py are in test_report_sweep.py."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -231,15 +233,21 @@ def test_comparison_is_the_hand_computed_mean_and_std_over_seeds(tmp_path):
     assert md.split("## Final test accuracy (%)")[1].strip() in format_report(report)  # printed too
 
 
-def test_comparison_without_a_validation_split_says_so(tmp_path):
+def test_a_sweep_without_a_validation_split_gets_no_best_validation_table(tmp_path):
     for seed in (0, 1):
         make_run(tmp_path, folder(seed=seed), seed=seed, val_size=0, test_acc=[0.5, 0.6 + 0.1 * seed])
     report = make_report(tmp_path)
     md = (report.out / "comparison.md").read_text()
     assert "| all | 65.00 ± 7.07 |" in md and "| runs | uniform noise 0.2 |" in md
-    assert "n/a: no run has it" in md.split("## Test accuracy at the best-validation epoch (%)")[1]
+    assert "## Final test accuracy (%)" in md and "best-validation" not in md
     (row,) = read_csv(report.out / "comparison.csv")
-    assert row["test_acc_at_best_val_pct_mean"] == "" and row["test_acc_at_best_val_pct_n"] == "0"
+    assert row["final_test_acc_pct_mean"] == "65.0" and not [k for k in row if "best_val" in k]
+    printed = format_report(report)
+    assert "test error (%)" in printed and "best val" not in printed and "best-validation" not in printed
+    # one run with a validation split brings the table back
+    make_run(tmp_path, folder(seed=2), seed=2, test_acc=[0.5, 0.7], val_acc=[0.6, 0.5])
+    md = (make_report(tmp_path).out / "comparison.md").read_text()
+    assert "## Test accuracy at the best-validation epoch (%)" in md
 
 
 def test_no_output_calls_a_value_best_test_accuracy(tmp_path):
@@ -258,19 +266,27 @@ def test_failed_preempted_running_and_silent_runs_are_told_apart(tmp_path):
     make_run(tmp_path, "oom", seed=1, test_acc=[0.5], status="failed",
              error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n  File train.py, line 3")
     make_run(tmp_path, "requeued", seed=2, test_acc=[0.5, 0.6], status="preempted")
-    make_run(tmp_path, "busy", seed=3, test_acc=[0.5], status="running")
+    busy = make_run(tmp_path, "busy", seed=3, test_acc=[0.5], status="running")
+    make_run(tmp_path, "dead", seed=5, test_acc=[0.5, 0.6], status="running")  # OOM-killed: its lock went with it
     make_run(tmp_path, "no_summary", seed=4, test_acc=[], summary=False)
-    report = make_report(tmp_path)
+    lock = os.open(busy / ".lock", os.O_RDWR | os.O_CREAT)  # the training process of "busy", alive
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        report = make_report(tmp_path)
+    finally:
+        os.close(lock)
     printed = format_report(report).splitlines()
-    assert ("runs: 1 finished, 1 failed, 1 preempted (resumable), 1 running (or killed), "
-            "1 no summary.json (stopped before training began)") in printed
+    assert ("runs: 1 finished, 1 failed, 1 preempted (resumable), 1 running, 1 killed (no process holds its lock; "
+            "resumable from its last checkpoint), 1 no summary.json (stopped before training began)") in printed
     assert "  failed: oom: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in printed
     assert "  preempted (resumable): requeued: epoch 2 of 3 logged" in printed
-    assert "  running (or killed): busy: epoch 1 of 3 logged" in printed  # its summary still says epoch 0
+    assert "  running: busy: epoch 1 of 3 logged" in printed  # its summary still says epoch 0
+    assert f"  {STATUS_LABELS['killed']}: dead: epoch 2 of 3 logged" in printed
     assert f"  {STATUS_LABELS['unknown']}: no_summary: epoch 0 of 3 logged" in printed
     rows = {r["run"]: r for r in read_csv(report.out / "runs.csv")}
     assert {k: r["status"] for k, r in rows.items()} == {
-        "done": "finished", "oom": "failed", "requeued": "preempted", "busy": "running", "no_summary": "unknown"}
+        "done": "finished", "oom": "failed", "requeued": "preempted", "busy": "running", "dead": "killed",
+        "no_summary": "unknown"}
     assert rows["oom"]["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert rows["busy"]["test_acc_pct"] == "" and rows["done"]["test_acc_pct"] == "70.0"
     (cmp_row,) = read_csv(report.out / "comparison.csv")  # only the finished run counts

@@ -52,14 +52,34 @@ def ssl_run(root: Path, method: str, seed: int, knn: dict[int, float], probe: fl
     (path / "checkpoints").mkdir()
     last = path / "checkpoints" / "last.pt"
     if probe is not None:
-        save_next_to_run(last, "linear_probe.json", {"report": "linear_probe", "labels_per_class": 10,
+        save_next_to_run(last, "linear_probe.json", {"report": "linear_probe", "epoch": epochs, "labels_per_class": 10,
                                                      "label_fraction": None, "test/acc": probe,
                                                      "random_init/test/acc": 0.80})
     if knn_offline is not None:
-        save_next_to_run(last, "knn.json", {"report": "knn", "labels_per_class": None, "label_fraction": None,
+        save_next_to_run(last, "knn.json", {"report": "knn", "epoch": epochs, "labels_per_class": None,
+                                            "label_fraction": None,
                                             "k": 200, "temperature": 0.1, "test/acc": knn_offline,
                                             "random_init/test/acc": 0.70})
     return path
+
+
+def test_a_self_supervised_sweep_gets_no_noisy_label_comparison(tmp_path):
+    """An SSL run's test accuracy is its online probe's: the method x noise table does not
+    apply (nor, without a validation split, the best-validation column)."""
+    for seed in (0, 1):
+        ssl_run(tmp_path, "byol", seed, {2: 0.6, 4: 0.7})
+    report = make_report(tmp_path)
+    assert report.comparison is None
+    assert not (report.out / "comparison.md").exists() and not (report.out / "comparison.csv").exists()
+    assert (report.out / "ssl.md").is_file() and (report.out / "runs.csv") in report.files
+    printed = format_report(report)
+    assert "# Comparison" not in printed and "Final test accuracy" not in printed and "best val" not in printed
+    assert "kNN" in printed
+    # beside a run trained on labels, the comparison holds that run only
+    make_run(tmp_path, "method-ce+seed-0", method="ce", seed=0, overrides=["method=ce", "seed=0"])
+    report = make_report(tmp_path)
+    rows = read_csv(report.out / "comparison.csv")
+    assert [r["method"] for r in rows] == ["ce"], rows
 
 
 def table_rows(md: str) -> dict[str, list[str]]:
@@ -115,10 +135,12 @@ def test_the_newest_evaluation_counts_and_runs_without_one_are_left_out_of_its_c
     ssl_run(tmp_path, "simclr", 1, {3: 0.7}, epochs=3)  # not evaluated offline
     first = tmp_path / "method-simclr+seed-0"
     save_next_to_run(first / "checkpoints" / "last.pt", "linear_probe.json",  # evaluated again: last.linear_probe.2.json
-                     {"report": "linear_probe", "labels_per_class": 10, "test/acc": 0.60, "random_init/test/acc": 0.8})
+                     {"report": "linear_probe", "epoch": 3, "labels_per_class": 10, "test/acc": 0.60,
+                      "random_init/test/acc": 0.8})
     # an evaluation of another checkpoint (best.pt) is not the final weights'
     save_next_to_run(first / "checkpoints" / "best.pt", "linear_probe.json",
-                     {"report": "linear_probe", "labels_per_class": 10, "test/acc": 0.99, "random_init/test/acc": 0.8})
+                     {"report": "linear_probe", "epoch": 3, "labels_per_class": 10, "test/acc": 0.99,
+                      "random_init/test/acc": 0.8})
     import os
     newest = first / "evaluations" / "last.linear_probe.2.json"
     os.utime(newest, (newest.stat().st_mtime + 10,) * 2)
@@ -127,6 +149,22 @@ def test_the_newest_evaluation_counts_and_runs_without_one_are_left_out_of_its_c
     assert row["linear_probe_10_per_class_pct_mean"] == "60.0" and row["linear_probe_10_per_class_pct_n"] == "1"
     assert float(row["knn_last_logged_pct_mean"]) == pytest.approx(65.0) and row["knn_last_logged_pct_n"] == "2"
     assert "| all | 2 | 65.0 ± 7.1 | 60.0 | 80.0 |" in (report.out / "ssl.md").read_text()
+
+
+def test_an_evaluation_of_an_earlier_epoch_is_never_shown_as_the_final_weights(tmp_path):
+    """Issue 27, item 5: last.pt evaluated at epoch 2 of a run that finished at epoch 8."""
+    run = ssl_run(tmp_path, "byol", 0, {8: 0.692}, epochs=8, knn_offline=0.70)
+    save_next_to_run(run / "checkpoints" / "last.pt", "knn.json", {  # evaluated while training: epoch 2
+        "report": "knn", "epoch": 2, "k": 200, "temperature": 0.1, "test/acc": 0.638, "random_init/test/acc": 0.5})
+    newest = run / "evaluations" / "last.knn.2.json"
+    import os
+    os.utime(newest, (newest.stat().st_mtime + 10,) * 2)  # the newest file, yet not the final weights'
+    report = make_report(tmp_path)
+    (row,) = read_csv(report.out / "ssl.csv")
+    assert row["knn_all_labels_k200_T0.1_pct_mean"] == "70.0"  # the epoch-8 evaluation, not 63.8
+    skipped = ("Skipped method-byol+seed-0/evaluations/last.knn.2.json: of epoch 2, the run's final weights are of "
+               "epoch 8: left out (evaluate its last.pt again)")
+    assert skipped in (report.out / "ssl.md").read_text().splitlines() and skipped in format_report(report)
 
 
 def test_a_folder_without_ssl_runs_writes_no_ssl_table(tmp_path):

@@ -124,17 +124,18 @@ def test_restoring_the_hydra_record_never_writes_through_links(tmp_path, victim)
 
 
 @pytest.mark.parametrize("name", ["label_errors.csv", "soft_labels.npy", "given_labels.npy", "sample_ids.npy",
-                                  "soft_labels.pt"])
+                                  "soft_labels.pt", "label_errors.html"])
 def test_refined_labels_never_write_through_links(tmp_path, victim, name):
-    from sat.tasks.train.outputs import write_soft_labels
+    from sat.tasks.train.outputs import RunPage, write_soft_labels
 
     class Soft:
         def soft_labels(self):
             return torch.tensor([[0.9, 0.1], [0.2, 0.8]])
 
     (tmp_path / name).symlink_to(victim)
+    page = RunPage(tmp_path / "checkpoints/last.pt", 1, "toy", {"kind": "none", "rate": 0.0})  # and the review page
     with pytest.raises(UserError, match="is a link"):
-        write_soft_labels(tmp_path, Soft(), torch.tensor([0, 0]), None, torch.tensor([5, 6]))
+        write_soft_labels(tmp_path, Soft(), torch.tensor([0, 0]), None, torch.tensor([5, 6]), page=page)
     _unchanged(victim)
 
 

@@ -117,6 +117,17 @@ PREFIXED = [
      "method.natural.start_epoch=70 >= trainer.epochs=3, so SAT would never start; accepted: "
      "method.natural.start_epoch < 3"),
     ("method=sat method.start_epoch=5 trainer.epochs=3", "method.start_epoch=5 >= trainer.epochs=3"),
+    # a part's refusal, named through its owner (SAT's start detector), at construction and once the length is known
+    ("method=sat method.start_epoch=auto method.auto_start=null",
+     "method.start_epoch='auto' needs method.auto_start (a detector); accepted: one of conf/auto_start/ (val_acc, "
+     "prediction_changes) as method.auto_start"),
+    ("method=sat method.start_epoch=auto method.auto_start.max_epoch=5 trainer.epochs=3",
+     "method.auto_start.max_epoch=5 >= trainer.epochs=3, so SAT might never start; accepted: "
+     "method.auto_start.max_epoch < 3"),
+    # refused once the data (its classes) or the machine is known: by the method's set-up, the loader
+    ("method=gambler method.reward=50", "method.reward=50.0 is out of range for 4 classes; accepted: "
+                                              "1 < method.reward <= 4"),
+    ("loader.decode=cuda", "loader.decode='cuda' but JPEG decoding on cpu is not available here"),
 ]
 
 
@@ -136,18 +147,28 @@ def test_library_checks_name_the_argument_only():
         SelfAdaptiveTraining(alpha=1.5)
     method = TRADES(natural=SelfAdaptiveTraining(start_epoch=70))
     with pytest.raises(UserError, match=r"^natural.start_epoch=70 >= trainer.epochs=3"):
-        method.schedule(3)
+        method.plan(3)
 
 
-def test_within_prefixes_only_the_object_s_own_arguments():
-    error = UserError("start_epoch=70 >= trainer.epochs=3; accepted: start_epoch < 3 (alpha 0.9 kept)")
-    named = validate.within(error, "method.natural", {"start_epoch", "alpha", "epochs"})
-    assert str(named) == ("method.natural.start_epoch=70 >= trainer.epochs=3; accepted: method.natural.start_epoch < 3 "
-                          "(alpha 0.9 kept)")
-    # a message about something else (the group option, another node's key) is left as it is
-    assert str(validate.within(UserError("noise=flip needs 2 classes"), "noise", {"rate", "seed"})) == \
-        "noise=flip needs 2 classes"
-    assert validate.within(error, "method", None) is error
+def test_a_structured_refusal_is_named_by_its_path_and_a_free_form_one_is_left_as_it_is():
+    error = UserError(key="start_epoch", value=70, problem=">= trainer.epochs=3 (with {.alpha} 0.9)",
+                      accepted="{key} < 3")
+    named = error.within("natural").from_node("method")
+    assert str(named) == ("method.natural.start_epoch=70 >= trainer.epochs=3 (with method.natural.alpha 0.9); "
+                          "accepted: method.natural.start_epoch < 3")
+    assert named.from_node("report") is named and named.within("x") is named  # named from the root: final
+    root = UserError("{key}=/data: no list there; set {.download}=true", key="root").from_node("dataset")
+    assert str(root) == "dataset.root=/data: no list there; set dataset.download=true"
+    assert str(root.renamed({"dataset.root": "dataset_root"})) == \
+        "dataset_root=/data: no list there; set dataset.download=true"
+    # a message about something else (a file, the group option) is never rewritten
+    free = UserError("noise=flip needs 2 classes; rate=0.4 seen")
+    assert free.within("natural") is free and free.from_node("noise") is free and free.renamed({"rate": "x"}) is free
+    with pytest.raises(UserError) as e:
+        with validate.config_node("noise"):
+            with validate.argument("part"):
+                raise UserError(key="rate", value=True, problem="is not a number")
+    assert str(e.value) == "noise.part.rate=true is not a number"
 
 
 # --- the trust registry comes from the class definitions ----------------------------------------

@@ -73,7 +73,7 @@ def test_refusals_one_line(compose_cfg, tmp_path):
 
     with pytest.raises(UserError, match="method.start_epoch=2 >= trainer.epochs=2"):
         train(compose_cfg("train", [*TINY_SSL, "method.start_epoch=2", f"paths.output_dir={tmp_path / 'a'}"]))
-    with pytest.raises(UserError, match="train on two views per image"):
+    with pytest.raises(UserError, match="trains on two views per image"):
         train(compose_cfg("train", [*TINY_SSL, "method=byol", "augment=crop_flip", f"paths.output_dir={tmp_path / 'b'}"]))
     no_backbone = RestoredRun(state={"epoch": 1}, config={}, data=None, model=nn.Sequential(nn.Flatten()),
                               policy=None)

@@ -6,41 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from hostile import refused, run_capped
 from omegaconf import OmegaConf
 from run_folders import make_run
 
 from sat.config.fingerprint import check_fingerprints, check_same_run, config_fingerprint, differing_settings
 from sat.errors import UserError
 from sat.run.checkpoint import load_checkpoint, save_checkpoint
-
-CAP_GIB = 4  # torch itself maps ~3 GiB of address space
-
-
-def run_capped(code: str, gib: int = CAP_GIB) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter whose address space is capped at ``gib`` GiB."""
-    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({gib} << 30, {gib} << 30))\n"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, env=env)
-
-
-def refused(proc: subprocess.CompletedProcess, *contains: str) -> str:
-    """The capped code printed a one-line UserError (and nothing ran out of memory)."""
-    shown = f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    assert proc.returncode == 0 and "MemoryError" not in proc.stderr, shown
-    line = proc.stdout.strip().splitlines()[-1]
-    assert line.startswith("refused: ") and "\n" not in line, shown
-    for text in contains:
-        assert text in line, shown
-    return line
-
 
 # --- item 3: sweep jobs that differ only in settings left out of folder names -------------------
 

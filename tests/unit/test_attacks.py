@@ -165,7 +165,7 @@ def test_parse_eps_message_is_one_line():
     with pytest.raises(UserError) as err:
         parse_eps("abc")
     assert str(err.value) == (
-        "attack.eps='abc' is not a number; accepted: a float in [0,1] like 0.031 or a fraction like 8/255"
+        "eps='abc' is not a number; accepted: a float in [0,1] like 0.031 or a fraction like 8/255"
     )
 
 

@@ -93,7 +93,7 @@ def test_bad_matrices_are_one_line_errors():
     with pytest.raises(UserError, match="singular"):
         BackwardCorrection(transition=[[0.5, 0.5], [0.5, 0.5]]).setup(torch.tensor([0, 1]), 2)
     with pytest.raises(UserError, match="never start"):
-        ForwardCorrection(estimate_epoch=5).schedule(5)
+        ForwardCorrection(estimate_epoch=5).plan(5)
     for message in ("row-stochastic", "singular"):
         with pytest.raises(UserError) as e:
             (check_transition([[1.0, 0.0], [0.6, 0.5]]) if message == "row-stochastic"

@@ -73,7 +73,7 @@ def test_missing_cifar_gives_one_clear_line(tmp_path):
     with pytest.raises(UserError) as e:
         CIFAR("cifar10", root=str(tmp_path / "nowhere")).load()
     msg = str(e.value)
-    assert "\n" not in msg and "nowhere" in msg and "dataset.download=true" in msg and "experiment=quickstart" in msg
+    assert "\n" not in msg and "nowhere" in msg and "set download=true" in msg and "experiment=quickstart" in msg
 
 
 def test_digits_is_embedded_and_split_fixed():
@@ -96,7 +96,7 @@ def test_validation_split_is_the_tail():
     data = Synthetic(num_train=100, val_size=20).load()
     train, val = data.train.tail(20)
     assert len(train) == 80 and torch.equal(val.labels, data.train.labels[80:])
-    with pytest.raises(UserError, match="val_size=100"):
+    with pytest.raises(UserError, match="^size=100 is out of range"):
         data.train.tail(100)
 
 
@@ -157,20 +157,22 @@ def test_crop_flip_matches_torchvision_semantics():
     assert torch.equal(unchanged, x)
 
 
-def test_an_augmentation_with_views_gives_a_tuple_of_independent_draws():
-    """``Views(augment, n)``: the loader yields ``x`` as a tuple of float views of the same
-    samples (self-supervised methods, DivideMix), each its own draw of the augmentation."""
-    from sat.data.augment import Views
+def test_two_views_of_an_augmentation_are_independent_draws():
+    """``TwoViews(augment)`` (``augment=crop_flip_x2``): the loader yields ``x`` as two float
+    views of the same samples (DivideMix), each its own draw of the augmentation, both
+    decided by the loader's generator (an exact resume)."""
+    from sat.data.views import TwoViews
 
     images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
-    loader = DeviceLoader(images, torch.arange(12), 5, shuffle=True, augment=Views(CropFlip(padding=2), n=2), seed=1)
+    loader = DeviceLoader(images, torch.arange(12), 5, shuffle=True, augment=TwoViews(CropFlip(padding=2)), seed=1)
     batches = list(loader)
     assert len(batches) == 3
     for (v1, v2), _, index in batches:
         assert v1.shape == v2.shape == (len(index), 3, 8, 8) and v1.dtype == v2.dtype == torch.float32
         assert not torch.equal(v1, v2)  # two draws, not one view twice
-    again = DeviceLoader(images, torch.arange(12), 5, shuffle=True, augment=Views(CropFlip(padding=2), n=2), seed=1)
+    again = DeviceLoader(images, torch.arange(12), 5, shuffle=True, augment=TwoViews(CropFlip(padding=2)), seed=1)
     for ((a1, a2), _, i), ((b1, b2), _, j) in zip(batches, again):
         assert torch.equal(i, j) and torch.equal(a1, b1) and torch.equal(a2, b2)  # the loader's generator decides
-    (plain, same), _, _ = next(iter(DeviceLoader(images, torch.arange(12), 12, augment=Views(None, n=2))))
+    (plain, same), _, _ = next(iter(DeviceLoader(images, torch.arange(12), 12,
+                                                 augment=TwoViews(CropFlip(padding=0, flip=False)))))
     assert torch.equal(plain, same) and torch.equal((plain * 255).round().to(torch.uint8), images)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sat.data.views import two_views
 from sat.errors import UserError
 from sat.methods.dividemix import (
     DivideMix,
@@ -17,7 +18,6 @@ from sat.methods.dividemix import (
     mixmatch_loss,
     refine_labels,
     sharpen,
-    two_views,
 )
 
 
@@ -168,10 +168,15 @@ def test_clean_probabilities_are_state_for_an_exact_resume():
 
 
 def test_one_batch_is_both_views_and_three_views_are_refused():
+    """DivideMix and the self-supervised methods take their views apart with the one
+    ``two_views``: a single batch serves DivideMix as both, never an SSL method."""
     x = torch.zeros(2, 4)
-    assert two_views(x)[0] is x and two_views(x)[1] is x
-    with pytest.raises(UserError, match="needs 2 views"):
-        two_views((x, x, x))
+    assert two_views(x, "method=dividemix", one_view_serves=True) == (x, x)
+    assert two_views((x, x + 1), "method=dividemix")[1] is not x
+    with pytest.raises(UserError, match="^method=dividemix needs 2 views per sample but the loader gives 3"):
+        two_views((x, x, x), "method=dividemix", one_view_serves=True)
+    with pytest.raises(UserError, match="trains on two views per image"):
+        two_views(x, "a self-supervised method")
 
 
 def test_bad_values_are_one_line_errors():
@@ -179,8 +184,9 @@ def test_bad_values_are_one_line_errors():
         DivideMix(lambda_u=-1)
     with pytest.raises(UserError, match="p_threshold"):
         DivideMix(p_threshold=1.5)
-    with pytest.raises(UserError, match="never divide"):
-        DivideMix(warmup_epochs=10).schedule(10)
+    with pytest.raises(UserError, match="^warmup_epochs=10 >= trainer.epochs=10, so DivideMix's co-divide and "
+                                       "MixMatch would never start"):
+        DivideMix(warmup_epochs=10).plan(10)
 
     class TwoProcesses:
         world_size = 2

@@ -162,20 +162,20 @@ def test_label_error_detection_metrics_by_hand():
 def test_start_epoch_beyond_the_run_is_refused():
     m = SelfAdaptiveTraining(alpha=0.9, start_epoch=60)
     with pytest.raises(UserError, match=r"^start_epoch=60 >= trainer.epochs=50, so SAT would never start"):
-        m.schedule(50)
-    SelfAdaptiveTraining(alpha=0.9, start_epoch=49).schedule(50)  # starts in the last epoch
+        m.plan(50)
+    SelfAdaptiveTraining(alpha=0.9, start_epoch=49).plan(50)  # starts in the last epoch
 
 
 def test_width_scaled_start_beyond_the_run_names_the_scaling_and_what_works():
     m = SelfAdaptiveTraining(alpha=0.9, start_epoch=40, width_scaling=True, width=8, reference_width=128)
     assert m.start_epoch == 640
     with pytest.raises(UserError) as e:
-        m.schedule(600)
+        m.plan(600)
     msg = str(e.value)
     assert "becomes 640 by width scaling (width 8, reference_width 128) >= trainer.epochs=600" in msg
     assert "trainer.epochs > 640" in msg and "start_epoch <= 37" in msg and "max_start_fraction" in msg
     ok = SelfAdaptiveTraining(alpha=0.9, start_epoch=37, width_scaling=True, width=8, reference_width=128)
-    ok.schedule(600)  # int(37 * 128 / 8) = 592 < 600: the largest start that works, as the message says
+    ok.plan(600)  # int(37 * 128 / 8) = 592 < 600: the largest start that works, as the message says
     assert SelfAdaptiveTraining(alpha=0.9, start_epoch=38, width_scaling=True, width=8,
                                 reference_width=128).start_epoch >= 600
 
@@ -183,11 +183,11 @@ def test_width_scaled_start_beyond_the_run_names_the_scaling_and_what_works():
 def test_max_start_fraction_caps_a_width_scaled_start():
     m = SelfAdaptiveTraining(alpha=0.9, start_epoch=40, width_scaling=True, width=8, reference_width=128,
                              max_start_fraction=0.5)
-    m.schedule(600)
+    m.plan(600)
     assert m.start_epoch == 300 and m.hparams()["scaled_start_epoch"] == 640
     wide = SelfAdaptiveTraining(alpha=0.9, start_epoch=40, width_scaling=True, width=512, reference_width=128,
                                 max_start_fraction=0.5)
-    wide.schedule(600)
+    wide.plan(600)
     assert wide.start_epoch == 10  # below the cap: unchanged
 
 

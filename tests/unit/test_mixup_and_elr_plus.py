@@ -109,6 +109,24 @@ def test_elr_plus_step_by_hand():
     assert int(method.steps) == 2
 
 
+def test_elr_plus_weight_average_ramps_as_the_authors_code():
+    """After optimizer step k the authors average with ``ema_alpha * sigmoid_rampup(k + 1,
+    ema_step)`` (ELR_plus/trainer/trainer.py: ``update_ema_variables(..., global_step +
+    local_step)`` after ``local_step += 1``, then ``sigmoid_rampup(global_step + 1, ...)``)."""
+    model, method = attached_elr(ema_rampup_steps=4, ema_decay=0.9)
+    assert [method.average_decay(k) for k in (1, 2, 3)] == [0.9 * sigmoid_rampup(k + 1, 4) for k in (1, 2, 3)]
+    index = torch.arange(5)
+    method(model, X, Y, index, epoch=0)  # before step 1: the average starts as a copy
+    for k in (1, 2):  # the optimizer's step k, then the next forward averages its weights in
+        with torch.no_grad():
+            for p in [*model.parameters(), *method.peer.parameters()]:
+                p.add_(0.1 * k)
+        before = method.model_average[0].weight.detach().clone()
+        method(model, X, Y, index, epoch=0)
+        a = 0.9 * math.exp(-5 * (1 - (k + 1) / 4) ** 2)  # sigmoid_rampup(k + 1, 4), written out
+        assert torch.allclose(method.model_average[0].weight, a * before + (1 - a) * model[0].weight)
+
+
 def test_elr_plus_state_resumes_with_its_step_count_and_averages():
     model, method = attached_elr()
     for _ in range(3):

@@ -141,7 +141,7 @@ def test_extra_outputs_and_hparams():
     assert SelfAdaptiveSelective.extra_outputs == 1 and DeepGamblers.extra_outputs == 1
     assert make_sat().hparams() == {"momentum": 0.8, "pretrain": 2, "extra_outputs": 1}
     assert DeepGamblers().hparams() == {"reward": 2.2, "pretrain": 0, "extra_outputs": 1}
-    assert make_sat(pretrain=7).start_epoch == 7
+    assert make_sat(pretrain=7).phase_starts() == {"pretrain": 7}
 
 
 @pytest.mark.parametrize("name, cls", [("sat_selective", SelfAdaptiveSelective), ("gambler", DeepGamblers)])

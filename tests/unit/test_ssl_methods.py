@@ -69,7 +69,7 @@ def test_ema_target_starts_as_the_online_network_then_lags():
     torch.manual_seed(0)
     method, model = _method(BYOL), _build()
     method.attach_model(_build)
-    method.schedule(4)
+    method.plan(4)
     optimizer = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.1)
     images = (torch.rand(8, 1, 8, 8) * 255).to(torch.uint8)
     views, g, y, index = TwoViews(), torch.Generator().manual_seed(0), torch.zeros(8, dtype=torch.long), torch.arange(8)
@@ -96,7 +96,7 @@ def test_ssl_sat_bank_first_visit_is_the_mean_target_projection():
     torch.manual_seed(0)
     method, model = _method(SelfSupervisedSAT, start_epoch=0, target_network="online"), _build()
     method.attach_model(_build)
-    method.schedule(2)
+    method.plan(2)
     method.setup(torch.zeros(N, dtype=torch.long), 4)
     images = (torch.rand(8, 1, 8, 8) * 255).to(torch.uint8)
     v1, v2 = TwoViews()(images, torch.Generator().manual_seed(0))
@@ -133,12 +133,12 @@ def test_refusals_one_line():
     # the library names its argument; the task layer puts the config path in front (method.start_epoch)
     with pytest.raises(UserError, match=r"^start_epoch=5 >= trainer.epochs=5, so the per-image targets would "
                                         r"never start; accepted: start_epoch < 5"):
-        method.schedule(5)
+        method.plan(5)
     with pytest.raises(UserError, match="^target_network='both' is not supported; accepted: ema, online"):
         _method(SelfSupervisedSAT, target_network="both")
     with pytest.raises(UserError, match="^temperature=0.0 is out of range"):
         SimCLR(temperature=0.0)
-    with pytest.raises(UserError, match="train on two views per image"):
+    with pytest.raises(UserError, match="trains on two views per image"):
         model, method = _build(), _method(BYOL)
         method.attach_model(_build)
         method(model, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), torch.arange(4), 0)

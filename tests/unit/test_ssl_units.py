@@ -112,7 +112,7 @@ def test_label_subsets():
     assert not torch.equal(picked, select_labelled(labels, labels_per_class=3, seed=1))
     assert len(select_labelled(labels, label_fraction=0.1)) == 10
     assert len(select_labelled(labels)) == 100
-    with pytest.raises(UserError, match="labels_per_class=21 but class 0 has only 20"):
+    with pytest.raises(UserError, match="^labels_per_class=21 is more than class 0's 20 training images"):
         select_labelled(labels, labels_per_class=21)
 
 

@@ -66,10 +66,10 @@ def test_asymmetric_solarize_and_blur_only_for_large_images():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(crop_scale=(0.5, 0.2)), "augment.crop_scale=[0.5, 0.2] is not a range"),
-    (dict(solarize_p=(0.0, 1.5)), "augment.solarize_p[1]=1.5 is out of range"),
-    (dict(jitter=(0.4, 0.4, 0.2)), "augment.jitter=[0.4, 0.4, 0.2] needs 4 values"),
+    (dict(crop_scale=(0.5, 0.2)), "crop_scale=[0.5, 0.2] is not a range"),
+    (dict(solarize_p=(0.0, 1.5)), "solarize_p[1]=1.5 is out of range"),
+    (dict(jitter=(0.4, 0.4, 0.2)), "jitter=[0.4, 0.4, 0.2] needs 4 values"),
 ])
 def test_bad_values_one_line(kwargs, message):
-    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(UserError, match="^" + message.replace("[", r"\[").replace("]", r"\]")):
         TwoViews(**kwargs)

@@ -131,9 +131,9 @@ def test_missing_file_at_read_time_names_it(tmp_path):
 
 
 def test_bad_reader_values_are_user_errors(split):
-    for streaming, value in ((StreamSettings(num_workers=-1), "loader.num_workers=-1"),
-                             (StreamSettings(decode="gpu"), "loader.decode='gpu'"),
-                             (StreamSettings(decode="cuda"), "loader.decode=cuda")):
+    for streaming, value in ((StreamSettings(num_workers=-1), "^num_workers=-1"),
+                             (StreamSettings(decode="gpu"), "^decode='gpu'"),
+                             (StreamSettings(decode="cuda"), "^decode='cuda' but JPEG decoding")):
         with pytest.raises(UserError, match=value):
             FileBatches(split.streamed(streaming), "cpu")
 

@@ -66,7 +66,7 @@ def test_missing_files_give_one_clear_line(tmp_path):
     with pytest.raises(UserError) as e:
         SVHN(str(tmp_path / "nowhere")).load()
     msg = str(e.value)
-    assert "\n" not in msg and "nowhere" in msg and "dataset.download=true" in msg and "train_32x32.mat" in msg
+    assert "\n" not in msg and "nowhere" in msg and "set download=true" in msg and "train_32x32.mat" in msg
 
 
 def test_a_file_of_the_wrong_shape_is_named(tmp_path):

@@ -6,7 +6,8 @@
 
 (see README.md beside this package). Nothing in sat is edited: a model is any
 ``nn.Module`` built as ``Cls(num_classes, input_shape, **your_args)``; a dataset is a
-``sat.data.datasets.DataSource`` whose ``load()`` returns ``DatasetSplits``.
+``sat.data.datasets.DataSource`` whose ``load()`` returns ``DatasetSplits``; a method is a
+``sat.methods.base.Method`` (``myplug.selc.SELC``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from sat.config import trust, validate
 from sat.config.roles import FILE
-from sat.data.noise.pattern import NoisePattern
+from sat.data.noise.pattern import UNLABELED, NoisePattern
 from sat.errors import UserError
 
 
@@ -43,8 +43,14 @@ class Noise:
         n = len(labels)
         if self.from_file is not None:
             return self._replay(n, dataset)
-        if n and (labels.min() < 0 or labels.max() >= num_classes):
+        if n and (labels.min() < UNLABELED or labels.max() >= num_classes):
             raise UserError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, {labels.max()}]")
+        if n and labels.min() == UNLABELED:  # images without labels (STL-10's): nothing to corrupt but at rate 0
+            if self.rate > 0:
+                raise UserError(key="rate", value=self.rate, problem=f"corrupts labels, but {int((labels < 0).sum())} "
+                                "training images have none", accepted="rate=0 for a dataset with unlabeled images")
+            empty = torch.zeros(0, dtype=torch.int64)
+            return NoisePattern(self.kind, self.rate, self.seed, empty, labels.clone(), None, dataset)
         if self.corrupts_images:
             if images is None or images.dim() != 4 or len(images) != n or images.dtype != torch.uint8:
                 got = None if images is None else f"{tuple(images.shape)} {images.dtype}"
@@ -66,21 +72,22 @@ class Noise:
         pattern = NoisePattern.load(self.from_file, num_samples=n)
         if not settings:
             if pattern.kind != self.kind:
-                raise UserError(f"noise.from_file={self.from_file} holds {pattern.kind} noise; accepted: a "
-                                f"{self.kind} noise file")
+                raise UserError(key="from_file", value=self.from_file, problem=f"holds {pattern.kind} noise",
+                                accepted=f"a {self.kind} noise file")
             if dataset is not None:
-                pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
+                pattern.check_dataset(dataset, f"{{key}}={self.from_file}", key="from_file")
             return pattern
-        stored = {"noise": pattern.kind, "noise.rate": pattern.rate, "noise.seed": pattern.seed}
-        asked = {"noise": self.kind, "noise.rate": self.rate, "noise.seed": self.seed}
+        # the kind is the noise's choice (noise=flip), rate and seed its arguments
+        stored = {"noise": pattern.kind, "{.rate}": pattern.rate, "{.seed}": pattern.seed}
+        asked = {"noise": self.kind, "{.rate}": self.rate, "{.seed}": self.seed}
         differ = [k for k in stored if stored[k] != asked[k]]
         if differ:
             raise UserError(
-                f"noise.from_file={self.from_file} holds {pattern.kind} noise, rate {pattern.rate:g}, seed "
+                f"{{key}}={self.from_file} holds {pattern.kind} noise, rate {pattern.rate:g}, seed "
                 f"{pattern.seed}, but the config says {', '.join(f'{k}={asked[k]}' for k in differ)}; accepted: "
-                f"the file's values ({' '.join(f'{k}={stored[k]}' for k in differ)})")
+                f"the file's values ({' '.join(f'{k}={stored[k]}' for k in differ)})", key="from_file")
         if dataset is not None:
-            pattern.check_dataset(dataset, f"noise.from_file={self.from_file}")
+            pattern.check_dataset(dataset, f"{{key}}={self.from_file}", key="from_file")
         return pattern
 
     def _choose(self, n: int, gen: torch.Generator) -> Tensor:

@@ -92,8 +92,8 @@ def load_human_labels(path: str | os.PathLike, dataset: str, clean_labels: torch
     spec = human_label_file(dataset)
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"{spec.title} label file {path} does not exist; {spec.where_to_get()} "
-                        f"(or set noise.download=true)")
+        raise UserError(f"{{key}}={path}: no {spec.title} label file there; {spec.where_to_get()} "
+                        "(or set {.download}=true)", key="path")
     data = _read(path, spec)
     bad = f"{spec.title} label file {path} is malformed"
     if not isinstance(data, dict):

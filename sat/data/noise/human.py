@@ -31,8 +31,8 @@ class HumanLabelNoise(Noise):
         super().__init__(rate=0.0, seed=0, from_file=from_file)
         spec = human_label_file(self.dataset)
         if label not in spec.label_keys:
-            raise UserError(f"label={label!r} is not a {spec.title} label set; "
-                            f"accepted: {'|'.join(spec.label_keys)}")
+            raise UserError(key="label", value=label, problem=f"is not a {spec.title} label set",
+                            accepted=", ".join(spec.label_keys))
         self.label, self.path, self.download = label, str(path), bool(download)
 
     def __repr__(self) -> str:

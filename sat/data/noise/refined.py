@@ -1,6 +1,11 @@
-"""Labels refined by a trained run, replayed from the file it wrote."""
+"""Labels refined by a trained run (or by a person reviewing its suspects), replayed
+from the file it wrote."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import torch
 
 from sat.config.trust import trusted
 from sat.data.noise.base import Noise
@@ -23,6 +28,18 @@ class RefinedLabels(Noise):
 
     def draw(self, images, labels, num_classes, *, class_map=None, mean=None, std=None, dataset=None) -> NoisePattern:
         if self.from_file is None:
-            raise UserError("noise=refined needs noise.from_file; accepted: a refined_labels.pt written by "
-                            "python evaluate.py checkpoint=... report=label_errors")
+            raise UserError(key="from_file", value=None, problem="is needed by noise=refined",
+                            accepted="a refined_labels.pt written by python evaluate.py checkpoint=... "
+                                     "report=label_errors")
         return self._replay(len(labels), dataset, settings=False)
+
+
+def refined_pattern(labels: torch.Tensor, clean_labels: torch.Tensor, dataset: dict[str, Any] | None, *,
+                    removed: torch.Tensor | None = None, source: dict[str, Any] | None = None) -> NoisePattern:
+    """The pattern ``noise=refined`` replays: ``labels`` over the training pool (its
+    order), its realised rate against the pool's ``clean_labels``; ``removed``: sample ids
+    left out of training; ``source``: where the labels came from (kept in the file and
+    shown in the summary of a run on them)."""
+    changed = torch.nonzero(labels != clean_labels).flatten()
+    return NoisePattern("refined", len(changed) / max(len(labels), 1), 0, changed, labels, None, dataset,
+                        removed=removed, source=source)

@@ -54,4 +54,5 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if report.needs_images_on_device and any(r.data.loader_kind != "device" for _, r in runs):
         raise UserError(f"report={name} needs the run's images on the device; accepted: runs of datasets that fit "
                         "(loader.kind=device), or report=accuracy")
-    return report(Evaluation(runs, out, batch_size, amp_dtype, seed))
+    with validate.config_node("report"):  # the report's refusals name report.<argument>
+        return report(Evaluation(runs, out, batch_size, amp_dtype, seed))

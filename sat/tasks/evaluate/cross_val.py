@@ -78,9 +78,10 @@ def train_fold(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, 
     """A fresh model trained with a fresh method on ``images`` (uint8, on the device)."""
     torch.manual_seed(seed)
     model, method = build_model().to(images.device), build_method()
-    method.schedule(epochs)
-    method.attach_model(build_model)
-    method.setup(labels, num_classes)
+    with validate.config_node("method"):  # the run's method: its refusals name method.<argument>
+        method.plan(epochs)
+        method.attach_model(build_model)
+        method.setup(labels, num_classes)
     method.to(images.device)
     optimizer = build_optimizer([*model.parameters(), *method.parameters()])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -116,7 +117,8 @@ def cross_validate_run(run: Any, *, folds: int, epochs: int | None, seed: int, a
     config, nd = run.config, run.data
     trainer = config.get("trainer") or {}
     epochs = validate.positive_int("cv_epochs", epochs if epochs is not None else trainer.get("epochs"))
-    batch_size = validate.positive_int("trainer.batch_size", trainer.get("batch_size"))
+    with validate.config_node(""):  # the checkpoint's own setting, named from its config's root
+        batch_size = validate.positive_int("trainer.batch_size", trainer.get("batch_size"))
 
     def build_method() -> Method:
         return run.policy.build(config.get("method"), "method", "method")

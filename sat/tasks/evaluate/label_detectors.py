@@ -16,10 +16,11 @@ DETECTORS = ("model", "confident_learning")
 
 
 def compare_detectors(run: Any, soft_targets: torch.Tensor | None, *, batch_size: int, amp_dtype: Any, folds: int,
-                      cv_epochs: int | None, seed: int) -> dict[str, dict[str, float]]:
+                      cv_epochs: int | None, seed: int) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
     """Precision, recall, F1 (of the flags) and AUROC (of the ranking) against the known
     wrong labels, for each detector: ``soft targets`` (where the method keeps them),
-    ``model probabilities`` and ``confident learning``."""
+    ``model probabilities`` and ``confident learning``; and confident learning's
+    per-sample score and flag (for the review page)."""
     nd = run.data
     given, wrong, k = nd.train.labels, nd.train.labels != nd.true_train_labels, nd.data.num_classes
     rows: dict[str, dict[str, float]] = {}
@@ -30,7 +31,7 @@ def compare_detectors(run: Any, soft_targets: torch.Tensor | None, *, batch_size
     out_of_sample = cross_validate_run(run, folds=folds, epochs=cv_epochs, seed=seed, amp_dtype=amp_dtype)
     scores, flagged = confident_learning(given, out_of_sample.probs)
     rows["confident learning"] = {**detection_quality(scores, wrong, flagged), "folds": folds}
-    return rows
+    return rows, {"CL score": scores, "CL flags": flagged}
 
 
 def _quality(distribution: torch.Tensor, given: torch.Tensor, wrong: torch.Tensor) -> dict[str, float]:

@@ -2,8 +2,9 @@
 targets where its method keeps them (SAT, ELR, ELR+: asked of the method itself), else
 by the model's own probabilities; with ``detector=confident_learning`` every detector
 side by side. Writes the ranked suspects (``label_errors.csv``), how well they match the
-known wrong labels (``label_errors.json``), a picture grid of the top suspects, and a
-refined label file a later run can train on (``noise=refined noise.from_file=...``)."""
+known wrong labels (``label_errors.json``), their review page (``label_errors.html``), a
+picture grid of the top suspects, and a refined label file a later run can train on
+(``noise=refined noise.from_file=...``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import torch
 
 from sat.config import validate
 from sat.data.noise import NoisePattern
+from sat.data.noise.refined import refined_pattern
 from sat.engine import predict_images
 from sat.label_errors.detection import detection_quality, disagreement_with_given, flags_from_argmax
 from sat.label_errors.export import write_label_errors
+from sat.label_errors.page import page_summary, run_key, write_review_page
 from sat.run.figures import pyplot, save
 from sat.run.files import write_json_atomic
 from sat.tasks.evaluate.base import Evaluation, Report, print_rows, save_next_to_run
@@ -68,18 +71,28 @@ class LabelErrorReport(Report):
         if bool(wrong.any()):
             result["detection"] = detection_quality(scores, wrong, flagged)
             result["label_recovery"] = float((suggested[wrong] == true[wrong]).float().mean())
-        write_label_errors(out / "label_errors.csv", distribution, given, ids, true)
+        detectors, detector_scores = None, None
+        if self.detector == "confident_learning":
+            detectors, detector_scores = compare_detectors(
+                run, targets, batch_size=evaluation.batch_size, amp_dtype=evaluation.amp_dtype, folds=self.folds,
+                cv_epochs=self.cv_epochs, seed=evaluation.seed)
+        files = nd.train.file_names()
+        write_label_errors(out / "label_errors.csv", distribution, given, ids, true, files)
+        epoch = int(run.state["epoch"])
+        write_review_page(out / "label_errors.html", distribution, given, ids, true=true, files=files,
+                          images=nd.train.images, class_names=nd.data.class_names, scores=detector_scores,
+                          run_key=run_key(checkpoint, epoch), summary=page_summary(
+                              checkpoint=checkpoint, epoch=epoch, dataset=nd.data.name, noise=result["noise"],
+                              source=source, flagged=result["flagged"], num_train=len(given),
+                              detection=result.get("detection"), detectors=detectors))
         order = torch.argsort(scores, descending=True, stable=True)
         figure = suspects_grid(nd.train.images, given, suggested, true, ids, order[:self.top_suspects],
                                out / "label_error_suspects")
-        refined_labels(nd, suggested).save(out / "refined_labels.pt")
-        result["files"] = [str(out / name) for name in ("label_errors.json", "label_errors.csv")] \
+        refined_labels(nd, suggested, source={"rule": f"every suggestion of the {source}", "checkpoint": str(checkpoint),
+                                              "epoch": epoch}).save(out / "refined_labels.pt")
+        result["files"] = [str(out / name) for name in ("label_errors.json", "label_errors.csv", "label_errors.html")] \
             + [*map(str, figure), str(out / "refined_labels.pt")]
-        detectors = None
-        if self.detector == "confident_learning":
-            detectors = compare_detectors(run, targets, batch_size=evaluation.batch_size,
-                                          amp_dtype=evaluation.amp_dtype, folds=self.folds, cv_epochs=self.cv_epochs,
-                                          seed=evaluation.seed)
+        if detectors is not None:
             result["detectors"] = detectors
         write_json_atomic(out / "label_errors.json", result)
         beside = save_next_to_run(checkpoint, "label_errors.json", result)
@@ -102,19 +115,19 @@ class LabelErrorReport(Report):
             print(format_table(detectors), flush=True)
 
 
-def refined_labels(nd, suggested: torch.Tensor) -> NoisePattern:
+def refined_labels(nd, suggested: torch.Tensor, source: dict[str, Any] | None = None) -> NoisePattern:
     """The training pool's labels with each training sample's label replaced by the
     suggested one, as a pattern for ``noise=refined``. The validation samples, wherever
     the holdout took them from the pool (its tail, or seeded positions), keep their given
-    labels: they must stay an honest, equally noisy selection set."""
+    labels: they must stay an honest, equally noisy selection set. ``source``: where the
+    suggestions came from, recorded in the summary of a run on them."""
     pool = nd.data.train
     labels = nd.pattern.labels.clone()  # the pool's given labels, in the pool's order
     position = {sample: at for at, sample in enumerate(pool.ids.tolist())}
     trained = torch.tensor([position[sample] for sample in nd.train.ids.tolist()], dtype=torch.long)
     labels[trained] = suggested.long()
-    changed = torch.nonzero(labels != pool.labels).flatten()
-    rate = len(changed) / max(len(pool), 1)
-    return NoisePattern("refined", rate, 0, changed, labels, None, nd.data.identity())
+    # samples the run itself left out (it trained on cleaned labels) stay out
+    return refined_pattern(labels, pool.labels, nd.data.identity(), removed=nd.pattern.removed, source=source)
 
 
 def suspects_grid(images: torch.Tensor, given, suggested, true, ids, picks: torch.Tensor, stem: Path) -> list[Path]:

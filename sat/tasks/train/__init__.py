@@ -26,13 +26,15 @@ from sat.parallel.group import Distributed
 from sat.run.checkpoint import load_checkpoint
 from sat.run.folder import ReadOnlyRunFolder, RunFolder, prepare_output_dir
 from sat.run.loggers import NullRunLogger, RunLogger
-from sat.run.preemption import Preempted
+from sat.run.preemption import Preempted, StoppedAtStart, stop_at_start
 from sat.tasks.context import plain
 from sat.tasks.train.epochs import fit
 from sat.tasks.train.job import TrainingJob, build_job
 from sat.tasks.train.outputs import print_run_table
+from sat.tasks.train.preflight import check_same_data, data_identity
 from sat.tasks.train.results import finish, summary
 from sat.tasks.train.resume import check_resumable, cut_logs, fork_history, restore_hydra_record, resume_source
+from sat.tasks.train.trackers import tracker_factory
 
 log = logging.getLogger("sat")
 
@@ -48,23 +50,37 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     group = parallel.setup(read(cfg, "device"))
     run = _open_run_folder(group, read(cfg, "paths.output_dir"))
     fresh = run.last_checkpoint() is None
+    if not fresh and (run.read_summary() or {}).get("status") == "running":  # we hold its lock: its process is gone
+        log.info("run %s was killed while training (its summary says running; no process held its lock): "
+                 "continuing it from its last checkpoint", run.path)
     job = None
     try:
-        _same_settings_everywhere(group, cfg)
-        settings = TrainerSettings.from_config(read(cfg, "trainer"))
-        seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
-        run_settings.objective(cfg)  # checked now, used when the run ends
-        make_tracker = USER_CONFIG.build(cfg.logger, "logger") if cfg.get("logger") is not None else None
-        source = resume_source(run, resume)
-        resumed = load_checkpoint(source) if source is not None else None
-        if resumed is not None:
-            check_resumable(cfg, resumed, source)
-        if _finished(cfg, run, settings, source, resumed):
-            return run.read_summary()
-        job = _begin(build_job(cfg, settings, seed, run, resumed, group), source, resumed, wall_start)
-        group.settle()  # DDP: every process got this far, or all stop now
-        job.distribute()
+        with stop_at_start():  # a signal before the epochs' own handler: stopped at once, said in one line
+            _same_settings_everywhere(group, cfg)
+            settings = TrainerSettings.from_config(read(cfg, "trainer"))
+            seed, resume = run_settings.seed(cfg), run_settings.resume(cfg)
+            run_settings.objective(cfg)  # checked now, used when the run ends
+            make_tracker = tracker_factory(cfg)
+            source = resume_source(run, resume)
+            resumed = load_checkpoint(source) if source is not None else None
+            if resumed is not None:
+                check_resumable(cfg, resumed, source)
+            if _finished(cfg, run, settings, source, resumed):
+                return run.read_summary()
+            built = build_job(cfg, settings, seed, run, resumed, group)
+            if group.enabled:  # every process built its job; then all refuse at once if they read other data
+                group.settle()
+                check_same_data(group.all_values(data_identity(built.data)))
+            job = _begin(built, source, resumed, wall_start)
+            group.settle()  # DDP: every process got this far, or all stop now
+            job.distribute()
         result = _run(job, make_tracker, resumed)
+    except StoppedAtStart as e:
+        if fresh:  # nothing trained: say so (a folder holding only Hydra's record is then removed)
+            run.set_status("failed", error=f"stopped by {e.signal} before training began")
+        else:
+            restore_hydra_record(run)
+        raise
     except Preempted:
         raise
     except BaseException as e:

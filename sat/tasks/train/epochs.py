@@ -110,7 +110,7 @@ def one_epoch(job: TrainingJob, logger: RunLogger, preemption: Preemption) -> No
     for split in ("train", "val", "test"):  # error curves are what double-descent plots show
         if f"{split}/acc" in metrics:
             metrics[f"{split}/error"] = 1.0 - metrics[f"{split}/acc"]
-    with validate.argument("method", job.method):  # its refusals name method.<argument>
+    with validate.config_node("method"):  # its refusals name method.<argument>
         metrics.update(job.method.end_epoch(epoch + 1, metrics))
     if job.true_labels is not None:
         metrics.update(label_error_metrics(job.method.soft_labels(), job.train_labels, job.true_labels, job.noisy,
@@ -120,7 +120,8 @@ def one_epoch(job: TrainingJob, logger: RunLogger, preemption: Preemption) -> No
     job.epoch = done = epoch + 1
     is_best = "val/acc" in metrics and (job.at_best_val is None or metrics["val/acc"] > job.at_best_val["val/acc"])
     if is_best:
-        job.at_best_val = {"epoch": done, "val/acc": metrics["val/acc"], "test/acc": metrics.get("test/acc")}
+        job.at_best_val = {"epoch": done, "val/acc": metrics["val/acc"], "test/acc": metrics.get("test/acc"),
+                           **{k: metrics[k] for k in job.method.headline() if k in metrics}}
     job.metrics = metrics
     ckpt_tic = time.perf_counter()
     save(job, checkpoint_names(done, is_best, s.checkpoint_every, s.checkpoint_from))

@@ -21,6 +21,7 @@ from sat.config.schema import LoaderSettings, TrainerSettings, read
 from sat.data.loader import Loader
 from sat.data.prepare import TrainingData, load, prepare
 from sat.data.splits import StreamSettings
+from sat.data.stream import check_streaming
 from sat.errors import UserError
 from sat.methods.base import Method
 from sat.models import count_parameters
@@ -40,6 +41,7 @@ from sat.tasks.train.ddp import (
     has_batchnorm,
 )
 from sat.tasks.train.objects import Objects, build_objects, note_cost
+from sat.tasks.train.preflight import check_smallest_batch
 from sat.tasks.train.warm_start import warm_start
 
 log = logging.getLogger("sat")
@@ -193,7 +195,8 @@ def _place(objects: Objects, data: TrainingData, device: torch.device, channels_
     objects.model.to(device)
     if channels_last:
         objects.model.to(memory_format=torch.channels_last)
-    method.setup(data.train.labels.to(device), data.num_classes)
+    with validate.config_node("method"):  # its refusals name method.<argument>
+        method.setup(data.train.labels.to(device), data.num_classes)
     method.to(device)
     if channels_last:
         method.to(memory_format=torch.channels_last)
@@ -217,14 +220,19 @@ def build_job(cfg: DictConfig, settings: TrainerSettings, seed: int, run: RunFol
     device, amp_dtype, channels_last = setup_torch(settings, read(cfg, "device"), seed, group.device)
     objects = build_objects(cfg, settings, device)
     loader = LoaderSettings.from_config(cfg.get("loader") or {})
-    data = prepare(load(objects.source), objects.noise, device, loader_kind=loader.kind,
-                   streaming=StreamSettings(loader.num_workers, loader.decode, loader.persistent_workers,
-                                            loader.prefetch_factor))
+    streaming = StreamSettings(loader.num_workers, loader.decode, loader.persistent_workers, loader.prefetch_factor)
+    with validate.config_node("loader"):  # what cannot run here (decode=cuda), before any data is read
+        check_streaming(streaming, device)
+    with validate.config_node("dataset"):  # the dataset's refusals name dataset.<argument>
+        splits = load(objects.source)
+    data = prepare(splits, objects.noise, device, loader_kind=loader.kind, streaming=streaming)
     if resumed is not None and resumed["noise_sha256"] != data.pattern.sha256():
         raise UserError(f"resume: the noise drawn now differs from the checkpoint's (hash "
                         f"{resumed['noise_sha256'][:12]}); use noise.from_file=<the run's noise.pt>")
     _place(objects, data, device, channels_last)
     loader, eval_loaders = make_loaders(data, settings, objects.augment, seed, device, group)
+    check_smallest_batch([("the model", objects.model), *(("the method's heads", net) for net in objects.method.networks())],
+                         len(data.train), settings.batch_size, group.world_size)
     if group.enabled:
         check_last_batch(len(data.train), settings.batch_size, group.world_size)
         if settings.sync_batchnorm:

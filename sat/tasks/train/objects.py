@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sat.config import validate
@@ -23,6 +23,8 @@ from sat.errors import UserError
 from sat.methods.base import Method
 from sat.tasks.budget import check_memory, method_memory
 from sat.tasks.build import build_model
+from sat.tasks.context import choices
+from sat.tasks.device import resolve_precision
 
 log = logging.getLogger("sat")
 
@@ -66,6 +68,20 @@ def note_cost(model: nn.Module, data: TrainingData, device: torch.device, settin
                     counter.get_total_flops() / 1e9, per_epoch, len(data.train), settings.epochs)
 
 
+CPU_PRESETS = {"image_folder": "experiment=image_folder_cpu"}  # dataset option -> its preset for a CPU
+
+
+def device_preset(cfg: DictConfig, device: torch.device) -> str | None:
+    """The command made for this device, where the run is not one already: on a CPU, an
+    image folder's preset (32 px, a small CNN) instead of the defaults' ResNet-34 at 224 px."""
+    picked = choices()
+    preset = CPU_PRESETS.get(picked.get("dataset", "")) if device.type == "cpu" else None
+    if preset is None or f"experiment={picked.get('experiment')}" == preset:
+        return None
+    root = OmegaConf.select(cfg, "dataset.root", default=None)
+    return f"on a CPU, the preset made for it: python train.py {preset}" + (f" dataset.root={root}" if root else "")
+
+
 def _fused(node: Any, device: torch.device) -> dict[str, Any]:
     """On CUDA, PyTorch's fused SGD/Adam/AdamW step (one kernel for all parameters: about
     15% more images/s for ResNet-34 on an H100) unless the config chooses itself."""
@@ -92,6 +108,57 @@ def dry_run(make_optimizer: Any, make_scheduler: Any, epochs: int) -> None:
                             f"before training)") from None
 
 
+def check_unlabeled(source: DataSource, method: Method, noise: Noise) -> None:
+    """A source that adds images without labels (STL-10's ``unlabeled=true``): only a
+    method that reads no training label trains on them, and no label noise is drawn over them."""
+    key = f"dataset.{source.unlabeled_by}"
+    if not method.takes_unlabeled:
+        raise UserError(f"{key}=true adds {source.name} images without labels, which only self-supervised methods "
+                        f"train on (method={type(method).__name__} reads every image's label); accepted: {key}=false, "
+                        "or a self-supervised method (method=ssl_sat, byol, simsiam, simclr)")
+    if noise.rate > 0:
+        raise UserError(f"noise.rate={noise.rate:g} corrupts labels, but {key}=true adds {source.name} images that have "
+                        f"none; accepted: noise.rate=0, or {key}=false")
+
+
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
+               nn.LocalResponseNorm)  # torchvision's reference scripts' list (utils.set_weight_decay)
+
+
+def parameter_groups(model: nn.Module, method: Method, norm_weight_decay: float | None = None,
+                     bias_weight_decay: float | None = None) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: first every parameter of the model and the
+    method's networks with the optimizer's settings, then the method's own groups
+    (:meth:`Method.parameter_groups`: the SSL probe's lr and weight decay), then, where
+    set, biases (``bias_weight_decay``) and normalisation layers' parameters
+    (``norm_weight_decay``) in groups of their own, as torchvision's ``set_weight_decay``
+    (a bias of a norm layer counts as a bias). Without any of these: one group, as before."""
+    own = [dict(group, params=list(group["params"])) for group in method.parameter_groups(model)]
+    taken: set[int] = set()
+    for group in own:
+        for p in group["params"]:
+            if id(p) in taken:
+                raise ValueError(f"a parameter is in two of {type(method).__name__}'s parameter groups")
+            taken.add(id(p))
+    norm = {id(p) for module in [*model.modules(), *method.modules()] if isinstance(module, NORM_LAYERS)
+            for p in module.parameters(recurse=False)}
+    rest, biases, norms = [], [], []
+    for name, p in [*model.named_parameters(), *method.named_parameters()]:
+        if id(p) in taken:
+            continue
+        taken.add(id(p))  # (a network the method shares with the model counts once)
+        if bias_weight_decay is not None and name.rsplit(".", 1)[-1] == "bias":
+            biases.append(p)
+        elif norm_weight_decay is not None and id(p) in norm:
+            norms.append(p)
+        else:
+            rest.append(p)
+    groups = [{"params": rest}, *own]
+    groups += [{"params": biases, "weight_decay": bias_weight_decay, "name": "bias"}] if biases else []
+    groups += [{"params": norms, "weight_decay": norm_weight_decay, "name": "norm"}] if norms else []
+    return groups
+
+
 def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.device) -> Objects:
     """Every object the config names, so every value is checked before data is read."""
     for group in ("dataset", "noise", "method", "model", "optimizer", "scheduler"):
@@ -99,19 +166,29 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
     source = USER_CONFIG.build(cfg.dataset, "dataset", "dataset")
     noise = USER_CONFIG.build(cfg.noise, "noise", "noise")
     method = USER_CONFIG.build(cfg.method, "method", "method")
-    with validate.argument("method", method):  # its refusals name method.<argument>
-        method.schedule(settings.epochs)
+    with validate.config_node("method"):  # its refusals name method.<argument>
+        moved = method.plan(settings.epochs, settings.phases_by)
+    for key, (start, now) in moved.items():
+        log.info("trainer.phases_by=%d: method.%s %d -> %d (every later phase of the method within the run)",
+                 settings.phases_by, key, start, now)
+    if source.unlabeled_by:
+        check_unlabeled(source, method, noise)
     augment = USER_CONFIG.build(cfg.augment, "augment") if cfg.get("augment") is not None else None
     outputs = source.num_classes + method.extra_outputs
 
     def new_model() -> nn.Module:
         return build_model(cfg.model, outputs, source.input_shape)
 
-    samples = getattr(source, "num_train", None)  # the per-sample state's size, where known before reading
-    heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
-                          source.num_classes) if samples else None
+    # the method's heads always count (method.projector_hidden_dim=1e8); its per-sample state
+    # where the number of samples is known before reading
+    samples = getattr(source, "num_train", None)
+    with validate.config_node("method"):  # its set-up's refusals name method.<argument>
+        heads = method_memory(lambda: USER_CONFIG.build(cfg.method, "method", "method"), new_model, samples or 0,
+                              source.num_classes)
     check_memory("train", device=device, build_model=new_model, input_shape=source.input_shape,
-                 batch_size=settings.batch_size, source=source, method=heads)
+                 batch_size=settings.batch_size, source=source, method=heads,
+                 half_precision=resolve_precision(settings.precision, device) is not None,
+                 preset=device_preset(cfg, device))
     model = new_model()
     # A method with a network of its own (co-teaching's peer) gets the same
     # architecture; the optimizer then trains both.
@@ -123,8 +200,8 @@ def build_objects(cfg: DictConfig, settings: TrainerSettings, device: torch.devi
         make_optimizer, make_scheduler = USER_CONFIG.build(cfg.optimizer, "optimizer"), \
             USER_CONFIG.build(cfg.scheduler, "scheduler")
         dry_run(make_optimizer, make_scheduler, settings.epochs)
-        params = list(model.parameters()) + list(method.parameters())
-        optimizer = make_optimizer(params, **_fused(cfg.optimizer, device))
+        groups = parameter_groups(model, method, settings.norm_weight_decay, settings.bias_weight_decay)
+        optimizer = make_optimizer(groups, **_fused(cfg.optimizer, device))
         scheduler = make_scheduler(optimizer)
     except (ValueError, TypeError) as e:
         raise UserError(f"optimizer/scheduler: {str(e).splitlines()[0]}") from None

@@ -13,12 +13,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sat.config import validate
 from sat.config.build import USER_CONFIG, StoredConfig
 from sat.config.flat import flatten
 from sat.config.roles import FIXED, covers, with_role
-from sat.config.schema import TrainConfig
+from sat.config.schema import TrainConfig, read
 from sat.errors import UserError
 from sat.run.checkpoint import checkpoint_epoch, load_checkpoint, repair
+from sat.run.files import write_atomic
 from sat.run.folder import RunFolder
 from sat.tasks.context import plain
 from sat.tasks.train.reschedule import adopt_unused_schedule
@@ -37,9 +39,26 @@ def changed_settings(now: dict[str, Any], stored: dict[str, Any], roles: dict[st
             if covers(fixed, k) and a.get(k) != b.get(k)]
 
 
+def check_epoch(state: dict[str, Any], source: Path, epochs: int) -> None:
+    """A checkpoint's epoch is one of this run's (at most ``trainer.epochs``) and the one
+    its own scheduler has counted: a crafted ``epoch`` (10**9) would otherwise pass for a
+    finished run, or make the schedule's replay run for days."""
+    epoch = int(state["epoch"])
+    if epoch > epochs:
+        raise UserError(f"resume: {source} holds epoch {epoch}, beyond this run's trainer.epochs={epochs}; accepted: "
+                        "a checkpoint of this run (its epochs done <= trainer.epochs)")
+    scheduler = state.get("scheduler")
+    steps = scheduler.get("last_epoch") if isinstance(scheduler, dict) else None
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps != epoch:
+        raise UserError(f"resume: {source} holds epoch {epoch} but its scheduler has stepped {steps} times (once an "
+                        "epoch); accepted: a checkpoint train.py wrote, not edited")
+
+
 def check_resumable(cfg: Any, state: dict[str, Any], source: Path) -> None:
     """Refuse continuing ``state`` under changed settings, except a schedule change that
-    no epoch so far has felt, which ``state`` then takes (:mod:`sat.tasks.train.reschedule`)."""
+    no epoch so far has felt, which ``state`` then takes (:mod:`sat.tasks.train.reschedule`).
+    The checkpoint's epoch is checked first (:func:`check_epoch`)."""
+    check_epoch(state, source, validate.positive_int("trainer.epochs", read(cfg, "trainer.epochs")))
     config = plain(cfg)
     roles = {**StoredConfig().roles(state["config"], TrainConfig), **USER_CONFIG.roles(config, TrainConfig)}
     changed = changed_settings(config, state["config"], roles)
@@ -91,6 +110,9 @@ def resume_source(run: RunFolder, resume: str) -> Path | None:
             log.info("checkpoints: %s", note)
         return last
     path = Path(resume).expanduser()
+    source = RunFolder.of_checkpoint(path)
+    if source is not None and RunFolder(source).status() == "running":
+        log.warning("resume=%s: its run is still training; this continues the checkpoint it holds now", resume)
     if run.last_checkpoint() is not None and path.resolve() != run.last_checkpoint().resolve():
         raise UserError(f"resume={resume} but run folder {run.path} already holds its own checkpoint; accepted: "
                         "resume=auto to continue it, or another run folder for a new run")
@@ -101,13 +123,13 @@ def fork_history(source: Path, run: RunFolder, state: dict[str, Any]) -> None:
     """Continuing another folder's checkpoint here: bring its metrics up to the
     checkpoint's epoch and its best.pt (if it holds the recorded best epoch), so this
     folder holds the whole run."""
-    src = RunFolder.of_checkpoint(source, record=False)
-    if src == run.path.resolve() or not run.writable:
+    src = RunFolder.of_checkpoint(source)  # a loose file (no run folder around it) has no history to bring
+    if src is None or src == run.path.resolve() or not run.writable:
         return
     other = RunFolder(src)
     epoch, best = int(state["epoch"]), state.get("at_best_val")
     if other.metrics_file.is_file() and not run.metrics_file.exists():
-        shutil.copyfile(other.metrics_file, run.metrics_file)
+        _copy(other.metrics_file, run.metrics_file)
         run.cut_metrics(epoch)
     if not best:
         return
@@ -117,10 +139,16 @@ def fork_history(source: Path, run: RunFolder, state: dict[str, Any]) -> None:
     for candidate in candidates:
         if candidate.is_file() and checkpoint_epoch(candidate) == best["epoch"]:
             run.checkpoints.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(candidate, run.checkpoints / "best.pt")
+            _copy(candidate, run.checkpoints / "best.pt")
             return
     log.warning("no checkpoint of the best epoch (%d) in %s: best.pt appears with the next best epoch",
                 best["epoch"], src)
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A copy through the project's writer (atomic, never through a link at ``target``)."""
+    with source.open("rb") as f:
+        write_atomic(target, lambda out: shutil.copyfileobj(f, out))
 
 
 def cut_logs(run: RunFolder, state: dict[str, Any] | None) -> tuple[int, bool]:
