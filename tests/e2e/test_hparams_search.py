@@ -34,8 +34,11 @@ def test_a_study_keeps_its_trials_in_sqlite_each_an_ordinary_run_folder(study):
         assert set(trial.params) == {"method.alpha"}  # start_epoch fixed on the command line: not searched
         assert 0.7 <= trial.params["method.alpha"] <= 0.99
         assert_trial_is_its_run(trial, study_dir)
-    assert sorted(p.name for p in study_dir.iterdir()) == ["multirun.yaml", "optuna.db", "trial-0", "trial-1",
-                                                           "trial-2"]
+    # report/: the study's report, written when the search ends (hydra.callbacks.sweep_report)
+    assert sorted(p.name for p in study_dir.iterdir()) == ["multirun.yaml", "optuna.db", "report", "trial-0",
+                                                           "trial-1", "trial-2"]
+    assert (study_dir / "report" / "study.md").read_text().startswith(
+        "# Study multirun/quickstart/search-quickstart/method.start_epoch-1+trainer.epochs-2+seed-0\n")
 
 
 def test_the_same_command_finds_its_finished_study_and_runs_nothing(study):
