@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 
 from sat.cli.sweeps import sweep_subdir
 from sat.errors import UserError
-from sat.tasks.search import check_searchable
 
 # The objective changes no run (a neutral key), but it is what a study maximises: another
 # objective, another study.
@@ -45,6 +44,8 @@ class SearchCheck(Callback):
     ``error:`` line and exit status 2, before any trial."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from sat.tasks.search import check_searchable  # (torch and the data: only when a search starts)
+
         try:
             check_searchable(config)
         except UserError as e:  # inside Hydra: a traceback would follow, so exit here
