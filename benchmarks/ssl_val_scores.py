@@ -44,7 +44,7 @@ def main() -> None:
         restored = restore_run(run / "checkpoints" / "last.pt", torch.device("cpu"), args.data_dir)
         out = {"run": str(run), **scores(restored.model, restored.data)}
         if args.random_init:
-            out["random_init"] = scores(random_init_model(restored, 0, []), restored.data)
+            out["random_init"] = scores(random_init_model(restored, 0), restored.data)
         print(json.dumps(out), flush=True)
 
 
