@@ -1,7 +1,7 @@
 """Tuning helper for the SSL presets: the issue's two protocols with the **validation** split as queries,
 so a recipe is chosen without looking at the test split (docs/results/ssl_digits_tuning_seed10_val.md).
 
-    python benchmarks/ssl_val_scores.py RUN [RUN ...] [--random-init]
+    python benchmarks/ssl_val_scores.py RUN [RUN ...] [--random-init] [--data-dir DIR]
 
 kNN: k 200, T 0.1, cosine, the run's training images as the bank; linear probe: 10 training labels per
 class (seed 0), as ``evaluate.py report=linear_probe report.labels_per_class=10``; ``--random-init``: also the same
@@ -36,13 +36,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--random-init", action="store_true")
+    parser.add_argument("--data-dir", help="where the runs' dataset files are now (CIFAR: the folder holding "
+                        "cifar-10-batches-py); not needed for the embedded digits")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for run in args.runs:
-        restored = restore_run(run / "checkpoints" / "last.pt", torch.device("cpu"), None)
+        restored = restore_run(run / "checkpoints" / "last.pt", torch.device("cpu"), args.data_dir)
         out = {"run": str(run), **scores(restored.model, restored.data)}
         if args.random_init:
-            out["random_init"] = scores(random_init_model(restored, 0, []), restored.data)
+            out["random_init"] = scores(random_init_model(restored, 0), restored.data)
         print(json.dumps(out), flush=True)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import logging
 import os
 import sys
@@ -28,7 +29,7 @@ from sat.cli import register
 from sat.cli.sweeps import note_swept_keys
 from sat.errors import UserError
 from sat.parallel.identity import is_rank0
-from sat.run.preemption import Preempted, StoppedAtStart
+from sat.run.preemption import Preempted, StoppedAtStart, stop_at_start
 
 log = logging.getLogger("sat")
 
@@ -51,21 +52,26 @@ def _user_error_in(e: BaseException | None) -> UserError | None:
     return None
 
 
-def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_refusal: bool = True,
+def guarded(task: Callable[[DictConfig], dict[str, Any]] | str, cfg: DictConfig, log_refusal: bool = True,
             importing: bool = True) -> dict[str, Any]:
     """Run a task inside Hydra's run (the command line's and the Python API's): bad
     input comes out as one :class:`UserError` and leaves no run folder behind (logged
     first with ``log_refusal``: a sweep's job log keeps it), any other failure is logged
     with its traceback, a preempted run says how to continue it, and the run's output
     folder is always named, so a failed job of a sweep can be found. Without
-    ``importing``, constructors' arguments are read from their source files (no torch)."""
+    ``importing``, constructors' arguments are read from their source files (no torch).
+    ``task``: a function, or the name of a module whose ``run`` it is (imported here,
+    where a signal while torch loads is answered in one line)."""
     from sat.cli.method_keys import note_ignored_keys
     from sat.config import keys
 
     out = OmegaConf.select(cfg, "paths.output_dir", default="?")
     try:
-        note_ignored_keys()
-        keys.check_keys(cfg, importing)  # keys added with +, which Hydra accepts whatever they are
+        with stop_at_start():  # a signal before the task's own handlers (torch loading): one line, no folder left
+            note_ignored_keys()
+            keys.check_keys(cfg, importing)  # keys added with +, which Hydra accepts whatever they are
+            if isinstance(task, str):  # a task module's name: imported here, under the handler
+                task = importlib.import_module(task).run
         return task(cfg)
     except StoppedAtStart as e:
         if is_rank0() and _drop_refused(out, UserError(f"stopped by {e.signal} before training began")):
@@ -91,7 +97,8 @@ def guarded(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, log_r
         raise
 
 
-def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, importing: bool = True) -> dict[str, Any]:
+def run_task(task: Callable[[DictConfig], dict[str, Any]] | str, cfg: DictConfig, importing: bool = True
+             ) -> dict[str, Any]:
     """:func:`guarded` for an entry point: bad input ends with its one ``error:`` line
     and exit status 2."""
     global _task_started

@@ -60,10 +60,11 @@ def _files_hash(overrides: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(overrides)).encode()).hexdigest()[:8]
 
 
-def sweep_subdir(overrides: Any, seed: Any, *, _root_: Any = None) -> str:
+def sweep_subdir(overrides: Any, seed: Any, *, _root_: Any = None, named_anyway: Iterable[str] = ()) -> str:
     """A training sweep job's folder: its overrides (sorted, ``=`` as ``-``, joined by
     ``+``) but neutral keys and the seed, then the seed, then ``+files-<hash>`` of the
-    overrides that name files (``noise.from_file=A.pt,B.pt`` makes two folders)."""
+    overrides that name files (``noise.from_file=A.pt,B.pt`` makes two folders).
+    ``named_anyway``: neutral keys that name the folder all the same (a search's objective)."""
     overrides = [str(o) for o in overrides or []]
     roles = roles_of(_root_, {_key(o) for o in overrides})
     named, files = [], []
@@ -71,7 +72,8 @@ def sweep_subdir(overrides: Any, seed: Any, *, _root_: Any = None) -> str:
         key, have = _key(override), roles.get(_key(override), frozenset())
         if FILE in have:
             files.append(override.lstrip("+~"))
-        elif NEUTRAL not in have and key not in IN_SWEEP_PATH and key != "hydra" and not key.startswith("hydra."):
+        elif (NEUTRAL not in have or key in named_anyway) and key not in IN_SWEEP_PATH and key != "hydra" \
+                and not key.startswith("hydra."):
             named.append(override)
     name = "+".join(o.replace("=", "-") for o in sorted(named))
     name = f"{name}+seed-{seed}" if name else f"seed-{seed}"

@@ -220,10 +220,14 @@ class CIFAR(DataSource):
 
     arg_roles = {"root": (FILE, PER_PROCESS), "download": (FILE, NEUTRAL, PER_PROCESS)}
 
-    def __init__(self, name: str = "cifar10", root: str = "data", download: bool = False, val_size: int = 5000):
+    def __init__(self, name: str = "cifar10", root: str = "data", download: bool = False, val_size: int = 5000,
+                 num_train: int | None = None):
+        """``num_train``: keep only the first ``num_train`` images of the training batches (ids
+        0..num_train-1, the validation tail included; null: all of them), for runs sized to a CPU."""
         validate.choice("name", name, _CIFAR)
         self.name, self.root, self.val_size = name, Path(str(root)).expanduser(), _val_size(val_size)
         self.download = validate.flag("download", download)
+        self.num_train = None if num_train is None else validate.positive_int("num_train", num_train)
         self.num_classes, self.input_shape = _CIFAR[name]["num_classes"], (3, 32, 32)
 
     def memory_bytes(self) -> int:
@@ -258,6 +262,11 @@ class CIFAR(DataSource):
             for fine, c in zip(train.labels.tolist(), coarse):
                 fine_to_coarse[fine] = c
             asym = superclass_asymmetric_map(fine_to_coarse)
+        if self.num_train is not None:  # after the class map, which needs every class's super-class
+            if self.num_train > len(train):
+                raise UserError(f"dataset.num_train={self.num_train} is out of range: {folder} holds {len(train)} "
+                                f"training images; accepted: 1 <= num_train <= {len(train)}, or null (all)")
+            train = train.subset(torch.arange(self.num_train))
         return DatasetSplits(self.name, train, test, spec["num_classes"], spec["mean"], spec["std"], self.val_size, asym)
 
 

@@ -5,6 +5,7 @@ Each also has timm's ``forward_features(x)`` (the pooled features), ``num_featur
 
 from torch import nn
 
+from sat.models.airbench import AirbenchNet
 from sat.models.normalize import Normalize, with_normalization
 from sat.models.resnet import PreActResNet, ResNet
 from sat.models.small import MLP, SmallCNN
@@ -17,6 +18,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
+    "AirbenchNet",
     "MLP",
     "Normalize",
     "PreActResNet",

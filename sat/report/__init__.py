@@ -22,6 +22,9 @@ runs of one group are averaged. Writes into ``--out`` (default ``<folder>/report
   ``knn_vs_epoch`` (test kNN accuracy against epoch, mean ± std band over seeds; its data
   in ``knn_vs_epoch.csv``).
 
+A study folder (a hyper-parameter search's, holding ``optuna.db``) gets the study's report
+instead (:mod:`sat.report.study`): its best trials, Optuna's figures and the rerun command.
+
 Figures are PNG (200 dpi) and PDF; all numbers are percentages. It also prints the
 groups, the comparison and which runs finished, failed (with the error line), were
 preempted, are running (or were killed), or have not started (jobs of a sweep's grid
@@ -31,7 +34,7 @@ Modules, one job each: ``settings`` (which config values count), ``runs`` (folde
 plain :class:`Run` values), ``groups`` (grouping, titles), ``grid`` (a sweep's jobs, by
 Hydra), ``double_descent`` (width curves), ``tables``, ``comparison``, ``ssl`` (the
 self-supervised table and curves), ``status``,
-``figures``, ``make`` (all of it), ``cli``.
+``figures``, ``make`` (all of it), ``study`` (a hyper-parameter search's study), ``cli``.
 """
 
 from sat.report.cli import main

@@ -1,7 +1,7 @@
 """The method x noise-setting comparison (``comparison.md``, ``comparison.csv``) of runs
 trained on labels: final test accuracy and (where the runs have a validation split) test
-accuracy at the epoch of best validation accuracy, mean ± sample standard deviation over
-seeds, in percent, finished runs only.
+accuracy at the epoch of best validation accuracy (in percent), and each run's wall time
+(minutes: what a method costs), mean ± sample standard deviation over seeds, finished runs only.
 
 Rows are the groups' settings other than noise (the method, and any other setting that
 differs); columns are the noise settings (the ``noise`` option and ``noise.*``)."""
@@ -24,7 +24,7 @@ from sat.run import files
 class Metric:
     key: str  # CSV column stem
     title: str
-    value: Callable[[Run], float]  # percent; NaN when the run lacks it
+    value: Callable[[Run], float]  # percent (time: minutes); NaN when the run lacks it
     needs_validation: bool = False  # measured only by runs with a validation split
 
 
@@ -32,7 +32,13 @@ METRICS = (
     Metric("final_test_acc_pct", "Final test accuracy (%)", lambda r: pct(metric_value(r.final, "test/acc"))),
     Metric("test_acc_at_best_val_pct", "Test accuracy at the best-validation epoch (%)",
            lambda r: pct((r.at_best_val or {}).get("test/acc")), needs_validation=True),
+    # wall clock, so it includes whatever else the machine ran: compare methods timed side by side
+    Metric("wall_time_min", "Wall time per run (minutes)", lambda r: _minutes(r.summary.get("wall_time_s"))),
 )
+
+
+def _minutes(seconds: Any) -> float:
+    return float(seconds) / 60 if isinstance(seconds, (int, float)) else math.nan
 
 
 def is_noise_column(column: str) -> bool:
@@ -73,7 +79,8 @@ def to_markdown(cmp: Comparison, title: str) -> str:
     n = counts.pop() if len(counts) == 1 else None
     seeds = f"n = {n} seed{'s' * (n != 1)} per cell" if n else "n seeds per cell in brackets"
     lines = [f"# Comparison: {title}" if title else "# Comparison", "",
-             f"Mean ± sample standard deviation over seeds ({seeds}), in percent; finished runs only.", ""]
+             f"Mean ± sample standard deviation over seeds ({seeds}); accuracies in percent; finished runs only.",
+             ""]
     row_header = cmp.row_columns or ["runs"]
     for metric in cmp.metrics:
         lines += [f"## {metric.title}", ""]

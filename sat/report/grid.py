@@ -20,6 +20,9 @@ from sat.report.settings import load_stored_config
 # More jobs than any sweep runs: a multirun.yaml declaring more (``seed=range(0,30000000)``)
 # is refused before its grid is made, rather than taking the machine's memory.
 MAX_JOBS = 100_000
+# Sweepers whose jobs are the basic sweeper's grid (sat's own then leaves out of each job
+# the method keys its method does not take: hydra_plugins/sat_sweeper).
+GRID_SWEEPERS = ("BasicSweeper", "SatSweeper")
 
 
 def expand_grid(sweeper_params: dict[str, Any], task_overrides: list[str]) -> list[list[str]]:
@@ -64,7 +67,7 @@ def sweep_jobs(sweep_root: Path) -> list[list[str]] | None:
     """The jobs of the sweep at ``sweep_root`` (read from the ``multirun.yaml`` Hydra
     writes there); None when another sweeper (Optuna, ...) chose them as it went."""
     hydra = load_stored_config(Path(sweep_root) / "multirun.yaml").hydra
-    if not str(OmegaConf.select(hydra, "sweeper._target_", default="")).endswith("BasicSweeper"):
+    if not str(OmegaConf.select(hydra, "sweeper._target_", default="")).endswith(GRID_SWEEPERS):
         return None
     params = OmegaConf.select(hydra, "sweeper.params", default=None)
     params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
@@ -80,6 +83,13 @@ def not_started(root: Path, started: list[tuple[Path, tuple[str, ...]]]) -> list
         jobs = sweep_jobs(sweep_root)
         if jobs is None:
             continue
-        have = {frozenset(overrides) for path, overrides in started if sweep_root in path.parents}
-        missing += [(sweep_root, job) for job in jobs if frozenset(job) not in have]
+        have = [frozenset(overrides) for path, overrides in started if sweep_root in path.parents]
+        missing += [(sweep_root, job) for job in jobs if not any(ran_as(job, run) for run in have)]
     return missing
+
+
+def ran_as(job: list[str], run: frozenset[str]) -> bool:
+    """Whether a run with overrides ``run`` is the grid's ``job``: the same overrides, but
+    for method keys the sweeper left out because the run's method does not take them."""
+    left_out = set(job) - run
+    return run <= set(job) and all(o.startswith("method.") for o in left_out)

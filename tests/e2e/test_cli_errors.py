@@ -42,6 +42,11 @@ CASES = [
      "activations at batch 256 of 3x224x224"),
     ("output folder is a file", "train.py", [*TINY, "hydra.run.dir={tmp}/a_file"],
      "output folder {tmp}/a_file is an existing file"),
+    ("search without a validation split", "train.py",
+     ["-m", "experiment=quickstart", "hparams_search=quickstart", "dataset.val_size=0"],
+     "error: dataset.val_size=0 leaves no validation split, where the search maximises objective=final/val/acc; "
+     "accepted: dataset.val_size=N with N > 0 (noisy labels held out of training: the search never reads clean "
+     "labels)"),
     ("resume names nothing", "train.py", [*TINY, "resume={tmp}/empty"], "is a folder without checkpoints/last.pt"),
     ("resume path missing", "train.py", [*TINY, "resume={tmp}/nope.pt"], "resume={tmp}/nope.pt does not exist; accepted:"),
     ("dry run refuses a value", "train.py", [*TINY, "noise.rate=1.5", "dry_run=true"],
@@ -66,8 +71,8 @@ CASES = [
 # Refused before torch is imported (issue 29: a typo answered in a fraction of torch's import time).
 BEFORE_TORCH = {"schema: wrong type", "schema: unknown key", "unknown group option", "added key nothing takes",
                 "malformed override", "output folder is a file", "evaluate: report option",
-                "sweep of 1e8 jobs", "evaluate: sweep of 1e8 jobs", "a sweep's method key no method takes",
-                "resume: a folder's stored hydra key"}
+                "a sweep's method key no method takes", "resume: a folder's stored hydra key", "sweep of 1e8 jobs",
+                "evaluate: sweep of 1e8 jobs"}
 
 
 def _without_import_times(proc: subprocess.CompletedProcess) -> tuple[subprocess.CompletedProcess, set[str]]:

@@ -38,7 +38,7 @@ def test_sweep_folder_paths_paste_unquoted_everywhere(sweep, tmp_path):
     """Folder names hold the settings given (not thread counts or devices, which change
     no result) and every path the project prints works unquoted in checkpoint=,
     checkpoints=, resume= and the report."""
-    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name != "report")  # (the sweep's own report)
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name != "report")  # (report/: the sweep-end report)
     common = "augment-none+dataset-synthetic+debug-fast+{}+model.width-8+model-cnn+trainer.batch_size-64+" \
              "trainer.epochs-2+seed-0"
     assert jobs == [common.format("method-ce"), common.format("method-sat")]

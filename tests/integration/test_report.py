@@ -233,6 +233,19 @@ def test_comparison_is_the_hand_computed_mean_and_std_over_seeds(tmp_path):
     assert md.split("## Final test accuracy (%)")[1].strip() in format_report(report)  # printed too
 
 
+def test_comparison_gives_each_method_s_wall_time_in_minutes(tmp_path):
+    for method, seconds in {"ce": (60, 120, 90), "sat": (300, 360, 330)}.items():
+        for seed, wall in enumerate(seconds):
+            path = make_run(tmp_path, folder(method=method, seed=seed), method=method, seed=seed)
+            summary = json.loads((path / "summary.json").read_text())
+            (path / "summary.json").write_text(json.dumps({**summary, "wall_time_s": wall}))
+    report = make_report(tmp_path)
+    wall = (report.out / "comparison.md").read_text().split("## Wall time per run (minutes)")[1]
+    assert "| ce | 1.50 ± 0.50 |" in wall and "| sat | 5.50 ± 0.50 |" in wall
+    rows = {r["method"]: r for r in read_csv(report.out / "comparison.csv")}
+    assert (rows["ce"]["wall_time_min_mean"], rows["sat"]["wall_time_min_std"]) == ("1.5", "0.5")
+
+
 def test_a_sweep_without_a_validation_split_gets_no_best_validation_table(tmp_path):
     for seed in (0, 1):
         make_run(tmp_path, folder(seed=seed), seed=seed, val_size=0, test_acc=[0.5, 0.6 + 0.1 * seed])

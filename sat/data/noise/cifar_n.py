@@ -88,7 +88,9 @@ def _read(path: Path, spec: HumanLabelFile) -> object:
 def load_human_labels(path: str | os.PathLike, dataset: str, clean_labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """The file's ``clean_label`` and label sets (``HUMAN_LABEL_FILES[dataset].keys``)
     as int64 tensors, after checking them against ``clean_labels``, the dataset's
-    training labels in their original order."""
+    training labels in their original order. A dataset cut to its first ``n`` training
+    images (``dataset.num_train``) gets the file's first ``n`` rows; ``clean_label`` must
+    still equal its labels, so another order or subset is refused."""
     spec = human_label_file(dataset)
     path = Path(path).expanduser()
     if not path.is_file():
@@ -109,9 +111,10 @@ def load_human_labels(path: str | os.PathLike, dataset: str, clean_labels: torch
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "iu" or a.ndim != 1:
             got = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
             raise UserError(f"{bad}: {key} is a {got}, not a 1-d numpy int array; {spec.where_to_get()}")
-        if len(a) != len(clean_labels):
+        if len(a) < len(clean_labels):
             raise UserError(f"{bad}: {key} has {len(a)} labels but the dataset has {len(clean_labels)} training "
                             f"samples; {spec.where_to_get()}")
+        a = a[: len(clean_labels)]  # a training set cut to its first images (dataset.num_train): their rows
         if len(a) and (a.min() < 0 or a.max() >= spec.num_classes):
             raise UserError(f"{bad}: {key} has labels in [{a.min()}, {a.max()}], outside [0, {spec.num_classes}); "
                             f"{spec.where_to_get()}")

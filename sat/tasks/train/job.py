@@ -184,7 +184,10 @@ def setup_torch(settings: TrainerSettings, device_name: Any, seed: int,
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(seed)
-    return device, amp_dtype, device.type == "cuda" and settings.channels_last
+    # channels_last: on CUDA, and on the CPU under bf16 autocast, whose oneDNN convolutions are fastest in NHWC
+    # (benchmarks/cpu_throughput.py); CPU runs in fp32 keep NCHW, so their results stay what they were
+    channels_last = settings.channels_last and (device.type == "cuda" or amp_dtype is not None)
+    return device, amp_dtype, channels_last
 
 
 def _place(objects: Objects, data: TrainingData, device: torch.device, channels_last: bool) -> None:

@@ -45,7 +45,7 @@ class Objects:
     memory: tuple[int, int] | None = None  # (bytes the run needs at least, bytes the device has): check_memory's count
 
 
-CPU_HEAVY_TFLOP = 1.0  # training compute per epoch above which a CPU run gets a cost note
+CPU_HEAVY_TFLOP = 5.0  # training compute per epoch above which a CPU run gets a cost note (cifar10_cpu: 2)
 
 
 def note_cost(model: nn.Module, data: TrainingData, device: torch.device, settings: TrainerSettings) -> None:
@@ -65,7 +65,7 @@ def note_cost(model: nn.Module, data: TrainingData, device: torch.device, settin
     if per_epoch > CPU_HEAVY_TFLOP:
         c, h, w = data.train.sample_shape
         log.warning("heavy for a CPU: %s at %dx%d px is %.2f GFLOP per image, %.1f TFLOP per training epoch of %d "
-                    "images (x %d epochs); for a CPU-sized run see experiment=image_folder_cpu (32 px, a small CNN)",
+                    "images (x %d epochs); for a CPU-sized run see experiment=cifar10_cpu (CIFAR-10) or image_folder_cpu (32 px)",
                     type(model[-1] if isinstance(model, nn.Sequential) else model).__name__, h, w,
                     counter.get_total_flops() / 1e9, per_epoch, len(data.train), settings.epochs)
 
