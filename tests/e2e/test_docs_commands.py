@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, run_entry
 from image_folder_files import random_image, write_image
 
 from sat import cli
@@ -102,6 +102,12 @@ def places(quickstart_sweep, tmp_path_factory) -> list[tuple[str, str]]:
     sweeps = {name: sweep for name in ("multirun/quickstart/DATE/TIME", "multirun/ssl_digits/DATE/TIME",
                                        "multirun/dd_digits/<date>/<time>", "FOLDER_HOLDING_BOTH_SWEEPS",
                                        "FOLDER_OF_THE_SWEEPS", "SWEEP_DIR", "SWEEP")}
+    # a hyper-parameter search's folder: a real Optuna study of one 2-epoch trial
+    study = tmp_path_factory.mktemp("study") / "search"
+    run_entry("train.py", "-m", "experiment=quickstart", "hparams_search=quickstart", "hydra.sweeper.n_trials=1",
+              "trainer.epochs=2", "method.start_epoch=1", "logger=none", f"hydra.sweep.dir={study}", cwd=study.parent)
+    sweeps.update({name: study for name in ("multirun/quickstart/search-sat/seed-0",
+                                            "multirun/quickstart/search-sat/noise.rate-0.4+seed-0")})
     folders = {"dataset.root=DIR": f"dataset.root={folder}", "dataset.root=/data/mine": f"dataset.root={folder}"}
     table = [*folders.items(), *shell.items(), *((k, str(v)) for k, v in runs.items()),
              *((k, str(v)) for k, v in sweeps.items()),
