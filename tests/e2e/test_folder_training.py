@@ -75,6 +75,7 @@ def test_a_signal_to_the_process_group_stops_a_streamed_run_within_a_step(images
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
         time.sleep(0.2)
     started = json.loads((run / "summary.json").read_text())
+    time.sleep(0.6)  # (so that the run's wall time must have grown by more than 0.5 s when it stops)
     sent = time.monotonic()
     os.killpg(proc.pid, signal.SIGTERM)  # the main process and its reader workers
     out = proc.communicate(timeout=120)[0]
