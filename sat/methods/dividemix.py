@@ -36,7 +36,6 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from sat.config import validate
@@ -62,6 +61,8 @@ def clean_probability(losses: torch.Tensor, seed: int = 0) -> torch.Tensor:
     values = losses.detach().double().cpu().numpy()
     spread = max(values.max() - values.min(), np.finfo(np.float64).tiny)
     values = ((values - values.min()) / spread).reshape(-1, 1)
+    from sklearn.mixture import GaussianMixture  # here: its import costs every process start ~1.5 s of CPU
+
     gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed).fit(values)
     clean = gmm.predict_proba(values)[:, int(gmm.means_.argmin())]
     return torch.as_tensor(clean, dtype=torch.float32, device=losses.device)

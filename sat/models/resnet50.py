@@ -3,7 +3,9 @@
 7x7 stride-2 stem, max-pool and bottleneck stages with ``[k, 2k, 4k, 8k]`` inner
 channels (``k = width``, 64 standard; outputs 4x that): the Clothing1M / WebVision
 model. Built from torchvision's own ``Bottleneck`` and ``_make_layer``, so parameter
-names match torchvision's and its ImageNet weights load as they are.
+names match torchvision's and its ImageNet weights load as they are. torchvision is imported
+when one is built, not with this module: every process imports the model zoo (the trusted-class
+registry) and torchvision's import costs about 2 s of CPU.
 
 Pretrained weights are never downloaded: ``pretrained=True`` reads ``weights_path`` or
 torchvision's file in the torch hub cache, and says how to provide it otherwise.
@@ -17,8 +19,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet50_Weights
-from torchvision.models.resnet import Bottleneck, ResNet
 
 from sat.config.roles import FILE
 from sat.config.trust import trusted
@@ -27,12 +27,17 @@ from sat.errors import UserError
 from sat.models._checks import image_shape
 
 BLOCKS = (3, 4, 6, 3)
-# The file names torchvision's downloader gives the ImageNet weights in <hub>/checkpoints.
-HUB_FILES = tuple(os.path.basename(w.url) for w in (ResNet50_Weights.IMAGENET1K_V1, ResNet50_Weights.IMAGENET1K_V2))
+
+
+def hub_files() -> tuple[str, ...]:
+    """The file names torchvision's downloader gives the ImageNet weights in <hub>/checkpoints."""
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(os.path.basename(w.url) for w in (ResNet50_Weights.IMAGENET1K_V1, ResNet50_Weights.IMAGENET1K_V2))
 
 
 @trusted("model")
-class ResNet50(ResNet):
+class ResNet50(nn.Module):
     """ResNet-50 for ``num_classes``; takes (N, C, H, W) inputs of any size >= 32.
 
     ``pretrained``: start from ImageNet weights (the classifier is new unless
@@ -48,19 +53,21 @@ class ResNet50(ResNet):
         channels = image_shape(input_shape)[0]
         if not isinstance(pretrained, bool):
             raise UserError(key="pretrained", value=pretrained, problem="is not supported", accepted="true, false")
+        from torchvision.models.resnet import Bottleneck, ResNet
+
         # torchvision's ResNet.__init__ fixes the stem at 64 channels; set the state its
         # _make_layer reads and build the same modules at our width instead.
-        nn.Module.__init__(self)
+        super().__init__()
         self._norm_layer = nn.BatchNorm2d
         self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
         self.conv1 = nn.Conv2d(channels, width, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(Bottleneck, width, BLOCKS[0])
-        self.layer2 = self._make_layer(Bottleneck, 2 * width, BLOCKS[1], stride=2)
-        self.layer3 = self._make_layer(Bottleneck, 4 * width, BLOCKS[2], stride=2)
-        self.layer4 = self._make_layer(Bottleneck, 8 * width, BLOCKS[3], stride=2)
+        self.layer1 = ResNet._make_layer(self, Bottleneck, width, BLOCKS[0])
+        self.layer2 = ResNet._make_layer(self, Bottleneck, 2 * width, BLOCKS[1], stride=2)
+        self.layer3 = ResNet._make_layer(self, Bottleneck, 4 * width, BLOCKS[2], stride=2)
+        self.layer4 = ResNet._make_layer(self, Bottleneck, 8 * width, BLOCKS[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(8 * width * Bottleneck.expansion, num_classes)
         for m in self.modules():  # torchvision's initialisation
@@ -85,6 +92,9 @@ class ResNet50(ResNet):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))  # torchvision's forward
+
     def get_classifier(self) -> nn.Module:
         return self.fc
 
@@ -105,14 +115,14 @@ def find_weights(weights_path: str | None) -> Path:
         path = Path(str(weights_path)).expanduser()
         if not path.is_file():
             raise UserError(key="weights_path", value=weights_path, problem="is not a file",
-                            accepted=f"a torchvision ResNet-50 state dict (.pth), e.g. {HUB_FILES[0]}")
+                            accepted=f"a torchvision ResNet-50 state dict (.pth), e.g. {hub_files()[0]}")
         return path
     cache = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in HUB_FILES:
+    for name in hub_files():
         if (cache / name).is_file():
             return cache / name
     raise UserError(key="pretrained", value=True, problem=f"but no ResNet-50 weights were found (nothing is "
-                    f"downloaded): copy torchvision's {HUB_FILES[0]} into {cache} (TORCH_HOME) or set "
+                    f"downloaded): copy torchvision's {hub_files()[0]} into {cache} (TORCH_HOME) or set "
                     "{.weights_path}=/path/to/it")
 
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from sat.errors import UserError
 from sat.models import count_parameters, with_normalization
-from sat.models.resnet50 import HUB_FILES, ResNet50
+from sat.models.resnet50 import ResNet50, hub_files
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "resnet50.yaml"
 
@@ -46,7 +46,7 @@ def test_pretrained_without_weights_says_how_to_provide_them(tmp_path, monkeypat
     with pytest.raises(UserError) as info:
         ResNet50(14, (3, 224, 224), pretrained=True)
     msg = str(info.value)
-    assert "\n" not in msg and HUB_FILES[0] in msg and "weights_path=" in msg and str(tmp_path / "hub") in msg
+    assert "\n" not in msg and hub_files()[0] in msg and "weights_path=" in msg and str(tmp_path / "hub") in msg
     with pytest.raises(UserError, match="^weights_path='/nowhere.pth' is not a file"):
         ResNet50(14, (3, 224, 224), pretrained=True, weights_path="/nowhere.pth")
     with pytest.raises(UserError, match="needs width=64"):
@@ -58,7 +58,7 @@ def test_pretrained_loads_a_local_torchvision_file_with_a_new_classifier(tmp_pat
     source = torchvision.models.resnet50()  # stands in for the ImageNet weights
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
-    torch.save(source.state_dict(), cache / HUB_FILES[1])
+    torch.save(source.state_dict(), cache / hub_files()[1])
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     model = ResNet50(14, (3, 64, 64), pretrained=True)  # found in the hub cache
     assert torch.equal(model.layer3[2].conv2.weight, source.layer3[2].conv2.weight)
