@@ -4,10 +4,13 @@ refused, and what a method declares is what its steps do."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from conftest import CONF
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from sat.config.schema import TrainerSettings
 from sat.config.validate import argument_names
@@ -24,12 +27,42 @@ def options(group: str) -> list[str]:
 DELAYED = {"sat", "sat_sce", "trades_sat", "sat_selective", "gambler", "forward", "backward", "dividemix", "ssl_sat"}
 
 
+def experiments_setting(method: str) -> list[str | None]:
+    """The experiments whose composition can change ``method``'s own settings (its phase
+    starts): the default config, every experiment that chooses the method itself, and every
+    one with a ``method_tuning/<experiment>-<method>.yaml``. Under any other experiment the
+    method node is the method's own file, checked under the default config; what the
+    experiment sets there (its trainer) is checked with its own method, so every experiment
+    is covered without composing all 24 x 22 pairs (about 0.2 s each)."""
+    chosen = [e for e in options("experiment")
+              if OmegaConf.select(_own_defaults(e), "method") == method
+              or (CONF / "method_tuning" / f"{e}-{method}.yaml").is_file()]
+    return [None, *chosen]
+
+
+@functools.cache
+def _own_defaults(experiment: str):
+    """An experiment file's ``override /<group>: <option>`` choices, as a config."""
+    lines = OmegaConf.to_container(OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml")).get("defaults") or []
+    return OmegaConf.create({k.removeprefix("override /"): v for d in lines if isinstance(d, dict)
+                             for k, v in d.items()})
+
+
+def test_every_experiment_chooses_a_method_or_is_covered_by_the_default():
+    """The pairs above cover every experiment: each chooses its method (an experiment
+    without one runs the default config's, SAT, which is checked under it)."""
+    for experiment in options("experiment"):
+        own = OmegaConf.select(_own_defaults(experiment), "method") or "sat"
+        assert experiment in experiments_setting(own), experiment
+
+
 @pytest.mark.parametrize("method", options("method"))
 def test_debug_fast_reaches_every_later_phase_under_every_experiment(compose_cfg, method):
     """debug=fast's two epochs exercise what the full run does: every phase start (also
     width-scaled, also a part's: TRADES' natural loss) moves to epoch 1, logged, and the
-    key it names is the argument that sets it."""
-    for experiment in [None, *options("experiment")]:
+    key it names is the argument that sets it; under the default config and every experiment
+    that sets the method's values or trainer (experiments_setting)."""
+    for experiment in experiments_setting(method):
         chosen = [f"experiment={experiment}"] if experiment else []
         cfg = compose_cfg("train", [*chosen, f"method={method}", "debug=fast", "paths.output_dir=/tmp/x"])
         settings = TrainerSettings.from_config(cfg.trainer)
