@@ -1,7 +1,8 @@
 """sat.report on two tiny real sweeps through ``train.py -m`` on digits:
 
-- double descent: ``experiment=dd_digits method=ce,sat model.width=8,32`` (joblib
-  launcher, as the README runs it), complete and partly finished;
+- double descent: ``experiment=dd_digits method=ce,sat model.width=8,32`` (its jobs in one
+  process, ``hydra/launcher=basic``: the parallel launcher the experiment chooses is the
+  quickstart sweep's, tests/conftest.py), complete and partly finished;
 - comparison: ``experiment=quickstart method=ce,sat noise.rate=0.2,0.4 seed=0,1``
   (issue 11's command, smaller): four groups, a noise column, the comparison table.
 
@@ -31,7 +32,7 @@ def dd_sweep(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("dd")
     root = cwd / "sweep"
     run_entry("train.py", "-m", "experiment=dd_digits", "method=ce,sat", f"model.width={','.join(map(str, WIDTHS))}",
-              "seed=0", "debug=fast", "device=cpu", f"hydra.sweep.dir={root}", cwd=cwd)
+              "seed=0", "debug=fast", "device=cpu", "hydra/launcher=basic", f"hydra.sweep.dir={root}", cwd=cwd)
     return root
 
 
@@ -64,7 +65,7 @@ def run_folder(root: Path, method: str, width: int) -> Path:
 
 def test_dd_sweep_report_writes_csv_and_figures(dd_sweep, tmp_path):
     report = make_report(dd_sweep, tmp_path)
-    assert "JoblibLauncher" in (dd_sweep / "multirun.yaml").read_text()
+    assert "BasicLauncher" in (dd_sweep / "multirun.yaml").read_text()  # the jobs in this process, in order
     assert report.grouping.columns == ["method", "model.width"]
     rows = read_csv(tmp_path / "runs.csv")
     assert [(r["method"], int(r["model.width"]), r["seed"], r["status"]) for r in rows] == [
