@@ -19,6 +19,7 @@ from image_folder_files import write_list_dataset
 from omegaconf import OmegaConf
 from two_processes import largest_gap, rank1_pid, run_two, side_by_side, torchrun
 
+import sat
 from sat.errors import UserError
 from sat.methods import TRADES, SelfAdaptiveTraining, SelfAdaptiveTrainingSCE
 from sat.methods.coteaching import CoTeaching
@@ -49,9 +50,9 @@ def same_state(a: Path, b: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> Path:
-    cwd = tmp_path_factory.mktemp("single")
-    run_entry("train.py", *DDP_RUN, f"hydra.run.dir={cwd / 'run'}", cwd=cwd)
-    return cwd / "run"
+    run = tmp_path_factory.mktemp("single") / "run"
+    sat.train(DDP_RUN, output_dir=run)  # one process: this one
+    return run
 
 
 @pytest.fixture(scope="module")

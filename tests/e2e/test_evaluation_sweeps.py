@@ -10,16 +10,15 @@ import json
 import pytest
 from conftest import TINY, run_entry
 
+import sat
 from sat.cli.sweeps import job_name
 from sat.tasks.attack import _print_table
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("sweeps")
-    run = cwd / "run"
-    run_entry("train.py", *TINY, "trainer.epochs=3", "trainer.checkpoint_every=1", "logger=none",
-              f"hydra.run.dir={run}", cwd=cwd)
+    run = tmp_path_factory.mktemp("sweeps") / "run"
+    sat.train([*TINY, "trainer.epochs=3", "trainer.checkpoint_every=1", "logger=none"], output_dir=run)
     return run
 
 

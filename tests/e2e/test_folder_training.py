@@ -23,6 +23,7 @@ def folder_args(root: Path, loader: str) -> list[str]:
     return ["dataset=image_folder", f"dataset.root={root}", "dataset.num_classes=3", "dataset.image_size=8",
             "dataset.resize=10", "dataset.val_size=10", f"loader.kind={loader}", "loader.num_workers=0",
             "model=cnn", "model.width=4", "augment=none", "trainer.epochs=3", "trainer.batch_size=16", "device=cpu",
+            "trainer.num_threads=1",  # one thread in every process, so runs here and in train.py compare exactly
             "method=sat", "method.start_epoch=1", "noise=flip", "noise.rate=0.3", "trainer.checkpoint_every=1"]
 
 
@@ -39,14 +40,13 @@ def images(tmp_path_factory) -> Path:
 def test_folder_dataset_trains_resumes_and_evaluates(images, tmp_path, loader):
     args = folder_args(images, loader)
     run_entry("train.py", *args, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
-    run_entry("train.py", *args, f"resume={tmp_path / 'full/checkpoints/epoch_1.pt'}",
-              f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    sat.train([*args, f"resume={tmp_path / 'full/checkpoints/epoch_1.pt'}"], output_dir=tmp_path / "resumed")
     assert rows(tmp_path / "resumed") == rows(tmp_path / "full")  # resume continues exactly
     summary = json.loads((tmp_path / "full/summary.json").read_text())
     assert summary["noise"]["num_train"] == 50 and summary["noise"]["realised_error"] == pytest.approx(0.3, abs=0.05)
-    proc = run_entry("evaluate.py", f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}", f"dataset_root={images}",
-                     f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["test/acc"] == pytest.approx(summary["final"]["test/acc"])
+    result = sat.evaluate([f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}", f"dataset_root={images}"],
+                          output_dir=tmp_path / "eval")
+    assert result["test/acc"] == pytest.approx(summary["final"]["test/acc"])
     # a refusal of the restored dataset's root names the key that sets it here, not the stored dataset.root
     (tmp_path / "empty").mkdir()
     line = user_error(sat.evaluate, [f"checkpoint={tmp_path / 'full/checkpoints/last.pt'}",

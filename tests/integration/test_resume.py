@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, read_metrics, run_entry, user_error
+from conftest import ROOT, TINY, read_metrics, user_error
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import sat
@@ -57,9 +57,9 @@ def wait_for_epoch(run: Path, epoch: int, proc: subprocess.Popen, timeout: float
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
-    cwd = tmp_path_factory.mktemp("full")
-    run_entry("train.py", *LONG, f"hydra.run.dir={cwd / 'run'}", cwd=cwd)
-    return cwd / "run"
+    run = tmp_path_factory.mktemp("full") / "run"
+    sat.train(LONG, output_dir=run)  # in this process: the interrupted runs below are the entry point's
+    return run
 
 
 @pytest.mark.e2e  # starts a process
@@ -74,8 +74,8 @@ def test_sigterm_mid_epoch_then_the_same_command_equals_an_uninterrupted_run(uni
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "stopping after this step" in out and "steps of epoch 2" in out  # stopped mid-epoch, checkpoint written
     assert json.loads((run / "summary.json").read_text())["status"] == "preempted"
-    again = run_entry("train.py", *args, cwd=tmp_path)  # the requeued job: the same command
-    assert "continuing from" in again.stdout
+    sat.train(args)  # the requeued job: the same settings (in this process; the stop above is train.py's)
+    assert "continuing from" in (run / "train.log").read_text()
     assert rows(run) == rows(uninterrupted)  # one line per epoch, the same values
     assert [r["epoch"] for r in rows(run)] == [1, 2, 3, 4]
     assert same_weights(run / "checkpoints/last.pt", uninterrupted / "checkpoints/last.pt")
@@ -98,7 +98,7 @@ def test_sigkill_at_random_moments_never_breaks_the_run(uninterrupted, tmp_path)
         proc.kill()
         proc.communicate()
         assert load_checkpoint(run / "checkpoints/last.pt")["epoch"] >= 1
-    run_entry("train.py", *args, cwd=tmp_path)
+    sat.train(args)
     assert rows(run) == rows(uninterrupted)
     assert same_weights(run / "checkpoints/last.pt", uninterrupted / "checkpoints/last.pt")
     for epoch in range(1, 5):
@@ -155,7 +155,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(uninterrupted
     assert len(errors) == 1 and "could not write" in errors[0] and "the previous checkpoint is intact" in errors[0]
     assert "Traceback" not in out
     assert load_checkpoint(run / "checkpoints/last.pt")["epoch"] == before  # still loads, still the old epoch
-    run_entry("train.py", *args, cwd=tmp_path)  # space again: continues to the uninterrupted result
+    sat.train(args)  # space again: continues to the uninterrupted result
     assert rows(run) == rows(uninterrupted)
 
 
