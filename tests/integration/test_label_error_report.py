@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import run_entry
 
+import sat
 from sat.label_errors.export import COLUMNS, write_label_errors
 
 
@@ -28,8 +29,8 @@ def test_the_csv_ranks_flagged_samples_by_suspicion(tmp_path):
 @pytest.mark.e2e  # starts a process
 def test_training_and_the_report_write_one_schema_and_the_report_is_complete(tmp_path):
     run = tmp_path / "run"
-    run_entry("train.py", "experiment=quickstart", "trainer.epochs=12", "method.start_epoch=2", "device=cpu",
-              "logger=none", f"hydra.run.dir={run}", cwd=tmp_path)
+    sat.train(["experiment=quickstart", "trainer.epochs=12", "method.start_epoch=2", "device=cpu", "logger=none"],
+              output_dir=run)  # in this process; the report is evaluate.py's
     out = tmp_path / "errors"
     proc = run_entry("evaluate.py", f"checkpoint={run}/checkpoints/last.pt", "report=label_errors", "report.top_suspects=4",
                      "device=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
