@@ -174,6 +174,7 @@ class StudySweeper(Sweeper):
         return max(1, int(jobs) if int(jobs) > 0 else (os.cpu_count() or 1) + 1 + int(jobs))  # joblib: -1 = all
 
     def _open_study(self, sweep_dir: Path) -> Any:
+        import numpy as np
         import optuna
         from hydra.utils import instantiate
 
@@ -192,6 +193,12 @@ class StudySweeper(Sweeper):
             raise UserError(key="hydra.sweeper.storage", value=url, problem=f"cannot hold study {name!r} ({e})",
                             accepted="an RDB URL (sqlite:///..., postgresql://...) whose driver is installed, for a "
                                      "study of this direction") from None
+        if study.trials and isinstance((self.sampler_cfg or {}).get("seed"), int):
+            # A seeded sampler would replay the draws it made before the search stopped (its first
+            # random trials again): a continued study's sampler is seeded from the seed and the
+            # number of trials the study holds, so the same command still makes the same draws.
+            seed = int(np.random.SeedSequence([self.sampler_cfg["seed"], len(study.trials)]).generate_state(1)[0])
+            study.sampler = instantiate({**self.sampler_cfg, "seed": seed})
         log.info("study %r in %s (%s; %d trials in it)", name, url, self.direction, len(study.trials))
         return study
 

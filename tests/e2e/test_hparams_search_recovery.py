@@ -42,6 +42,8 @@ def test_a_killed_study_continues_with_the_same_command(tmp_path):
     assert f"continuing from {trial3 / 'checkpoints' / 'last.pt'} after epoch" in log
     found = trials(study_dir)
     assert [(t.number, t.state.name) for t in found] == [(n, "COMPLETE") for n in range(5)]
+    # the continued search draws new settings: its seeded sampler does not replay trials 0-3's
+    assert len({tuple(sorted(t.params.items())) for t in found}) == 5, [t.params for t in found]
     for trial in found:
         assert_trial_is_its_run(trial, study_dir)
         assert [json.loads(line)["epoch"] for line in (study_dir / f"trial-{trial.number}" / "metrics.jsonl")
