@@ -88,7 +88,7 @@ class Sizes:
         # Tiny everything: checks that every row runs, not how fast.
         return cls(images=128, test_images=64, r18_widths=(2, 4), r34_width=2, batch=32, dd_batch=32, eval_batch=64,
                    trades_batch=16, trades_steps=2, wrn=(10, 1), pgd_steps=5, pgd_batch=32, job_widths=(1, 2),
-                   workers=1, warm_steps=2, train_window=0.4, trades_window=0.4, pgd_window=0.3, job_window=0.3,
+                   workers=1, warm_steps=2, train_window=0.15, trades_window=0.15, pgd_window=0.1, job_window=0.1,
                    ckpt_reps=1, deadline=90.0, row_overhead=1.0, job_overhead=4.0, compile_reserve=5.0,
                    compile_backend="eager", compile_rows="r18w2")
 
