@@ -4,6 +4,7 @@ settings, a diverging loss and repeatability through the Python API (``sat.train
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -179,6 +180,32 @@ def test_changed_settings_are_refused_and_the_run_keeps_its_record(tmp_path):
     assert (run / "summary.json").read_text() == summary  # not marked failed: the run itself is fine
     assert "model" in user_error(sat.train, [*TINY, "model.width=16", f"resume={run}/checkpoints/last.pt"],
                                  tmp_path / "b")
+
+
+def test_a_checkpoint_of_an_older_version_is_continued(compose_cfg):
+    """A checkpoint written before a class was moved (its config names the old path, an alias
+    of the same class) and before a setting existed (absent from its config; now at the
+    schema's default) holds the same settings; a real change is still refused."""
+    from sat.config.build import USER_CONFIG
+    from sat.config.schema import TrainConfig
+    from sat.tasks.context import plain
+    from sat.tasks.train.resume import changed_settings
+
+    now = plain(compose_cfg("train", [*TINY, "noise=uniform", "noise.rate=0.4", "paths.output_dir=/tmp/x"]))
+    roles = USER_CONFIG.roles(now, TrainConfig)
+    older = copy.deepcopy(now)
+    older["noise"]["_target_"] = "sat.data.noise.UniformLabelNoise"  # the class's name before sat 0.4
+    del older["loader"]["kind"]
+    assert now["noise"]["_target_"] == "sat.data.noise.label.UniformLabelNoise" and now["loader"]["kind"] == "auto"
+    assert changed_settings(now, older, roles) == []
+    older["noise"]["_target_"] = "sat.data.noise.label.FlipLabelNoise"
+    older["loader"]["kind"] = "stream"
+    assert changed_settings(now, older, roles) == [
+        "loader.kind (stream -> auto)",
+        "noise._target_ (sat.data.noise.label.FlipLabelNoise -> sat.data.noise.label.UniformLabelNoise)"]
+    del older["loader"]["kind"]
+    now["loader"]["kind"] = "device"  # not the default: an older run's loader is not known to be this one
+    assert changed_settings(now, older, roles)[0] == "loader.kind (<unset> -> device)"
 
 
 def test_a_schedule_change_is_accepted_until_it_acts(tmp_path):
