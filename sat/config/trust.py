@@ -98,15 +98,6 @@ def known_class(target: Any) -> type | None:
     return found[1] if found is not None and isinstance(found[1], type) else None
 
 
-def same_class(a: Any, b: Any) -> bool:
-    """Whether two stored ``_target_`` names build the same class: equal, or one class under
-    its current name and an older one (an alias given to :func:`trusted`)."""
-    if a == b:
-        return True
-    found = known_class(a)
-    return found is not None and found is known_class(b)
-
-
 def project_targets(kind: str) -> set[str]:
     """Every name of the project's trusted classes of ``kind``."""
     load_project()

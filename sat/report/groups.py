@@ -65,7 +65,8 @@ def varying_columns(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
         return covers(ignore, key) or any(r.is_neutral(key) for r in runs)
 
     choice_keys = _union(r.choices for r in runs)
-    choices = [k for k in choice_keys if len({r.choices.get(k) for r in runs}) > 1 and not ignored(k)]
+    # a group a run has no choice in (added since it ran) is one it did not use: null
+    choices = [k for k in choice_keys if len({r.choices.get(k, "null") for r in runs}) > 1 and not ignored(k)]
     settings = []
     for key in _union(r.settings for r in runs):
         if key in choice_keys or ignored(key) or all(key in r.derived for r in runs if key in r.settings):

@@ -20,6 +20,7 @@ from sat.config.build import StoredConfig
 from sat.config.flat import flatten
 from sat.config.roles import NEUTRAL, covers, with_role
 from sat.config.schema import TrainConfig
+from sat.config.versions import as_today
 from sat.run.records import read_record
 
 # The settings that repeat an experiment rather than define one: averaged over, never a group.
@@ -68,7 +69,9 @@ def read_settings(cfg: DictConfig) -> tuple[dict[str, Any], frozenset[str], froz
     neutral = frozenset(with_role(StoredConfig().roles(tree, TrainConfig), NEUTRAL))
     settings: dict[str, Any] = {}
     derived = set()
-    for key, value in flatten(tree).items():
+    flat = flatten(tree)
+    # an older version's run as today's (a training run's config: the runs a report keeps)
+    for key, value in as_today(flat, TrainConfig if "trainer.epochs" in flat else None).items():
         if covers(neutral, key):
             continue
         if isinstance(value, str) and "${" in value:

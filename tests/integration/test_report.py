@@ -175,6 +175,27 @@ def test_settings_that_do_not_change_results_make_no_groups(tmp_path):
     assert group_runs(read_runs(tmp_path), ignore=("noise.rate",)).columns == []  # --ignore
 
 
+def test_a_run_of_an_older_version_is_in_the_group_of_its_settings(tmp_path):
+    """Written before a class moved (its former path, an alias), before a setting existed
+    (no ``loader`` node) and before a config group existed (no choice in it): the same
+    settings as a run of today, so one group, not two."""
+    older = make_run(tmp_path, folder(seed=0), seed=0, test_acc=[0.6])
+    today = make_run(tmp_path, folder(seed=1), seed=1, test_acc=[0.7])
+    assert OmegaConf.load(older / ".hydra/config.yaml").noise._target_ == "sat.data.noise.UniformLabelNoise"
+    cfg = OmegaConf.load(today / ".hydra/config.yaml")
+    cfg.noise._target_ = "sat.data.noise.label.UniformLabelNoise"  # the class's path since sat 0.4
+    cfg.loader = {"kind": "auto", "num_workers": "auto", "decode": "auto"}  # settings added since, at their defaults
+    OmegaConf.save(cfg, today / ".hydra/config.yaml")
+    hydra = OmegaConf.load(today / ".hydra/hydra.yaml")
+    hydra.hydra.runtime.choices.hparams_search = None  # a group added since, not used
+    OmegaConf.save(hydra, today / ".hydra/hydra.yaml")
+    grouping = group_runs(read_runs(tmp_path))
+    assert grouping.columns == [] and [r.seed for r in grouping.groups[0].runs] == [0, 1]
+    cfg.loader.kind = "stream"  # not the default: another group
+    OmegaConf.save(cfg, today / ".hydra/config.yaml")
+    assert group_runs(read_runs(tmp_path)).columns == ["loader.kind"]
+
+
 def test_a_group_options_settings_are_columns_only_where_they_vary_within_it(tmp_path):
     make_run(tmp_path, "ce", method="ce")
     make_run(tmp_path, "sat", method="sat", alpha=0.9)

@@ -8,19 +8,17 @@ checkpoint in this folder instead, which then holds that run's history too.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
-
-from sat.config import trust, validate
+from sat.config import validate
 from sat.config.build import USER_CONFIG, StoredConfig
 from sat.config.flat import flatten
 from sat.config.roles import FIXED, covers, with_role
 from sat.config.schema import TrainConfig, read
+from sat.config.versions import as_today
 from sat.errors import UserError
 from sat.run.checkpoint import checkpoint_epoch, load_checkpoint, repair
 from sat.run.files import write_atomic
@@ -35,33 +33,13 @@ RESUME_ACCEPTED = "resume=auto, a run folder (resume=RUN_DIR) or a checkpoint fi
 def changed_settings(now: dict[str, Any], stored: dict[str, Any], roles: dict[str, Any]) -> list[str]:
     """The settings a continuation must keep (role ``FIXED``: what the checkpoint's state
     means; continuing it under other values would silently train something else) whose
-    values differ, as ``key (old -> new)``. A checkpoint of an older version of sat may name a
-    class by its former name (an alias of the same class) and lack a setting added since: at
-    its schema default, that is no change."""
+    values differ, as ``key (old -> new)``; a checkpoint of an older version is read as
+    today's (:mod:`sat.config.versions`: a class under a former name, a setting added since)."""
     fixed = with_role(roles, FIXED)
-    a, b = flatten(stored), flatten(now)
-
-    def same(key: str) -> bool:
-        if key not in a:
-            return key in SCHEMA_DEFAULTS and b[key] == SCHEMA_DEFAULTS[key]
-        return a[key] == b.get(key) or (key.endswith("_target_") and trust.same_class(a[key], b.get(key)))
-
-    return [f"{k} ({a.get(k, '<unset>')} -> {b.get(k, '<unset>')})" for k in sorted(set(a) | set(b))
-            if covers(fixed, k) and not same(k)]
-
-
-def _defaults(schema: type, prefix: str = "") -> dict[str, Any]:
-    """The schema's settings that have a default, flattened: ``{"loader.kind": "auto", ...}``."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(schema):
-        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
-            out.update(_defaults(f.default_factory, f"{prefix}{f.name}."))
-        elif f.default is not dataclasses.MISSING and f.default is not MISSING:
-            out[prefix + f.name] = f.default
-    return out
-
-
-SCHEMA_DEFAULTS = _defaults(TrainConfig)
+    written = flatten(stored)
+    a, b = as_today(written, TrainConfig), as_today(flatten(now), TrainConfig)
+    return [f"{k} ({written.get(k, '<unset>')} -> {b.get(k, '<unset>')})" for k in sorted(set(a) | set(b))
+            if covers(fixed, k) and a.get(k) != b.get(k)]
 
 
 def check_epoch(state: dict[str, Any], source: Path, epochs: int) -> None:
