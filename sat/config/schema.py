@@ -42,11 +42,15 @@ def read(cfg: DictConfig, key: str) -> Any:
     return value
 
 
+def field_defaults(schema: type) -> dict[str, Any]:
+    """The schema's fields that have a plain default (not MISSING, not a factory), by name."""
+    return {f.name: f.default for f in fields(schema) if f.default is not dataclasses.MISSING and f.default != MISSING}
+
+
 def _over_defaults(schema: type, node: Any) -> dict[str, Any]:
     """A node's values over its schema's defaults: each default is written once, on its field."""
     given = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
-    defaults = {f.name: f.default for f in fields(schema) if f.default is not dataclasses.MISSING and f.default != MISSING}
-    return {**defaults, **given}
+    return {**field_defaults(schema), **given}
 
 
 # Optional[...] rather than ``X | None``: OmegaConf reads these annotations at run time.

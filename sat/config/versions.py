@@ -13,19 +13,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from omegaconf import MISSING
-
 from sat.config import trust
+from sat.config.schema import field_defaults
 
 
 def schema_defaults(schema: type, prefix: str = "") -> dict[str, Any]:
     """The schema's settings that have a default, flattened: ``{"loader.kind": "auto", ...}``."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(schema):
+    out = {prefix + name: value for name, value in field_defaults(schema).items()}
+    for f in dataclasses.fields(schema):  # nested settings (trainer, loader): their own schemas
         if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
             out.update(schema_defaults(f.default_factory, f"{prefix}{f.name}."))
-        elif f.default is not dataclasses.MISSING and f.default is not MISSING:
-            out[prefix + f.name] = f.default
     return out
 
 
